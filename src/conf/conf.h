@@ -1,0 +1,91 @@
+/*
+ * conf: the YAML configuration (INTERFACE.md "Config keys"), loaded once by the
+ * master (and by every CLI command) into a struct mr_config that is then
+ * read-only and inherited by the roles over fork(). Relative paths are made
+ * absolute against the working directory at load time, because roles chroot or
+ * chdir. Errors are reported as "file:line:col: message" (allocated, caller
+ * frees) and the CLI exits 2 on them.
+ */
+#ifndef MR_CONF_H
+#define MR_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+enum listen_kind {
+	LISTEN_MX,          /* port 25: inbound from the Internet, no AUTH needed for local domains */
+	LISTEN_SUBMISSION,  /* 587: STARTTLS, AUTH required before MAIL */
+	LISTEN_SUBMISSIONS, /* 465: implicit TLS, AUTH required */
+	LISTEN_IMAP,
+	LISTEN_IMAPS,
+	LISTEN_POP3,
+	LISTEN_POP3S,
+	LISTEN_MANAGESIEVE,
+	LISTEN_KIND_COUNT
+};
+
+struct conf_listen {
+	enum listen_kind kind;
+	char *address;                /* as written: "127.0.0.1:2525", "[::1]:25", "*:25" */
+	struct sockaddr_storage addr; /* parsed */
+	socklen_t addr_len;
+	int line, col;                /* where it was declared, for bind errors */
+};
+
+struct conf_limits {
+	size_t max_line_length;       /* command line incl. CRLF; default 2048 */
+	size_t max_message_size;      /* bytes; default 52428800 (50 MiB), advertised in SIZE */
+	unsigned max_recipients;      /* per message; default 1000 */
+	unsigned max_errors;          /* bad commands before 421 and close; default 10 */
+	unsigned max_connections;     /* per smtp process; default 1000 */
+	unsigned max_connections_per_ip; /* default 20 */
+	unsigned command_timeout;     /* seconds, RFC 5321 4.5.3.2: default 300 */
+	unsigned data_timeout;        /* seconds per DATA block; default 180 */
+};
+
+struct conf_queue {
+	unsigned retry_min;           /* seconds before the first retry; default 300 */
+	unsigned retry_max;           /* cap of the exponential backoff; default 14400 */
+	unsigned max_age;             /* give up (bounce) after; default 432000 (5 days) */
+	unsigned delay_warning;       /* 0 = off; default 0 */
+	unsigned commit_delay_us;     /* group commit window; default 2000 */
+};
+
+struct mr_config {
+	char *path;                   /* the file this came from */
+	char *hostname;               /* default: gethostname() */
+	char *data_dir;               /* absolute; default /var/lib/mailroute */
+	struct conf_listen *listen;
+	size_t listen_count;
+	char *tls_cert;               /* absolute or NULL */
+	char *tls_key;
+	char **dns_forward;           /* "127.0.0.1@5353" */
+	size_t dns_forward_count;
+	char *rules;                  /* system Sieve script, absolute or NULL */
+	char **trusted_networks;      /* CIDRs that may relay without AUTH; default none */
+	size_t trusted_networks_count;
+	char *user;                   /* unprivileged user for network roles; default "mailroute" */
+	char *vmail_user;             /* owner of mailboxes; default "vmail" */
+	unsigned smtp_processes;      /* 0 = one per core */
+	char *log_file;               /* optional, in addition to stderr */
+	char *log_level;              /* debug|info|warn; default info */
+	char subaddress_separator;    /* default '+'; 0 disables */
+	bool auth_allow_plaintext;    /* allow AUTH outside TLS (tests only); default false */
+	struct conf_limits limits;
+	struct conf_queue queue;
+};
+
+/*
+ * Load and validate a config file. Returns NULL and sets *error_r to an
+ * allocated "file:line:col: message" on any error (unknown key, wrong type,
+ * bad address, missing file...).
+ */
+struct mr_config *conf_load(const char *path, char **error_r);
+void conf_free(struct mr_config **cfg);
+
+const char *conf_listen_kind_name(enum listen_kind kind);
+/* Paths under data_dir, allocated. */
+char *conf_path(const struct mr_config *cfg, const char *rel);
+
+#endif
