@@ -4,7 +4,13 @@
  * read-only and inherited by the roles over fork(). Relative paths are made
  * absolute against the working directory at load time, because roles chroot or
  * chdir. Errors are reported as "file:line:col: message" (allocated, caller
- * frees) and the CLI exits 2 on them.
+ * frees) and the CLI exits 2 on them. Lines and columns are 1-based; errors that
+ * are not tied to a place (missing file, tls cert without key) use 0:0.
+ *
+ * YAML details: a null value (`key:` or `~`) keeps the default (for
+ * subaddress_separator it disables subaddressing, like ""). Numbers are plain
+ * decimal integers; sizes (limits.max_line_length, limits.max_message_size)
+ * also take a k, M or G suffix (x1024). Booleans: true/false/yes/no.
  */
 #ifndef MR_CONF_H
 #define MR_CONF_H
@@ -84,8 +90,25 @@ struct mr_config {
 struct mr_config *conf_load(const char *path, char **error_r);
 void conf_free(struct mr_config **cfg);
 
+/* Same from a buffer (len bytes, need not be NUL-terminated); name is used in errors. */
+struct mr_config *conf_load_buffer(const char *name, const char *data, size_t len, char **error_r);
+
 const char *conf_listen_kind_name(enum listen_kind kind);
-/* Paths under data_dir, allocated. */
+/* "mx" -> LISTEN_MX...; false for an unknown name. */
+bool conf_listen_kind_parse(const char *name, enum listen_kind *kind_r);
+/* submissions, imaps, pop3s: TLS from the first byte (conf_load requires tls for them). */
+bool conf_listen_kind_implicit_tls(enum listen_kind kind);
+/* Paths under data_dir, allocated: conf_path(cfg, "queue") = "<data_dir>/queue". */
 char *conf_path(const struct mr_config *cfg, const char *rel);
+
+/*
+ * Value parsers shared with other modules. conf_parse_address accepts
+ * "127.0.0.1:2525", "[::1]:2525", "*:25" (any IPv4), "[::]:25"; port 1-65535.
+ * Returns 0, or -1 with a static reason in *why_r.
+ */
+int conf_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len_r, const char **why_r);
+/* "10.0.0.0/8", "::1/128" or a bare address (a single host). */
+bool conf_check_cidr(const char *s, const char **why_r);
+bool conf_check_hostname(const char *s, const char **why_r);
 
 #endif

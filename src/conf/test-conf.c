@@ -1,0 +1,337 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <limits.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <cmocka.h>
+
+#include "conf/conf.h"
+#include "lib/xalloc.h"
+
+#define ALL_KEYS "hostname, data_dir, listen, tls, dns, rules, trusted_networks, user, vmail_user, " \
+	"smtp_processes, log_file, log_level, subaddress_separator, auth_allow_plaintext, limits, queue"
+
+struct error_case {
+	const char *yaml;
+	const char *error;
+};
+
+static const struct error_case error_cases[] = {
+	{ "hostnme: x\n", "t.yaml:1:1: unknown key 'hostnme' (allowed: " ALL_KEYS ")" },
+	{ "hostname: a\nlimits:\n  max_foo: 1\n",
+	  "t.yaml:3:3: unknown key 'max_foo' in limits (allowed: max_line_length, max_message_size, "
+	  "max_recipients, max_errors, max_connections, max_connections_per_ip, command_timeout, data_timeout)" },
+	{ "hostname: [a]\n", "t.yaml:1:11: hostname: expected a string, got a list" },
+	{ "hostname: {a: b}\n", "t.yaml:1:11: hostname: expected a string, got a mapping" },
+	{ "hostname: \"bad host\"\n",
+	  "t.yaml:1:11: hostname: bad value 'bad host': only letters, digits, '-', '_' and '.' are allowed" },
+	{ "- a\n", "t.yaml:1:1: expected a mapping of keys at the top, got a list" },
+	{ "hostname: a\nhostname: b\n", "t.yaml:2:1: hostname: duplicate key (first at line 1)" },
+	{ "listen:\n  - { kind: smtp, address: \"127.0.0.1:25\" }\n",
+	  "t.yaml:2:13: listen[0].kind: unknown kind 'smtp' (expected mx, submission, submissions, imap, imaps, pop3, pop3s or managesieve)" },
+	{ "listen:\n  - { kind: mx, address: \"127.0.0.1:0\" }\n",
+	  "t.yaml:2:26: listen[0].address: bad address '127.0.0.1:0': port must be 1-65535" },
+	{ "listen:\n  - { kind: mx, address: \"127.0.0.1:65536\" }\n",
+	  "t.yaml:2:26: listen[0].address: bad address '127.0.0.1:65536': port must be 1-65535" },
+	{ "listen:\n  - { kind: mx, address: \"localhost:25\" }\n",
+	  "t.yaml:2:26: listen[0].address: bad address 'localhost:25': bad IPv4 address" },
+	{ "listen:\n  - { kind: mx, address: \"::1:25\" }\n",
+	  "t.yaml:2:26: listen[0].address: bad address '::1:25': expected IPv4:PORT, [IPv6]:PORT or *:PORT" },
+	{ "listen:\n  - { kind: mx, address: \"[::1]25\" }\n",
+	  "t.yaml:2:26: listen[0].address: bad address '[::1]25': expected ':PORT' after ']'" },
+	{ "listen:\n  - { kind: mx, address: \"[::g]:25\" }\n",
+	  "t.yaml:2:26: listen[0].address: bad address '[::g]:25': bad IPv6 address" },
+	{ "listen:\n  - { kind: mx, address: \"127.0.0.1:2525\" }\n"
+	  "  - { kind: submission, address: \"127.0.0.1:2525\" }\n",
+	  "t.yaml:3:34: listen[1].address: duplicate listen address '127.0.0.1:2525' (also at line 2)" },
+	{ "listen:\n  - { kind: mx }\n", "t.yaml:2:5: listen[0]: missing key 'address'" },
+	{ "listen:\n  - kind: mx\n    address: \"*:25\"\n    port: 3\n",
+	  "t.yaml:4:5: listen[0]: unknown key 'port' (allowed: kind, address)" },
+	{ "listen: \"*:25\"\n", "t.yaml:1:9: listen: expected a list, got a scalar" },
+	{ "listen:\n  - \"*:25\"\n", "t.yaml:2:5: listen[0]: expected a mapping {kind, address}, got a scalar" },
+	{ "listen:\n  - { kind: imaps, address: \"*:993\" }\n", "t.yaml:2:5: listen[0]: kind imaps needs tls.cert and tls.key" },
+	{ "tls: { cert: a.pem }\n", "t.yaml:0:0: tls: cert and key must be given together" },
+	{ "tls: a.pem\n", "t.yaml:1:6: tls: expected a mapping, got a scalar" },
+	{ "limits:\n  max_recipients: ten\n", "t.yaml:2:19: limits.max_recipients: expected a non-negative integer, got 'ten'" },
+	{ "limits:\n  max_recipients: -1\n", "t.yaml:2:19: limits.max_recipients: expected a non-negative integer, got '-1'" },
+	{ "limits:\n  max_recipients: 0\n", "t.yaml:2:19: limits.max_recipients: 0 is out of range (1-1000000)" },
+	{ "limits:\n  max_message_size: 10X\n",
+	  "t.yaml:2:21: limits.max_message_size: expected a size (an integer, optionally with k, M or G), got '10X'" },
+	{ "limits:\n  max_message_size: M\n",
+	  "t.yaml:2:21: limits.max_message_size: expected a size (an integer, optionally with k, M or G), got 'M'" },
+	{ "limits: { max_line_length: 100 }\n", "t.yaml:1:28: limits.max_line_length: 100 is out of range (512-1048576)" },
+	{ "queue:\n  retry_min: 99999999999999999999999\n",
+	  "t.yaml:2:14: queue.retry_min: expected a non-negative integer, got '99999999999999999999999'" },
+	{ "queue: { retry_min: 600, retry_max: 300 }\n", "t.yaml:0:0: queue.retry_max (300) is smaller than queue.retry_min (600)" },
+	{ "auth_allow_plaintext: maybe\n", "t.yaml:1:23: auth_allow_plaintext: expected true or false, got 'maybe'" },
+	{ "subaddress_separator: \"+-\"\n",
+	  "t.yaml:1:23: subaddress_separator: expected one printable character (not '@') or \"\", got '+-'" },
+	{ "trusted_networks: [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",
+	  "t.yaml:1:34: trusted_networks[1]: bad value '10.0.0.0/33': prefix length must be 0-32" },
+	{ "trusted_networks: [\"fe80::/129\"]\n",
+	  "t.yaml:1:20: trusted_networks[0]: bad value 'fe80::/129': prefix length must be 0-128" },
+	{ "trusted_networks: [\"example.com/8\"]\n",
+	  "t.yaml:1:20: trusted_networks[0]: bad value 'example.com/8': bad IP address" },
+	{ "dns:\n  forward: [\"127.0.0.1@0\"]\n", "t.yaml:2:13: dns.forward[0]: bad value '127.0.0.1@0': port must be 1-65535" },
+	{ "dns:\n  forward: [\"resolver\"]\n", "t.yaml:2:13: dns.forward[0]: bad value 'resolver': expected IP or IP@PORT" },
+	{ "log_level: verbose\n", "t.yaml:1:12: log_level: bad value 'verbose': expected debug, info or warn" },
+	{ "data_dir: \"\"\n", "t.yaml:1:11: data_dir: must not be empty" },
+	{ "smtp_processes: 5000\n", "t.yaml:1:17: smtp_processes: 5000 is out of range (0-1024)" },
+	/* YAML syntax errors carry libyaml's problem mark. */
+	{ "hostname: [a\n", "t.yaml:2:1: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at line 1)" },
+	{ "a: b\n c: d\n", "t.yaml:2:3: YAML syntax error: mapping values are not allowed in this context" },
+	{ "hostname: \"abc\n", "t.yaml:2:1: YAML syntax error: found unexpected end of stream (while scanning a quoted scalar at line 1)" },
+	{ "hostname: a\n---\nhostname: b\n", "t.yaml:2:1: only one YAML document is allowed" },
+	{ "hostname: \"\xff\"\n", "t.yaml:1:12: YAML error: invalid leading UTF-8 octet" },
+};
+
+static void test_errors(void **state)
+{
+	for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++) {
+		const struct error_case *c = &error_cases[i];
+		char *error = NULL;
+		struct mr_config *cfg = conf_load_buffer("t.yaml", c->yaml, strlen(c->yaml), &error);
+		if (cfg != NULL || error == NULL || strcmp(error, c->error) != 0) {
+			fprintf(stderr, "case %zu: %s\n  expected: %s\n  got:      %s\n", i, c->yaml, c->error,
+				error != NULL ? error : "(success)");
+			fail();
+		}
+		free(error);
+	}
+}
+
+static const char demo[] =
+	"hostname: mx.example.test\n"
+	"data_dir: var\n"
+	"listen:\n"
+	"  - { kind: mx,          address: \"127.0.0.1:2525\" }\n"
+	"  - { kind: submission,  address: \"127.0.0.1:2587\" }\n"
+	"  - { kind: submissions, address: \"127.0.0.1:2465\" }\n"
+	"  - { kind: imap,        address: \"127.0.0.1:2143\" }\n"
+	"  - { kind: imaps,       address: \"127.0.0.1:2993\" }\n"
+	"  - { kind: pop3,        address: \"127.0.0.1:2110\" }\n"
+	"  - { kind: pop3s,       address: \"127.0.0.1:2995\" }\n"
+	"  - { kind: managesieve, address: \"127.0.0.1:4190\" }\n"
+	"  - { kind: mx,          address: \"[::1]:2525\" }\n"
+	"  - { kind: mx,          address: \"*:2526\" }\n"
+	"tls: { cert: var/tls/cert.pem, key: /etc/ssl/key.pem }\n"
+	"dns:\n"
+	"  forward: [\"127.0.0.1@5353\", \"::1\"]   # comment\n"
+	"rules: ./var/rules.sieve\n"
+	"trusted_networks: [10.0.0.0/8, \"::1/128\", 192.0.2.1]\n"
+	"subaddress_separator: \"-\"\n"
+	"auth_allow_plaintext: true\n"
+	"limits: { max_message_size: 10M, max_line_length: 4k, max_recipients: 50 }\n"
+	"queue:\n"
+	"  retry_min: 60\n"
+	"  commit_delay_us: 0\n";
+
+static void test_demo(void **state)
+{
+	char cwd[PATH_MAX], *error = NULL, *expect;
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	struct mr_config *cfg = conf_load_buffer("demo.yaml", demo, strlen(demo), &error);
+	if (cfg == NULL)
+		fprintf(stderr, "%s\n", error);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->path, "demo.yaml");
+	assert_string_equal(cfg->hostname, "mx.example.test");
+	expect = xasprintf("%s/var", cwd);
+	assert_string_equal(cfg->data_dir, expect);
+	free(expect);
+	assert_int_equal(cfg->listen_count, 10);
+	static const enum listen_kind kinds[] = { LISTEN_MX, LISTEN_SUBMISSION, LISTEN_SUBMISSIONS, LISTEN_IMAP,
+		LISTEN_IMAPS, LISTEN_POP3, LISTEN_POP3S, LISTEN_MANAGESIEVE, LISTEN_MX, LISTEN_MX };
+	for (size_t i = 0; i < 10; i++)
+		assert_int_equal(cfg->listen[i].kind, kinds[i]);
+	assert_string_equal(conf_listen_kind_name(cfg->listen[6].kind), "pop3s");
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listen[0].addr;
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 2525);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	assert_int_equal(cfg->listen[0].addr_len, sizeof(struct sockaddr_in));
+	assert_string_equal(cfg->listen[0].address, "127.0.0.1:2525");
+	assert_int_equal(cfg->listen[0].line, 4);
+	assert_int_equal(cfg->listen[0].col, 5);
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&cfg->listen[8].addr;
+	assert_int_equal(sin6->sin6_family, AF_INET6);
+	assert_int_equal(ntohs(sin6->sin6_port), 2525);
+	assert_true(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+	sin = (const struct sockaddr_in *)&cfg->listen[9].addr;
+	assert_int_equal(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+	assert_int_equal(ntohs(sin->sin_port), 2526);
+	expect = xasprintf("%s/var/tls/cert.pem", cwd);
+	assert_string_equal(cfg->tls_cert, expect);
+	free(expect);
+	assert_string_equal(cfg->tls_key, "/etc/ssl/key.pem");
+	expect = xasprintf("%s/var/rules.sieve", cwd);
+	assert_string_equal(cfg->rules, expect);
+	free(expect);
+	assert_int_equal(cfg->dns_forward_count, 2);
+	assert_string_equal(cfg->dns_forward[0], "127.0.0.1@5353");
+	assert_string_equal(cfg->dns_forward[1], "::1");
+	assert_int_equal(cfg->trusted_networks_count, 3);
+	assert_string_equal(cfg->trusted_networks[1], "::1/128");
+	assert_int_equal(cfg->subaddress_separator, '-');
+	assert_true(cfg->auth_allow_plaintext);
+	assert_int_equal(cfg->limits.max_message_size, 10 * 1024 * 1024);
+	assert_int_equal(cfg->limits.max_line_length, 4096);
+	assert_int_equal(cfg->limits.max_recipients, 50);
+	assert_int_equal(cfg->limits.max_errors, 10); /* default kept inside a given section */
+	assert_int_equal(cfg->queue.retry_min, 60);
+	assert_int_equal(cfg->queue.retry_max, 14400);
+	assert_int_equal(cfg->queue.commit_delay_us, 0);
+	char *q = conf_path(cfg, "queue");
+	expect = xasprintf("%s/var/queue", cwd);
+	assert_string_equal(q, expect);
+	free(q);
+	free(expect);
+	conf_free(&cfg);
+	assert_null(cfg);
+}
+
+static void test_defaults(void **state)
+{
+	static const char *const texts[] = { "", "# only a comment\n", "---\n", "hostname: h\nlisten:\nrules: ~\n" };
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		char *error = NULL;
+		struct mr_config *cfg = conf_load_buffer("d.yaml", texts[i], strlen(texts[i]), &error);
+		if (cfg == NULL)
+			fprintf(stderr, "%s\n", error);
+		assert_non_null(cfg);
+		assert_non_null(cfg->hostname);
+		assert_string_equal(cfg->data_dir, "/var/lib/mailroute");
+		assert_int_equal(cfg->listen_count, 0);
+		assert_null(cfg->tls_cert);
+		assert_null(cfg->tls_key);
+		assert_null(cfg->rules);
+		assert_null(cfg->log_file);
+		assert_int_equal(cfg->dns_forward_count, 0);
+		assert_int_equal(cfg->trusted_networks_count, 0);
+		assert_string_equal(cfg->user, "mailroute");
+		assert_string_equal(cfg->vmail_user, "vmail");
+		assert_string_equal(cfg->log_level, "info");
+		assert_int_equal(cfg->smtp_processes, 0);
+		assert_int_equal(cfg->subaddress_separator, '+');
+		assert_false(cfg->auth_allow_plaintext);
+		assert_int_equal(cfg->limits.max_line_length, 2048);
+		assert_int_equal(cfg->limits.max_message_size, 52428800);
+		assert_int_equal(cfg->limits.max_recipients, 1000);
+		assert_int_equal(cfg->limits.max_errors, 10);
+		assert_int_equal(cfg->limits.max_connections, 1000);
+		assert_int_equal(cfg->limits.max_connections_per_ip, 20);
+		assert_int_equal(cfg->limits.command_timeout, 300);
+		assert_int_equal(cfg->limits.data_timeout, 180);
+		assert_int_equal(cfg->queue.retry_min, 300);
+		assert_int_equal(cfg->queue.retry_max, 14400);
+		assert_int_equal(cfg->queue.max_age, 432000);
+		assert_int_equal(cfg->queue.delay_warning, 0);
+		assert_int_equal(cfg->queue.commit_delay_us, 2000);
+		char *q = conf_path(cfg, "queue");
+		assert_string_equal(q, "/var/lib/mailroute/queue");
+		free(q);
+		conf_free(&cfg);
+	}
+}
+
+static void test_separator(void **state)
+{
+	static const struct { const char *yaml; char sep; } cases[] = {
+		{ "subaddress_separator: \"\"\n", 0 },
+		{ "subaddress_separator:\n", 0 },
+		{ "subaddress_separator: \"+\"\n", '+' },
+		{ "subaddress_separator: _\n", '_' },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *error = NULL;
+		struct mr_config *cfg = conf_load_buffer("s.yaml", cases[i].yaml, strlen(cases[i].yaml), &error);
+		assert_non_null(cfg);
+		assert_int_equal(cfg->subaddress_separator, cases[i].sep);
+		conf_free(&cfg);
+	}
+}
+
+static void test_file(void **state)
+{
+	char *error = NULL;
+	struct mr_config *cfg = conf_load("/nonexistent/mailroute.yaml", &error);
+	assert_null(cfg);
+	assert_string_equal(error, "/nonexistent/mailroute.yaml:0:0: cannot open: No such file or directory");
+	free(error);
+
+	char path[] = "/tmp/test-conf-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	static const char text[] = "hostname: f.example\nlimits:\n  max_errors: x\n";
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+	cfg = conf_load(path, &error);
+	assert_null(cfg);
+	char *expect = xasprintf("%s:3:15: limits.max_errors: expected a non-negative integer, got 'x'", path);
+	assert_string_equal(error, expect);
+	free(expect);
+	free(error);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, 28), 28);
+	close(fd);
+	cfg = conf_load(path, &error);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->path, path);
+	assert_string_equal(cfg->hostname, "f.example");
+	conf_free(&cfg);
+	unlink(path);
+}
+
+static void test_address(void **state)
+{
+	static const struct { const char *s; int family; uint16_t port; bool ok; } cases[] = {
+		{ "127.0.0.1:1", AF_INET, 1, true },
+		{ "[::]:65535", AF_INET6, 65535, true },
+		{ "*:25", AF_INET, 25, true },
+		{ "[::ffff:1.2.3.4]:25", AF_INET6, 25, true },
+		{ "127.0.0.1:", 0, 0, false },
+		{ "127.0.0.1:+25", 0, 0, false },
+		{ ":25", 0, 0, false },
+		{ "[]:25", 0, 0, false },
+		{ "[::1:25", 0, 0, false },
+		{ "1.2.3:25", 0, 0, false },
+		{ "127.0.0.1:025000", 0, 0, false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		const char *why = NULL;
+		int ret = conf_parse_address(cases[i].s, &ss, &len, &why);
+		assert_int_equal(ret, cases[i].ok ? 0 : -1);
+		if (!cases[i].ok) {
+			assert_non_null(why);
+			continue;
+		}
+		assert_int_equal(ss.ss_family, cases[i].family);
+		uint16_t port = ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+							: ((struct sockaddr_in6 *)&ss)->sin6_port;
+		assert_int_equal(ntohs(port), cases[i].port);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_demo),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_separator),
+		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_address),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
