@@ -1,0 +1,915 @@
+#include "lib-mailbox/mbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "lib-mailbox/maildir.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+struct mbox {
+	char *path;
+	sqlite3 *db;
+	uint32_t uidvalidity;
+	bool scanned;
+	struct timespec mt_new, mt_cur;
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS msg(uid INTEGER PRIMARY KEY, base TEXT NOT NULL UNIQUE, fname TEXT NOT NULL,"
+	" flags INTEGER NOT NULL, keywords TEXT NOT NULL DEFAULT '', modseq INTEGER NOT NULL,"
+	" idate INTEGER NOT NULL, size INTEGER NOT NULL, cache_env TEXT, cache_bs TEXT);"
+	"CREATE TABLE IF NOT EXISTS expunged(uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(modseq);";
+
+static int exec(struct mbox *mb, const char *sql)
+{
+	char *err = NULL;
+	if (sqlite3_exec(mb->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_warn("event=mbox_sql_error path=%s error=\"%s\"", mb->path, err ? err : "?");
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static sqlite3_stmt *prep(struct mbox *mb, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(mb->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_warn("event=mbox_sql_error path=%s error=\"%s\"", mb->path, sqlite3_errmsg(mb->db));
+		return NULL;
+	}
+	return st;
+}
+
+static int64_t meta_get(struct mbox *mb, const char *k, int64_t def)
+{
+	sqlite3_stmt *st = prep(mb, "SELECT v FROM meta WHERE k=?");
+	if (st == NULL)
+		return def;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	int64_t v = def;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int meta_set(struct mbox *mb, const char *k, int64_t v)
+{
+	sqlite3_stmt *st = prep(mb, "INSERT OR REPLACE INTO meta(k, v) VALUES(?, ?)");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, v);
+	int r = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int db_open(struct mbox *mb)
+{
+	char *file = xasprintf("%s/%s", mb->path, MBOX_INDEX_NAME);
+	int rc = sqlite3_open_v2(file, &mb->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	free(file);
+	if (rc != SQLITE_OK) {
+		sqlite3_close(mb->db);
+		mb->db = NULL;
+		return -1;
+	}
+	sqlite3_busy_timeout(mb->db, 10000);
+	if (exec(mb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-128;") < 0 ||
+	    exec(mb, schema) < 0)
+		return -1;
+	if (exec(mb, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	int64_t v = meta_get(mb, "uidvalidity", 0);
+	if (v == 0) {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		v = (int64_t)(uint32_t)tv.tv_sec;
+		if (meta_set(mb, "uidvalidity", v) < 0 || meta_set(mb, "uidnext", 1) < 0 ||
+		    meta_set(mb, "highestmodseq", 1) < 0 || meta_set(mb, "recent", 1) < 0) {
+			exec(mb, "ROLLBACK");
+			return -1;
+		}
+	}
+	if (exec(mb, "COMMIT") < 0)
+		return -1;
+	mb->uidvalidity = (uint32_t)v;
+	return 0;
+}
+
+struct mbox *mbox_open(const char *path, const char **error_r)
+{
+	struct stat st;
+	char *cur = xasprintf("%s/cur", path);
+	int r = stat(cur, &st);
+	free(cur);
+	if (r < 0) {
+		*error_r = "[NONEXISTENT] No such mailbox";
+		return NULL;
+	}
+	struct mbox *mb = xcalloc(1, sizeof(*mb));
+	mb->path = xstrdup(path);
+	if (db_open(mb) < 0) {
+		/* unreadable index: move it aside and rebuild from the Maildir */
+		sqlite3_close(mb->db);
+		mb->db = NULL;
+		static const char *const sfx[] = { "", "-wal", "-shm" };
+		for (size_t i = 0; i < 3; i++) {
+			char *f = xasprintf("%s/%s%s", path, MBOX_INDEX_NAME, sfx[i]);
+			char *t = xasprintf("%s/%s.broken%s", path, MBOX_INDEX_NAME, sfx[i]);
+			rename(f, t);
+			free(f);
+			free(t);
+		}
+		log_warn("event=mbox_index_rebuild path=%s", path);
+		if (db_open(mb) < 0) {
+			*error_r = "[SERVERBUG] Cannot open mailbox index";
+			mbox_close(&mb);
+			return NULL;
+		}
+	}
+	if (mbox_sync(mb, true, error_r) < 0) {
+		mbox_close(&mb);
+		return NULL;
+	}
+	return mb;
+}
+
+void mbox_close(struct mbox **mbp)
+{
+	struct mbox *mb = *mbp;
+	if (mb == NULL)
+		return;
+	if (mb->db != NULL)
+		sqlite3_close(mb->db);
+	free(mb->path);
+	free(mb);
+	*mbp = NULL;
+}
+
+const char *mbox_path(const struct mbox *mb)
+{
+	return mb->path;
+}
+
+uint32_t mbox_uidvalidity(const struct mbox *mb)
+{
+	return mb->uidvalidity;
+}
+
+/* ---- sync ---- */
+
+struct disk_ent {
+	char *name;   /* "cur/xxx:2,S" or "new/xxx" */
+	char *base;
+};
+
+static int ent_cmp(const void *a, const void *b)
+{
+	return strverscmp(((const struct disk_ent *)a)->base, ((const struct disk_ent *)b)->base);
+}
+
+static int scan_dir(const char *path, const char *sub, struct disk_ent **ents, size_t *count, size_t *cap)
+{
+	char *dir = xasprintf("%s/%s", path, sub);
+	DIR *d = opendir(dir);
+	free(dir);
+	if (d == NULL)
+		return -1;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (*count == *cap) {
+			*cap = *cap ? *cap * 2 : 256;
+			*ents = xreallocarray(*ents, *cap, sizeof(**ents));
+		}
+		struct disk_ent *e = &(*ents)[(*count)++];
+		e->name = xasprintf("%s/%s", sub, de->d_name);
+		e->base = xstrndup(de->d_name, maildir_base_len(de->d_name));
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Size with CRLF line ends. */
+static int file_crlf_size(const char *file, uint64_t *size_r, time_t *mtime_r)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -1;
+	}
+	*mtime_r = st.st_mtime;
+	uint64_t size = 0;
+	char buf[16384];
+	char prev = 0;
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n' && prev != '\r')
+				size++;
+			prev = buf[i];
+		}
+		size += (uint64_t)n;
+	}
+	close(fd);
+	*size_r = size;
+	return n < 0 ? -1 : 0;
+}
+
+static bool ts_eq(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+struct row {
+	uint32_t uid;
+	char *base;
+	char *fname;
+	unsigned flags;
+};
+
+static int row_cmp(const void *a, const void *b)
+{
+	return strverscmp(((const struct row *)a)->base, ((const struct row *)b)->base);
+}
+
+static int do_scan(struct mbox *mb)
+{
+	struct disk_ent *ents = NULL;
+	size_t count = 0, cap = 0;
+	struct row *rows = NULL;
+	size_t nrows = 0, rcap = 0;
+	int ret = -1;
+	if (scan_dir(mb->path, "new", &ents, &count, &cap) < 0 || scan_dir(mb->path, "cur", &ents, &count, &cap) < 0)
+		goto out;
+	if (count > 0)
+		qsort(ents, count, sizeof(*ents), ent_cmp);
+	sqlite3_stmt *st = prep(mb, "SELECT uid, base, fname, flags FROM msg");
+	if (st == NULL)
+		goto out;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (nrows == rcap) {
+			rcap = rcap ? rcap * 2 : 256;
+			rows = xreallocarray(rows, rcap, sizeof(*rows));
+		}
+		struct row *r = &rows[nrows++];
+		r->uid = (uint32_t)sqlite3_column_int64(st, 0);
+		r->base = xstrdup((const char *)sqlite3_column_text(st, 1));
+		r->fname = xstrdup((const char *)sqlite3_column_text(st, 2));
+		r->flags = (unsigned)sqlite3_column_int(st, 3);
+	}
+	sqlite3_finalize(st);
+	if (nrows > 0)
+		qsort(rows, nrows, sizeof(*rows), row_cmp);
+
+	int64_t uidnext = meta_get(mb, "uidnext", 1);
+	int64_t hms = meta_get(mb, "highestmodseq", 1);
+	int64_t hms0 = hms, uidnext0 = uidnext;
+	sqlite3_stmt *ins = prep(mb, "INSERT INTO msg(uid, base, fname, flags, keywords, modseq, idate, size)"
+	                             " VALUES(?, ?, ?, ?, '', ?, ?, ?)");
+	sqlite3_stmt *del = prep(mb, "DELETE FROM msg WHERE uid=?");
+	sqlite3_stmt *exp = prep(mb, "INSERT OR REPLACE INTO expunged(uid, modseq) VALUES(?, ?)");
+	sqlite3_stmt *upd = prep(mb, "UPDATE msg SET fname=?, flags=(flags & ~63) | ?, modseq=? WHERE uid=?");
+	sqlite3_stmt *updn = prep(mb, "UPDATE msg SET fname=? WHERE uid=?");
+	if (ins == NULL || del == NULL || exp == NULL || upd == NULL || updn == NULL)
+		goto fin;
+	size_t i = 0, j = 0;
+	const char *prev_base = NULL;
+	while (i < count || j < nrows) {
+		int c;
+		if (i >= count)
+			c = 1;
+		else if (j >= nrows)
+			c = -1;
+		else
+			c = strverscmp(ents[i].base, rows[j].base);
+		if (c < 0) {
+			struct disk_ent *e = &ents[i++];
+			if (prev_base != NULL && strcmp(prev_base, e->base) == 0)
+				continue; /* same message in new/ and cur/: keep the first */
+			prev_base = e->base;
+			char *name = e->name;
+			char *moved = NULL;
+			if (strncmp(name, "new/", 4) == 0) {
+				const char *tail = name + 4;
+				moved = strchr(tail, ':') != NULL ? xasprintf("cur/%s", tail) : xasprintf("cur/%s:2,", tail);
+				char *from = xasprintf("%s/%s", mb->path, name);
+				char *to = xasprintf("%s/%s", mb->path, moved);
+				int rr = rename(from, to);
+				free(from);
+				free(to);
+				if (rr < 0) {
+					free(moved);
+					continue; /* gone meanwhile; the next scan sees it */
+				}
+				name = moved;
+			}
+			char *file = xasprintf("%s/%s", mb->path, name);
+			uint64_t size;
+			time_t mtime;
+			int fr = file_crlf_size(file, &size, &mtime);
+			free(file);
+			if (fr == 0) {
+				sqlite3_reset(ins);
+				sqlite3_bind_int64(ins, 1, uidnext);
+				sqlite3_bind_text(ins, 2, e->base, -1, SQLITE_STATIC);
+				sqlite3_bind_text(ins, 3, name, -1, SQLITE_STATIC);
+				sqlite3_bind_int(ins, 4, (int)maildir_flags_from_name(name));
+				sqlite3_bind_int64(ins, 5, ++hms);
+				sqlite3_bind_int64(ins, 6, (int64_t)mtime);
+				sqlite3_bind_int64(ins, 7, (int64_t)size);
+				if (sqlite3_step(ins) == SQLITE_DONE)
+					uidnext++;
+			}
+			free(moved);
+		} else if (c > 0) {
+			struct row *r = &rows[j++];
+			sqlite3_reset(del);
+			sqlite3_bind_int64(del, 1, r->uid);
+			sqlite3_step(del);
+			sqlite3_reset(exp);
+			sqlite3_bind_int64(exp, 1, r->uid);
+			sqlite3_bind_int64(exp, 2, ++hms);
+			sqlite3_step(exp);
+		} else {
+			struct disk_ent *e = &ents[i++];
+			struct row *r = &rows[j++];
+			prev_base = e->base;
+			/* skip the duplicate of this base in the other directory */
+			while (i < count && strcmp(ents[i].base, e->base) == 0)
+				i++;
+			char *name = e->name;
+			char *moved = NULL;
+			if (strncmp(name, "new/", 4) == 0) {
+				moved = xasprintf("cur/%s:2,", name + 4);
+				char *from = xasprintf("%s/%s", mb->path, name);
+				char *to = xasprintf("%s/%s", mb->path, moved);
+				if (rename(from, to) == 0)
+					name = moved;
+				free(from);
+				free(to);
+			}
+			unsigned df = maildir_flags_from_name(name);
+			if (df != (r->flags & MAIL_FLAGS_ALL)) {
+				sqlite3_reset(upd);
+				sqlite3_bind_text(upd, 1, name, -1, SQLITE_STATIC);
+				sqlite3_bind_int(upd, 2, (int)df);
+				sqlite3_bind_int64(upd, 3, ++hms);
+				sqlite3_bind_int64(upd, 4, r->uid);
+				sqlite3_step(upd);
+			} else if (strcmp(name, r->fname) != 0) {
+				sqlite3_reset(updn);
+				sqlite3_bind_text(updn, 1, name, -1, SQLITE_STATIC);
+				sqlite3_bind_int64(updn, 2, r->uid);
+				sqlite3_step(updn);
+			}
+			free(moved);
+		}
+	}
+	if ((hms != hms0 && meta_set(mb, "highestmodseq", hms) < 0) ||
+	    (uidnext != uidnext0 && meta_set(mb, "uidnext", uidnext) < 0))
+		goto fin;
+	ret = 0;
+fin:
+	sqlite3_finalize(ins);
+	sqlite3_finalize(del);
+	sqlite3_finalize(exp);
+	sqlite3_finalize(upd);
+	sqlite3_finalize(updn);
+out:
+	for (size_t k = 0; k < count; k++) {
+		free(ents[k].name);
+		free(ents[k].base);
+	}
+	free(ents);
+	for (size_t k = 0; k < nrows; k++) {
+		free(rows[k].base);
+		free(rows[k].fname);
+	}
+	free(rows);
+	return ret;
+}
+
+int mbox_sync(struct mbox *mb, bool force, const char **error_r)
+{
+	struct stat sn, sc;
+	char *dn = xasprintf("%s/new", mb->path);
+	char *dc = xasprintf("%s/cur", mb->path);
+	int r1 = stat(dn, &sn), r2 = stat(dc, &sc);
+	free(dn);
+	free(dc);
+	if (r1 < 0 || r2 < 0) {
+		*error_r = "[NONEXISTENT] Mailbox was deleted";
+		return -1;
+	}
+	time_t now = time(NULL);
+	if (!force && mb->scanned && ts_eq(&sn.st_mtim, &mb->mt_new) && ts_eq(&sc.st_mtim, &mb->mt_cur) &&
+	    now - sn.st_mtim.tv_sec > 1 && now - sc.st_mtim.tv_sec > 1)
+		return 0;
+	if (exec(mb, "BEGIN IMMEDIATE") < 0) {
+		*error_r = "[UNAVAILABLE] Mailbox index busy";
+		return -1;
+	}
+	if (do_scan(mb) < 0) {
+		exec(mb, "ROLLBACK");
+		*error_r = "[SERVERBUG] Mailbox sync failed";
+		return -1;
+	}
+	if (exec(mb, "COMMIT") < 0) {
+		exec(mb, "ROLLBACK");
+		*error_r = "[SERVERBUG] Mailbox sync failed";
+		return -1;
+	}
+	mb->scanned = true;
+	mb->mt_new = sn.st_mtim;
+	mb->mt_cur = sc.st_mtim;
+	return 0;
+}
+
+int mbox_get_status(struct mbox *mb, struct mbox_status *s)
+{
+	memset(s, 0, sizeof(*s));
+	sqlite3_stmt *st = prep(mb, "SELECT COUNT(*), SUM((flags & 1) = 0), SUM((flags & 8) != 0), SUM(size),"
+	                            " SUM(uid >= (SELECT v FROM meta WHERE k='recent')) FROM msg");
+	if (st == NULL)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		s->messages = (uint32_t)sqlite3_column_int64(st, 0);
+		s->unseen = (uint32_t)sqlite3_column_int64(st, 1);
+		s->deleted = (uint32_t)sqlite3_column_int64(st, 2);
+		s->size = (uint64_t)sqlite3_column_int64(st, 3);
+		s->recent = (uint32_t)sqlite3_column_int64(st, 4);
+	}
+	sqlite3_finalize(st);
+	s->uidnext = (uint32_t)meta_get(mb, "uidnext", 1);
+	s->highestmodseq = (uint64_t)meta_get(mb, "highestmodseq", 1);
+	s->uidvalidity = mb->uidvalidity;
+	return 0;
+}
+
+uint64_t mbox_highestmodseq(struct mbox *mb)
+{
+	return (uint64_t)meta_get(mb, "highestmodseq", 1);
+}
+
+int mbox_uids(struct mbox *mb, uint32_t **uids_r, size_t *count_r)
+{
+	sqlite3_stmt *st = prep(mb, "SELECT uid FROM msg ORDER BY uid");
+	if (st == NULL)
+		return -1;
+	size_t count = 0, cap = 64;
+	uint32_t *uids = xmalloc(cap * sizeof(*uids));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (count == cap) {
+			cap *= 2;
+			uids = xreallocarray(uids, cap, sizeof(*uids));
+		}
+		uids[count++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	*uids_r = uids;
+	*count_r = count;
+	return 0;
+}
+
+#define MSG_COLS "uid, flags, keywords, modseq, idate, size, fname, base"
+
+static void msg_from_row(sqlite3_stmt *st, struct mbox_msg *m)
+{
+	m->uid = (uint32_t)sqlite3_column_int64(st, 0);
+	m->flags = (unsigned)sqlite3_column_int(st, 1);
+	m->keywords = xstrdup((const char *)sqlite3_column_text(st, 2));
+	m->modseq = (uint64_t)sqlite3_column_int64(st, 3);
+	m->internaldate = (time_t)sqlite3_column_int64(st, 4);
+	m->size = (uint64_t)sqlite3_column_int64(st, 5);
+	m->fname = xstrdup((const char *)sqlite3_column_text(st, 6));
+	m->base = xstrdup((const char *)sqlite3_column_text(st, 7));
+}
+
+int mbox_msg_get(struct mbox *mb, uint32_t uid, struct mbox_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	sqlite3_stmt *st = prep(mb, "SELECT " MSG_COLS " FROM msg WHERE uid=?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, uid);
+	int r = 0;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		msg_from_row(st, m);
+		r = 1;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+void mbox_msg_clear(struct mbox_msg *m)
+{
+	free(m->keywords);
+	free(m->fname);
+	free(m->base);
+	memset(m, 0, sizeof(*m));
+}
+
+int mbox_changed_since(struct mbox *mb, uint64_t modseq, mbox_msg_cb *cb, void *arg)
+{
+	sqlite3_stmt *st = prep(mb, "SELECT " MSG_COLS " FROM msg WHERE modseq > ? ORDER BY uid");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)modseq);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct mbox_msg m;
+		msg_from_row(st, &m);
+		cb(arg, &m);
+		mbox_msg_clear(&m);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int mbox_expunged_since(struct mbox *mb, uint64_t modseq, uint32_t **uids_r, size_t *count_r)
+{
+	sqlite3_stmt *st = prep(mb, "SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)modseq);
+	size_t count = 0, cap = 16;
+	uint32_t *uids = xmalloc(cap * sizeof(*uids));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (count == cap) {
+			cap *= 2;
+			uids = xreallocarray(uids, cap, sizeof(*uids));
+		}
+		uids[count++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	*uids_r = uids;
+	*count_r = count;
+	return 0;
+}
+
+int mbox_store(struct mbox *mb, uint32_t uid, unsigned flags, const char *keywords, uint64_t unchanged_since,
+               uint64_t *modseq_r)
+{
+	if (exec(mb, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	struct mbox_msg m;
+	int r = mbox_msg_get(mb, uid, &m);
+	if (r <= 0) {
+		exec(mb, "ROLLBACK");
+		return r;
+	}
+	*modseq_r = m.modseq;
+	if (unchanged_since != 0 && m.modseq > unchanged_since) {
+		mbox_msg_clear(&m);
+		exec(mb, "ROLLBACK");
+		return 0;
+	}
+	flags &= MAIL_FLAGS_ALL;
+	if (flags == (m.flags & MAIL_FLAGS_ALL) && strcmp(keywords, m.keywords) == 0) {
+		mbox_msg_clear(&m);
+		exec(mb, "ROLLBACK");
+		return 1;
+	}
+	char letters[8];
+	maildir_flags_letters(flags, letters);
+	char *newname = xasprintf("cur/%s:2,%s", m.base, letters);
+	int ret = -1;
+	if (strcmp(newname, m.fname) != 0) {
+		char *from = xasprintf("%s/%s", mb->path, m.fname);
+		char *to = xasprintf("%s/%s", mb->path, newname);
+		int rr = rename(from, to);
+		free(from);
+		free(to);
+		if (rr < 0) {
+			ret = errno == ENOENT ? 0 : -1;
+			goto fail;
+		}
+	}
+	uint64_t hms = (uint64_t)meta_get(mb, "highestmodseq", 1) + 1;
+	sqlite3_stmt *st = prep(mb, "UPDATE msg SET fname=?, flags=?, keywords=?, modseq=? WHERE uid=?");
+	if (st == NULL)
+		goto fail;
+	sqlite3_bind_text(st, 1, newname, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (int)flags);
+	sqlite3_bind_text(st, 3, keywords, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, (int64_t)hms);
+	sqlite3_bind_int64(st, 5, uid);
+	int sr = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (sr != SQLITE_DONE || meta_set(mb, "highestmodseq", (int64_t)hms) < 0 || exec(mb, "COMMIT") < 0)
+		goto fail;
+	*modseq_r = hms;
+	free(newname);
+	mbox_msg_clear(&m);
+	return 1;
+fail:
+	exec(mb, "ROLLBACK");
+	free(newname);
+	mbox_msg_clear(&m);
+	return ret;
+}
+
+int mbox_expunge(struct mbox *mb, uint32_t uid)
+{
+	if (exec(mb, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	struct mbox_msg m;
+	int r = mbox_msg_get(mb, uid, &m);
+	if (r <= 0) {
+		exec(mb, "ROLLBACK");
+		return r;
+	}
+	char *file = xasprintf("%s/%s", mb->path, m.fname);
+	if (unlink(file) < 0 && errno != ENOENT) {
+		free(file);
+		mbox_msg_clear(&m);
+		exec(mb, "ROLLBACK");
+		return -1;
+	}
+	free(file);
+	mbox_msg_clear(&m);
+	int64_t hms = meta_get(mb, "highestmodseq", 1) + 1;
+	sqlite3_stmt *st = prep(mb, "DELETE FROM msg WHERE uid=?");
+	sqlite3_stmt *st2 = prep(mb, "INSERT OR REPLACE INTO expunged(uid, modseq) VALUES(?, ?)");
+	int ok = st != NULL && st2 != NULL;
+	if (ok) {
+		sqlite3_bind_int64(st, 1, uid);
+		sqlite3_bind_int64(st2, 1, uid);
+		sqlite3_bind_int64(st2, 2, hms);
+		ok = sqlite3_step(st) == SQLITE_DONE && sqlite3_step(st2) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(st2);
+	if (!ok || meta_set(mb, "highestmodseq", hms) < 0 || exec(mb, "COMMIT") < 0) {
+		exec(mb, "ROLLBACK");
+		return -1;
+	}
+	return 1;
+}
+
+char *mbox_unique_name(void)
+{
+	static unsigned counter;
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	char host[256];
+	if (gethostname(host, sizeof(host)) < 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	for (char *p = host; *p; p++)
+		if (*p == '/' || *p == ':' || *p == '.')
+			*p = '_';
+	return xasprintf("%ld.M%ldP%dQ%u.%s", (long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(), ++counter,
+	                 host[0] ? host : "localhost");
+}
+
+/* Move tmp/<unique> into cur/ and give it the next UID, inside one transaction. */
+static int commit_new(struct mbox *mb, const char *unique, unsigned flags, const char *keywords, time_t idate,
+                      uint64_t size, uint32_t *uid_r, const char **error_r)
+{
+	char letters[8];
+	maildir_flags_letters(flags & MAIL_FLAGS_ALL, letters);
+	char *tmp = xasprintf("%s/tmp/%s", mb->path, unique);
+	char *name = xasprintf("cur/%s:2,%s", unique, letters);
+	char *dst = xasprintf("%s/%s", mb->path, name);
+	int ret = -1;
+	if (exec(mb, "BEGIN IMMEDIATE") < 0) {
+		*error_r = "[UNAVAILABLE] Mailbox index busy";
+		unlink(tmp);
+		goto out;
+	}
+	int64_t uid = meta_get(mb, "uidnext", 1);
+	int64_t hms = meta_get(mb, "highestmodseq", 1) + 1;
+	if (rename(tmp, dst) < 0) {
+		exec(mb, "ROLLBACK");
+		unlink(tmp);
+		*error_r = "[SERVERBUG] Cannot store message";
+		goto out;
+	}
+	sqlite3_stmt *st = prep(mb, "INSERT INTO msg(uid, base, fname, flags, keywords, modseq, idate, size)"
+	                            " VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+	int ok = st != NULL;
+	if (ok) {
+		sqlite3_bind_int64(st, 1, uid);
+		sqlite3_bind_text(st, 2, unique, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 4, (int)(flags & MAIL_FLAGS_ALL));
+		sqlite3_bind_text(st, 5, keywords ? keywords : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, hms);
+		sqlite3_bind_int64(st, 7, (int64_t)idate);
+		sqlite3_bind_int64(st, 8, (int64_t)size);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	if (!ok || meta_set(mb, "uidnext", uid + 1) < 0 || meta_set(mb, "highestmodseq", hms) < 0 ||
+	    exec(mb, "COMMIT") < 0) {
+		exec(mb, "ROLLBACK");
+		unlink(dst);
+		*error_r = "[SERVERBUG] Cannot index message";
+		goto out;
+	}
+	*uid_r = (uint32_t)uid;
+	ret = 1;
+out:
+	free(tmp);
+	free(name);
+	free(dst);
+	return ret;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int mbox_append(struct mbox *mb, const char *data, size_t len, unsigned flags, const char *keywords, time_t date,
+                uint32_t *uid_r, const char **error_r)
+{
+	char *unique = mbox_unique_name();
+	char *tmp = xasprintf("%s/tmp/%s", mb->path, unique);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int ret = -1;
+	if (fd < 0) {
+		*error_r = "[SERVERBUG] Cannot create message file";
+		goto out;
+	}
+	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+		close(fd);
+		unlink(tmp);
+		*error_r = "[OVERQUOTA] Cannot write message";
+		goto out;
+	}
+	close(fd);
+	if (date == 0)
+		date = time(NULL);
+	struct timespec ts[2] = { { .tv_sec = date }, { .tv_sec = date } };
+	utimensat(AT_FDCWD, tmp, ts, 0);
+	uint64_t size = len;
+	for (size_t i = 0; i < len; i++)
+		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
+			size++;
+	ret = commit_new(mb, unique, flags, keywords, date, size, uid_r, error_r);
+out:
+	free(unique);
+	free(tmp);
+	return ret;
+}
+
+int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *uid_r, const char **error_r)
+{
+	struct mbox_msg m;
+	int r = mbox_msg_get(src, uid, &m);
+	if (r <= 0) {
+		*error_r = "[EXPUNGEISSUED] Message was expunged";
+		return r < 0 ? -1 : 0;
+	}
+	char *unique = mbox_unique_name();
+	char *from = xasprintf("%s/%s", src->path, m.fname);
+	char *tmp = xasprintf("%s/tmp/%s", dst->path, unique);
+	int ret = -1;
+	if (link(from, tmp) < 0) {
+		struct buf b;
+		buf_init(&b, (size_t)m.size + 1);
+		int rr = mbox_msg_read(src, &m, &b);
+		if (rr <= 0) {
+			buf_deinit(&b);
+			*error_r = rr == 0 ? "[EXPUNGEISSUED] Message was expunged" : "[SERVERBUG] Cannot read message";
+			ret = rr == 0 ? 0 : -1;
+			goto out;
+		}
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || write_all(fd, b.data, b.len) < 0 || fsync(fd) < 0) {
+			if (fd >= 0)
+				close(fd);
+			unlink(tmp);
+			buf_deinit(&b);
+			*error_r = "[SERVERBUG] Cannot write message";
+			goto out;
+		}
+		close(fd);
+		buf_deinit(&b);
+		struct timespec ts[2] = { { .tv_sec = m.internaldate }, { .tv_sec = m.internaldate } };
+		utimensat(AT_FDCWD, tmp, ts, 0);
+	}
+	ret = commit_new(dst, unique, m.flags, m.keywords, m.internaldate, m.size, uid_r, error_r);
+out:
+	free(unique);
+	free(from);
+	free(tmp);
+	mbox_msg_clear(&m);
+	return ret;
+}
+
+int mbox_msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out)
+{
+	char *file = xasprintf("%s/%s", mb->path, m->fname);
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	free(file);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	char rb[16384];
+	char prev = 0;
+	ssize_t n;
+	int ret = 1;
+	while ((n = read(fd, rb, sizeof(rb))) > 0) {
+		size_t start = 0;
+		for (size_t i = 0; i < (size_t)n; i++) {
+			if (rb[i] == '\n' && (i > 0 ? rb[i - 1] : prev) != '\r') {
+				if (buf_append(out, rb + start, i - start) < 0 || buf_append(out, "\r\n", 2) < 0) {
+					ret = -1;
+					break;
+				}
+				start = i + 1;
+			}
+		}
+		if (ret < 0 || buf_append(out, rb + start, (size_t)n - start) < 0) {
+			ret = -1;
+			break;
+		}
+		prev = rb[n - 1];
+	}
+	if (n < 0)
+		ret = -1;
+	close(fd);
+	return ret;
+}
+
+uint32_t mbox_take_recent(struct mbox *mb)
+{
+	if (exec(mb, "BEGIN IMMEDIATE") < 0)
+		return UINT32_MAX;
+	int64_t r = meta_get(mb, "recent", 1);
+	int64_t next = meta_get(mb, "uidnext", 1);
+	meta_set(mb, "recent", next);
+	if (exec(mb, "COMMIT") < 0) {
+		exec(mb, "ROLLBACK");
+		return UINT32_MAX;
+	}
+	return (uint32_t)r;
+}
+
+char *mbox_cache_get(struct mbox *mb, uint32_t uid, const char *field)
+{
+	const char *sql;
+	if (strcmp(field, "env") == 0)
+		sql = "SELECT cache_env FROM msg WHERE uid=?";
+	else if (strcmp(field, "bs") == 0)
+		sql = "SELECT cache_bs FROM msg WHERE uid=?";
+	else
+		return NULL;
+	sqlite3_stmt *st = prep(mb, sql);
+	if (st == NULL)
+		return NULL;
+	sqlite3_bind_int64(st, 1, uid);
+	char *v = NULL;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
+		v = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}
+
+void mbox_cache_set(struct mbox *mb, uint32_t uid, const char *field, const char *value)
+{
+	const char *sql;
+	if (strcmp(field, "env") == 0)
+		sql = "UPDATE msg SET cache_env=? WHERE uid=?";
+	else if (strcmp(field, "bs") == 0)
+		sql = "UPDATE msg SET cache_bs=? WHERE uid=?";
+	else
+		return;
+	sqlite3_stmt *st = prep(mb, sql);
+	if (st == NULL)
+		return;
+	sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+}
