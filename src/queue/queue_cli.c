@@ -1,0 +1,289 @@
+#include "queue/queue_cli.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/xalloc.h"
+#include "queue/queue_store.h"
+
+#define QUEUE_CLI_MAX_HEADER 65536
+
+struct queue_cli_cmd {
+	const char *name;
+	int min_args, max_args; /* after the subcommand name */
+};
+
+static const struct queue_cli_cmd queue_cli_cmds[] = {
+	{ "list", 0, 0 },   { "show", 1, 1 },  { "delete", 1, 1 }, { "hold", 1, 1 },
+	{ "release", 1, 1 }, { "flush", 0, 1 }, { "stats", 0, 0 },
+};
+
+static const char queue_cli_usage[] = "usage: mailroute queue list | show ID | flush [ID] | hold ID | "
+				      "release ID | delete ID | stats";
+
+int queue_cli_check(int argc, char **argv, FILE *err)
+{
+	if (argc < 2) {
+		fprintf(err, "mailroute: %s\n", queue_cli_usage);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(queue_cli_cmds) / sizeof(queue_cli_cmds[0]); i++) {
+		const struct queue_cli_cmd *c = &queue_cli_cmds[i];
+		if (strcmp(argv[1], c->name) != 0)
+			continue;
+		int n = argc - 2;
+		if (n < c->min_args || n > c->max_args) {
+			fprintf(err, "mailroute: queue %s: wrong number of arguments (%s)\n", c->name,
+				queue_cli_usage);
+			return 0;
+		}
+		return 1;
+	}
+	fprintf(err, "mailroute: queue: unknown command '%s' (%s)\n", argv[1], queue_cli_usage);
+	return 0;
+}
+
+/* "45s", "12m", "3h05m", "2d04h" */
+static void queue_cli_duration(char *out, size_t size, long long secs)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 60)
+		snprintf(out, size, "%llds", secs);
+	else if (secs < 3600)
+		snprintf(out, size, "%lldm", secs / 60);
+	else if (secs < 86400)
+		snprintf(out, size, "%lldh%02lldm", secs / 3600, secs % 3600 / 60);
+	else
+		snprintf(out, size, "%lldd%02lldh", secs / 86400, secs % 86400 / 3600);
+}
+
+/* Printable on one line: control characters and tabs become spaces. */
+static void queue_cli_print_clean(FILE *out, const char *s, size_t max)
+{
+	for (size_t i = 0; s[i] != '\0' && i < max; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		fputc(ch < 0x20 || ch == 0x7f ? ' ' : ch, out);
+	}
+}
+
+struct queue_cli_list_ctx {
+	FILE *out;
+	time_t now;
+};
+
+static void queue_cli_list_line(void *ctx, const struct queue_list_entry *e)
+{
+	struct queue_cli_list_ctx *lc = ctx;
+	char age[32], next[40];
+	queue_cli_duration(age, sizeof(age), (long long)(lc->now - e->arrival));
+	if (e->pending_count == 0 || e->state != QUEUE_STATE_ACTIVE) {
+		snprintf(next, sizeof(next), "-");
+	} else if (e->next_attempt <= lc->now) {
+		snprintf(next, sizeof(next), "now");
+	} else {
+		char d[32];
+		queue_cli_duration(d, sizeof(d), (long long)(e->next_attempt - lc->now));
+		snprintf(next, sizeof(next), "in %s", d);
+	}
+	fprintf(lc->out, "%s\t%s\t%llu\t<", e->id, age, (unsigned long long)e->size);
+	queue_cli_print_clean(lc->out, e->sender, 512);
+	fprintf(lc->out, ">\t%u\t%s\t%s\t", e->rcpt_count, queue_state_name(e->state), next);
+	if (e->last_error != NULL)
+		queue_cli_print_clean(lc->out, e->last_error, 512);
+	else
+		fputc('-', lc->out);
+	fputc('\n', lc->out);
+}
+
+static void queue_cli_time(char *out, size_t size, time_t t)
+{
+	struct tm tm;
+	if (t == 0 || gmtime_r(&t, &tm) == NULL) {
+		snprintf(out, size, "-");
+		return;
+	}
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void queue_cli_opt(FILE *out, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	fprintf(out, "%s: ", key);
+	queue_cli_print_clean(out, value, 1024);
+	fputc('\n', out);
+}
+
+/* The header section of the spool file (up to the first empty line, at most 64 KiB). */
+static void queue_cli_show_headers(struct queue_store *q, const char *id, FILE *out, FILE *err)
+{
+	int fd = queue_store_open_spool(q, id);
+	if (fd < 0) {
+		fprintf(err, "mailroute: %s: cannot open the spool file\n", id);
+		return;
+	}
+	char *buf = xmalloc(QUEUE_CLI_MAX_HEADER + 1);
+	size_t len = 0;
+	while (len < QUEUE_CLI_MAX_HEADER) {
+		ssize_t n = pread(fd, buf + len, QUEUE_CLI_MAX_HEADER - len, (off_t)len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	size_t end = len;
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] == '\n' && (i + 1 == len || buf[i + 1] == '\n' ||
+				       (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n'))) {
+			end = i + 1;
+			break;
+		}
+	}
+	fputs("headers:\n", out);
+	for (size_t i = 0; i < end; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+		if (ch == '\r')
+			continue;
+		fputc((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f ? '?' : ch, out);
+	}
+	if (end > 0 && buf[end - 1] != '\n')
+		fputc('\n', out);
+	free(buf);
+}
+
+static int queue_cli_show(struct queue_store *q, const char *id, FILE *out, FILE *err)
+{
+	struct queue_envelope *env;
+	char *error = NULL;
+	int ret = queue_store_get(q, id, &env, &error);
+	if (ret < 0) {
+		fprintf(err, "mailroute: %s\n", error);
+		free(error);
+		return 1;
+	}
+	if (ret == 0) {
+		fprintf(err, "mailroute: no message %s in the queue\n", id);
+		return 1;
+	}
+	static const char *const rets[] = { "-", "FULL", "HDRS" };
+	static const char *const bodies[] = { "-", "7BIT", "8BITMIME", "BINARYMIME" };
+	char t[64], age[32];
+	time_t now = time(NULL);
+	queue_cli_time(t, sizeof(t), env->arrival);
+	queue_cli_duration(age, sizeof(age), (long long)(now - env->arrival));
+	fprintf(out, "id: %s\narrival: %s (%s ago)\nsize: %llu\nstate: %s\nsender: <", env->id, t, age,
+		(unsigned long long)env->size, queue_state_name(env->state));
+	queue_cli_print_clean(out, env->sender, 1024);
+	fputs(">\n", out);
+	queue_cli_opt(out, "envid", env->envid);
+	fprintf(out, "ret: %s\nbody: %s\nsmtputf8: %s\n", rets[env->ret <= QUEUE_RET_HDRS ? env->ret : 0],
+		bodies[env->body_type <= QUEUE_BODY_BINARYMIME ? env->body_type : 0],
+		env->smtputf8 ? "yes" : "no");
+	queue_cli_opt(out, "helo", env->helo);
+	queue_cli_opt(out, "client_ip", env->client_ip);
+	queue_cli_opt(out, "auth_user", env->auth_user);
+	fprintf(out, "recipients: %zu\n", env->rcpt_count);
+	for (size_t i = 0; i < env->rcpt_count; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+		char next[64], last[64];
+		queue_cli_time(next, sizeof(next), r->status == QUEUE_RCPT_PENDING ? r->next_attempt : 0);
+		queue_cli_time(last, sizeof(last), r->last_attempt);
+		fprintf(out, "  %u <", r->idx);
+		queue_cli_print_clean(out, r->address, 1024);
+		fprintf(out, "> status=%s kind=%s target=", queue_rcpt_status_name(r->status),
+			queue_rcpt_kind_name(r->kind));
+		queue_cli_print_clean(out, r->target[0] != '\0' ? r->target : "-", 1024);
+		if (r->folder != NULL) {
+			fputs(" folder=", out);
+			queue_cli_print_clean(out, r->folder, 256);
+		}
+		if (r->orcpt != NULL) {
+			fputs(" orcpt=", out);
+			queue_cli_print_clean(out, r->orcpt, 1024);
+		}
+		fprintf(out, " notify=0x%x attempts=%u next=%s last=%s", r->notify, r->attempts, next, last);
+		if (r->last_error != NULL) {
+			fputs(" error=", out);
+			queue_cli_print_clean(out, r->last_error, 1024);
+		}
+		fputc('\n', out);
+	}
+	queue_cli_show_headers(q, id, out, err);
+	queue_envelope_free(&env);
+	return 0;
+}
+
+static int queue_cli_stats(struct queue_store *q, FILE *out, FILE *err)
+{
+	struct queue_store_stats s;
+	char *error = NULL;
+	if (queue_store_stats(q, &s, &error) < 0) {
+		fprintf(err, "mailroute: %s\n", error);
+		free(error);
+		return 1;
+	}
+	char age[32] = "-";
+	if (s.oldest_arrival != 0)
+		queue_cli_duration(age, sizeof(age), (long long)(time(NULL) - s.oldest_arrival));
+	fprintf(out, "messages: %u\nactive: %u\nhold: %u\nquarantine: %u\nrecipients_pending: %u\n"
+		     "bytes: %llu\noldest: %s\n",
+		s.messages, s.active, s.hold, s.quarantine, s.rcpts_pending, (unsigned long long)s.bytes, age);
+	return 0;
+}
+
+int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
+{
+	if (!queue_cli_check(argc, argv, err))
+		return 2;
+	const char *cmd = argv[1];
+	const char *id = argc > 2 ? argv[2] : NULL;
+	if (id != NULL && !queue_id_is_valid(id)) {
+		fprintf(err, "mailroute: no message %s in the queue\n", id);
+		return 1;
+	}
+	char *error = NULL;
+	struct queue_store *q = queue_store_open(dir, &error);
+	if (q == NULL) {
+		fprintf(err, "mailroute: %s\n", error);
+		free(error);
+		return 1;
+	}
+	int ret = 0, found = 1;
+	if (strcmp(cmd, "list") == 0) {
+		struct queue_cli_list_ctx lc = { .out = out, .now = time(NULL) };
+		fputs("ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n", out);
+		found = queue_store_list(q, queue_cli_list_line, &lc, &error) < 0 ? -1 : 1;
+	} else if (strcmp(cmd, "show") == 0) {
+		ret = queue_cli_show(q, id, out, err);
+	} else if (strcmp(cmd, "stats") == 0) {
+		ret = queue_cli_stats(q, out, err);
+	} else if (strcmp(cmd, "delete") == 0) {
+		found = queue_store_delete(q, id, &error);
+	} else if (strcmp(cmd, "hold") == 0) {
+		found = queue_store_set_state(q, id, QUEUE_STATE_HOLD, &error);
+	} else if (strcmp(cmd, "release") == 0) {
+		found = queue_store_set_state(q, id, QUEUE_STATE_ACTIVE, &error);
+	} else if (strcmp(cmd, "flush") == 0) {
+		found = queue_store_flush(q, id, time(NULL), &error);
+		if (found >= 0 && id == NULL) {
+			fprintf(out, "%d message(s) scheduled for immediate delivery\n", found);
+			found = 1;
+		}
+	}
+	if (found < 0) {
+		fprintf(err, "mailroute: %s\n", error != NULL ? error : "queue error");
+		ret = 1;
+	} else if (found == 0) {
+		fprintf(err, "mailroute: no message %s in the queue\n", id != NULL ? id : "");
+		ret = 1;
+	}
+	free(error);
+	queue_store_close(&q);
+	return ret;
+}

@@ -1,0 +1,27 @@
+/*
+ * queue_cli: the logic of `mailroute queue ...` on a queue directory, apart
+ * from config loading and privilege dropping (src/cli/cli_queue.c), so tests
+ * can run it on a scratch directory.
+ *
+ *   queue list                 tab-separated, one header line, one line per message
+ *   queue show ID              envelope, recipients with their state, message headers
+ *   queue delete ID            remove without bounce
+ *   queue hold ID | release ID
+ *   queue flush [ID]           next attempt = now (the running server picks it up
+ *                              at its next scheduler scan)
+ *   queue stats
+ *
+ * argv[0] is "queue". Output goes to out, errors as "mailroute: ..." to err.
+ * Returns the exit code: 0 ok, 1 failure (unknown ID: "mailroute: no message ID
+ * in the queue"), 2 misuse.
+ */
+#ifndef MR_QUEUE_CLI_H
+#define MR_QUEUE_CLI_H
+
+#include <stdio.h>
+
+/* 1 when argv is a valid queue command line, else prints the misuse to err and returns 0. */
+int queue_cli_check(int argc, char **argv, FILE *err);
+int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err);
+
+#endif

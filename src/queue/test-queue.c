@@ -1,0 +1,657 @@
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "lib/xalloc.h"
+#include "queue/queue_cli.h"
+#include "queue/queue_committer.h"
+#include "queue/queue_id.h"
+#include "queue/queue_store.h"
+
+static char base[64];
+static char *qdir;
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	snprintf(base, sizeof(base), "/tmp/test-queue-XXXXXX");
+	assert_non_null(mkdtemp(base));
+	qdir = xasprintf("%s/queue", base);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(qdir);
+	return 0;
+}
+
+static struct queue_store *open_store(void)
+{
+	char *error = NULL;
+	struct queue_store *q = queue_store_open(qdir, &error);
+	if (q == NULL)
+		fail_msg("open: %s", error);
+	return q;
+}
+
+static bool spool_exists(const char *id)
+{
+	char *p = xasprintf("%s/spool/%s", qdir, id);
+	bool r = access(p, F_OK) == 0;
+	free(p);
+	return r;
+}
+
+/* A spool file with body and an envelope with nrcpt recipients. */
+static struct queue_envelope *make_msg(struct queue_store *q, const char *body, unsigned nrcpt, int *fd_r)
+{
+	struct queue_envelope *env = queue_envelope_new("sender@example.org");
+	char *error = NULL;
+	assert_int_equal(queue_spool_create(q, env->id, fd_r, &error), 1);
+	assert_int_equal(write(*fd_r, body, strlen(body)), (ssize_t)strlen(body));
+	for (unsigned i = 0; i < nrcpt; i++) {
+		char addr[64];
+		snprintf(addr, sizeof(addr), "rcpt%u@example.test", i);
+		assert_non_null(queue_envelope_add_rcpt(env, addr, NULL, 0, QUEUE_RCPT_LOCAL, "/m/x", NULL));
+	}
+	return env;
+}
+
+static void commit_one(struct queue_store *q, struct queue_envelope *env, int fd)
+{
+	struct queue_commit_item it = { .env = env, .fd = fd };
+	assert_int_equal(queue_store_commit_batch(q, &it, 1), 1);
+	assert_int_equal(it.result, 1);
+	assert_null(it.error);
+}
+
+/* ---- ids ---- */
+
+static void test_ids(void **state)
+{
+	enum { N = 20000 };
+	char (*ids)[QUEUE_ID_SIZE] = xcalloc(N, QUEUE_ID_SIZE);
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	uint64_t before = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+	for (int i = 0; i < N; i++) {
+		queue_id_new(ids[i]);
+		assert_int_equal(strlen(ids[i]), QUEUE_ID_LEN);
+		assert_true(queue_id_is_valid(ids[i]));
+		if (i > 0)
+			assert_true(strcmp(ids[i - 1], ids[i]) < 0); /* unique and sortable */
+	}
+	gettimeofday(&tv, NULL);
+	uint64_t after = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+	assert_true(queue_id_time_us(ids[0]) >= before);
+	assert_true(queue_id_time_us(ids[N - 1]) <= after + N); /* may borrow future microseconds */
+	free(ids);
+
+	static const struct { const char *s; bool ok; } cases[] = {
+		{ .s = "0123456789ABCDEF", .ok = true },
+		{ .s = "0123456789ABCDEFG", .ok = false },
+		{ .s = "0123456789ABCDE", .ok = false },
+		{ .s = "0123456789abcdef", .ok = false },
+		{ .s = "0123456789ABCDEI", .ok = false },
+		{ .s = "0123456789ABCDEU", .ok = false },
+		{ .s = "../../etc/passwd", .ok = false },
+		{ .s = "", .ok = false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(queue_id_is_valid(cases[i].s), cases[i].ok);
+	assert_false(queue_id_is_valid(NULL));
+}
+
+/* ---- store round trip ---- */
+
+static void test_roundtrip(void **state)
+{
+	struct queue_store *q = open_store();
+	int fd;
+	struct queue_envelope *env = queue_envelope_new("");
+	char *error = NULL;
+	assert_int_equal(queue_spool_create(q, env->id, &fd, &error), 1);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	const char *body = "From: a@b\r\nSubject: round trip\r\n\r\nbody\r\n";
+	assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+	env->arrival = 1700000000;
+	queue_envelope_set_str(&env->envid, "ENV-1");
+	env->ret = QUEUE_RET_HDRS;
+	queue_envelope_set_str(&env->helo, "client.example");
+	queue_envelope_set_str(&env->client_ip, "192.0.2.1");
+	queue_envelope_set_str(&env->auth_user, "demo@example.test");
+	env->body_type = QUEUE_BODY_8BITMIME;
+	env->smtputf8 = true;
+	queue_envelope_add_rcpt(env, "u1@example.test", "rfc822;u1@example.test",
+				QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE, QUEUE_RCPT_LOCAL,
+				"/var/mail/example.test/u1", "Junk");
+	queue_envelope_add_rcpt(env, "x@remote.example", NULL, QUEUE_NOTIFY_NEVER, QUEUE_RCPT_REMOTE, NULL, NULL);
+	queue_envelope_add_rcpt(env, "hook@example.test", NULL, 0, QUEUE_RCPT_OTHER, "webhook:crm", "");
+	char id[QUEUE_ID_SIZE];
+	memcpy(id, env->id, sizeof(id));
+	commit_one(q, env, fd);
+	assert_int_equal(env->size, strlen(body)); /* taken from the file */
+	queue_envelope_free(&env);
+
+	struct queue_envelope *got = NULL;
+	assert_int_equal(queue_store_get(q, id, &got, &error), 1);
+	assert_string_equal(got->id, id);
+	assert_string_equal(got->sender, "");
+	assert_int_equal(got->arrival, 1700000000);
+	assert_int_equal(got->size, strlen(body));
+	assert_string_equal(got->envid, "ENV-1");
+	assert_int_equal(got->ret, QUEUE_RET_HDRS);
+	assert_string_equal(got->helo, "client.example");
+	assert_string_equal(got->client_ip, "192.0.2.1");
+	assert_string_equal(got->auth_user, "demo@example.test");
+	assert_int_equal(got->body_type, QUEUE_BODY_8BITMIME);
+	assert_true(got->smtputf8);
+	assert_int_equal(got->state, QUEUE_STATE_ACTIVE);
+	assert_int_equal(got->rcpt_count, 3);
+	assert_string_equal(got->rcpts[0].address, "u1@example.test");
+	assert_string_equal(got->rcpts[0].orcpt, "rfc822;u1@example.test");
+	assert_int_equal(got->rcpts[0].notify, QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE);
+	assert_int_equal(got->rcpts[0].kind, QUEUE_RCPT_LOCAL);
+	assert_string_equal(got->rcpts[0].target, "/var/mail/example.test/u1");
+	assert_string_equal(got->rcpts[0].folder, "Junk");
+	assert_int_equal(got->rcpts[0].status, QUEUE_RCPT_PENDING);
+	assert_int_equal(got->rcpts[1].kind, QUEUE_RCPT_REMOTE);
+	assert_string_equal(got->rcpts[1].target, "");
+	assert_null(got->rcpts[1].orcpt);
+	assert_null(got->rcpts[1].folder);
+	assert_int_equal(got->rcpts[2].kind, QUEUE_RCPT_OTHER);
+	assert_string_equal(got->rcpts[2].target, "webhook:crm");
+	assert_null(got->rcpts[2].folder);
+	assert_int_equal(got->rcpts[2].idx, 2);
+	queue_envelope_free(&got);
+
+	/* the body through a read-only fd */
+	int rfd = queue_store_open_spool(q, id);
+	assert_true(rfd >= 0);
+	char buf[256];
+	ssize_t n = read(rfd, buf, sizeof(buf));
+	assert_int_equal(n, (ssize_t)strlen(body));
+	assert_memory_equal(buf, body, (size_t)n);
+	assert_int_equal(write(rfd, "x", 1), -1);
+	close(rfd);
+	assert_int_equal(queue_store_open_spool(q, "../queue.db"), -1);
+
+	/* a store opened again sees the same (persistence, schema reuse) */
+	queue_store_close(&q);
+	assert_null(q);
+	q = open_store();
+	assert_int_equal(queue_store_get(q, id, &got, &error), 1);
+	queue_envelope_free(&got);
+	assert_int_equal(queue_store_get(q, "0000000000000000", &got, &error), 0);
+	assert_null(got);
+	assert_int_equal(queue_store_delete(q, id, &error), 1);
+	assert_false(spool_exists(id));
+	assert_int_equal(queue_store_delete(q, id, &error), 0);
+	queue_store_close(&q);
+}
+
+static void test_commit_failures(void **state)
+{
+	struct queue_store *q = open_store();
+	struct queue_commit_item items[4];
+	int fds[4];
+	struct queue_envelope *envs[4];
+	for (int i = 0; i < 4; i++)
+		envs[i] = make_msg(q, "Subject: x\r\n\r\nx\r\n", 1, &fds[i]);
+	envs[1]->size = 9999;   /* smtp claims another size than the file has */
+	envs[2]->rcpt_count = 0; /* no recipients (rcpt memory still owned, freed below) */
+	char id0[QUEUE_ID_SIZE];
+	memcpy(id0, envs[0]->id, sizeof(id0));
+	for (int i = 0; i < 4; i++)
+		items[i] = (struct queue_commit_item){ .env = envs[i], .fd = fds[i] };
+	assert_int_equal(queue_store_commit_batch(q, items, 4), 2);
+	assert_int_equal(items[0].result, 1);
+	assert_int_equal(items[1].result, -1);
+	assert_non_null(strstr(items[1].error, "9999"));
+	assert_int_equal(items[2].result, -1);
+	assert_int_equal(items[3].result, 1);
+	assert_true(spool_exists(envs[0]->id));
+	assert_false(spool_exists(envs[1]->id)); /* never acknowledged: removed */
+	assert_false(spool_exists(envs[2]->id));
+	assert_true(spool_exists(envs[3]->id));
+	envs[2]->rcpt_count = 1;
+	for (int i = 0; i < 4; i++) {
+		free(items[i].error);
+		queue_envelope_free(&envs[i]);
+	}
+
+	/* a duplicate ID fails alone and must not remove the committed message's body */
+	int fd;
+	struct queue_envelope *dup = make_msg(q, "y", 1, &fd);
+	struct queue_envelope *other = make_msg(q, "z", 1, &fds[0]);
+	char dup_spool[QUEUE_ID_SIZE];
+	memcpy(dup_spool, dup->id, sizeof(dup_spool));
+	memcpy(dup->id, id0, sizeof(dup->id));
+	struct queue_commit_item two[2] = { { .env = dup, .fd = fd }, { .env = other, .fd = fds[0] } };
+	assert_int_equal(queue_store_commit_batch(q, two, 2), 1);
+	assert_int_equal(two[0].result, -1);
+	assert_int_equal(two[1].result, 1);
+	assert_true(spool_exists(id0));
+	struct queue_envelope *got = NULL;
+	assert_int_equal(queue_store_get(q, other->id, &got, NULL), 1);
+	queue_envelope_free(&got);
+	free(two[0].error);
+	queue_spool_remove(q, dup_spool, NULL);
+	queue_envelope_free(&dup);
+	queue_envelope_free(&other);
+	queue_store_close(&q);
+}
+
+/* ---- group commit ---- */
+
+struct gc_ctx {
+	struct queue_store *q;
+	struct queue_committer *c;
+	struct event_base *base;
+	int submitted, done, failed, remaining_per_session[20];
+	int max_outstanding, outstanding;
+};
+
+struct gc_session {
+	struct gc_ctx *g;
+	int n;
+};
+
+static void gc_submit(struct gc_session *s);
+
+static void gc_done(void *arg, int result, const char *error)
+{
+	struct gc_session *s = arg;
+	s->g->done++;
+	s->g->outstanding--;
+	if (result < 0) {
+		s->g->failed++;
+		print_error("commit failed: %s\n", error);
+	}
+	if (s->n > 0)
+		gc_submit(s);
+	else if (queue_committer_pending(s->g->c) == 0)
+		event_base_loopbreak(s->g->base);
+}
+
+static void gc_submit(struct gc_session *s)
+{
+	int fd;
+	struct queue_envelope *env = make_msg(s->g->q, "Subject: gc\r\n\r\nhello\r\n", 2, &fd);
+	s->n--;
+	s->g->submitted++;
+	if (++s->g->outstanding > s->g->max_outstanding)
+		s->g->max_outstanding = s->g->outstanding;
+	queue_committer_submit(s->g->c, env, fd, gc_done, s);
+}
+
+static void test_group_commit(void **state)
+{
+	enum { SESSIONS = 20, PER_SESSION = 10 };
+	struct gc_ctx g = { 0 };
+	g.q = open_store();
+	g.base = event_base_new();
+	char *error = NULL;
+	g.c = queue_committer_new(g.q, g.base, 1000, &error);
+	assert_non_null(g.c);
+	struct gc_session sessions[SESSIONS];
+	for (int i = 0; i < SESSIONS; i++) {
+		sessions[i] = (struct gc_session){ .g = &g, .n = PER_SESSION };
+		gc_submit(&sessions[i]);
+	}
+	assert_int_equal(event_base_dispatch(g.base), 0);
+	assert_int_equal(g.done, SESSIONS * PER_SESSION);
+	assert_int_equal(g.failed, 0);
+	struct queue_committer_stats st;
+	queue_committer_get_stats(g.c, &st);
+	assert_int_equal(st.messages, SESSIONS * PER_SESSION);
+	assert_true(st.batches < st.messages / 4);
+	assert_true(st.max_batch > 1);
+	/* fsyncs: one per file, plus two per batch (spool dir, WAL) */
+	assert_int_equal(st.fsyncs, st.messages + 2 * st.batches);
+	print_message("group commit: %llu messages in %llu batches (max %llu)\n",
+		      (unsigned long long)st.messages, (unsigned long long)st.batches,
+		      (unsigned long long)st.max_batch);
+	struct queue_store_stats ss;
+	assert_int_equal(queue_store_stats(g.q, &ss, NULL), 1);
+	assert_int_equal(ss.messages, SESSIONS * PER_SESSION);
+	assert_int_equal(ss.rcpts_pending, 2 * SESSIONS * PER_SESSION);
+
+	/* free() commits what is still pending and runs its callbacks */
+	sessions[0].n = 0;
+	g.done = 0;
+	gc_submit(&sessions[0]);
+	gc_submit(&sessions[1]);
+	queue_committer_free(&g.c);
+	assert_null(g.c);
+	assert_int_equal(g.done, 2);
+	assert_int_equal(g.failed, 0);
+	event_base_free(g.base);
+	/* clean the queue for the next tests */
+	assert_int_equal(queue_store_flush(g.q, NULL, 0, NULL), SESSIONS * PER_SESSION + 2);
+	queue_store_close(&g.q);
+	nftw(qdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void gc_fail_cb(void *arg, int result, const char *error)
+{
+	int *r = arg;
+	*r = result;
+	assert_non_null(error);
+}
+
+static void test_group_commit_failure(void **state)
+{
+	struct queue_store *q = open_store();
+	struct event_base *evb = event_base_new();
+	struct queue_committer *c = queue_committer_new(q, evb, 0, NULL);
+	assert_non_null(c);
+	int fd;
+	struct queue_envelope *env = make_msg(q, "x", 1, &fd);
+	char id[QUEUE_ID_SIZE];
+	memcpy(id, env->id, sizeof(id));
+	/* an fd that cannot be fsynced as a file: a pipe; the commit fails with an error */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	close(fd);
+	close(p[1]);
+	int result = 0;
+	queue_committer_submit(c, env, p[0], gc_fail_cb, &result);
+	while (result == 0)
+		event_base_loop(evb, EVLOOP_ONCE);
+	assert_int_equal(result, -1);
+	assert_false(spool_exists(id)); /* not acknowledged: body removed */
+	struct queue_committer_stats st;
+	queue_committer_get_stats(c, &st);
+	assert_int_equal(st.failures, 1);
+	assert_int_equal(st.messages, 0);
+	queue_committer_free(&c);
+	event_base_free(evb);
+	queue_store_close(&q);
+}
+
+/* ---- recovery ---- */
+
+static void test_recover(void **state)
+{
+	struct queue_store *q = open_store();
+	int fd;
+	struct queue_envelope *kept = make_msg(q, "kept", 1, &fd);
+	commit_one(q, kept, fd);
+	struct queue_envelope *lost = make_msg(q, "lost", 1, &fd);
+	commit_one(q, lost, fd);
+	/* never committed (crash between DATA and commit) */
+	char orphan[QUEUE_ID_SIZE];
+	assert_int_equal(queue_spool_create(q, orphan, &fd, NULL), 1);
+	close(fd);
+	char orphan2[QUEUE_ID_SIZE];
+	assert_int_equal(queue_spool_create(q, orphan2, &fd, NULL), 1);
+	close(fd);
+	char *junk = xasprintf("%s/spool/not-an-id", qdir);
+	fd = open(junk, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	/* must not happen: a row whose body vanished */
+	char *lost_path = xasprintf("%s/spool/%s", qdir, lost->id);
+	assert_int_equal(unlink(lost_path), 0);
+
+	struct queue_recover_stats rs;
+	char *error = NULL;
+	assert_int_equal(queue_store_recover(q, &rs, &error), 0);
+	assert_int_equal(rs.messages, 2);
+	assert_int_equal(rs.orphans_removed, 2);
+	assert_int_equal(rs.missing_spool, 1);
+	assert_int_equal(rs.ignored, 1);
+	assert_false(spool_exists(orphan));
+	assert_false(spool_exists(orphan2));
+	assert_true(spool_exists(kept->id));
+	assert_int_equal(access(junk, F_OK), 0);
+	struct queue_envelope *got;
+	assert_int_equal(queue_store_get(q, lost->id, &got, NULL), 1);
+	assert_int_equal(got->state, QUEUE_STATE_HOLD);
+	assert_string_equal(got->rcpts[0].last_error, "spool file missing");
+	queue_envelope_free(&got);
+	/* idempotent */
+	assert_int_equal(queue_store_recover(q, &rs, &error), 0);
+	assert_int_equal(rs.orphans_removed, 0);
+	queue_store_delete(q, kept->id, NULL);
+	queue_store_delete(q, lost->id, NULL);
+	unlink(junk);
+	free(junk);
+	free(lost_path);
+	queue_envelope_free(&kept);
+	queue_envelope_free(&lost);
+	queue_store_close(&q);
+}
+
+/* ---- scheduler ---- */
+
+struct due_list {
+	char ids[16][QUEUE_ID_SIZE];
+	unsigned idx[16];
+	time_t next[16];
+	int n;
+};
+
+static void due_cb(void *ctx, const struct queue_due *d)
+{
+	struct due_list *l = ctx;
+	assert_true(l->n < 16);
+	memcpy(l->ids[l->n], d->id, QUEUE_ID_SIZE);
+	l->idx[l->n] = d->idx;
+	l->next[l->n] = d->next_attempt;
+	l->n++;
+}
+
+static void test_due_and_results(void **state)
+{
+	struct queue_store *q = open_store();
+	char ids[3][QUEUE_ID_SIZE];
+	for (int i = 0; i < 3; i++) {
+		int fd;
+		struct queue_envelope *env = make_msg(q, "m", 2, &fd);
+		memcpy(ids[i], env->id, QUEUE_ID_SIZE);
+		commit_one(q, env, fd);
+		queue_envelope_free(&env);
+	}
+	char *error = NULL;
+	time_t now = 1000000;
+	/* all 6 due at 0, in id/idx order */
+	struct due_list l = { 0 };
+	assert_int_equal(queue_store_due(q, now, 100, due_cb, &l, &error), 6);
+	for (int i = 0; i < 6; i++) {
+		assert_string_equal(l.ids[i], ids[i / 2]);
+		assert_int_equal(l.idx[i], (unsigned)(i % 2));
+	}
+	/* defer: m0r0 to now+50, m0r1 to now+10, m1r0 to now-5 */
+	assert_int_equal(queue_store_rcpt_result(q, ids[0], 0, QUEUE_RESULT_DEFERRED, "451 later", now + 50, NULL, &error), 1);
+	assert_int_equal(queue_store_rcpt_result(q, ids[0], 1, QUEUE_RESULT_DEFERRED, "451 later", now + 10, NULL, &error), 1);
+	assert_int_equal(queue_store_rcpt_result(q, ids[1], 0, QUEUE_RESULT_DEFERRED, NULL, now - 5, NULL, &error), 1);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(queue_store_due(q, now, 100, due_cb, &l, &error), 4);
+	/* next_attempt order: m1r1(0), m2r0(0), m2r1(0), m1r0(now-5) */
+	assert_string_equal(l.ids[0], ids[1]); assert_int_equal(l.idx[0], 1);
+	assert_string_equal(l.ids[1], ids[2]); assert_int_equal(l.idx[1], 0);
+	assert_string_equal(l.ids[2], ids[2]); assert_int_equal(l.idx[2], 1);
+	assert_string_equal(l.ids[3], ids[1]); assert_int_equal(l.idx[3], 0);
+	assert_int_equal(l.next[3], now - 5);
+	/* limit */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(queue_store_due(q, now, 2, due_cb, &l, &error), 2);
+	/* held messages are not due */
+	assert_int_equal(queue_store_set_state(q, ids[2], QUEUE_STATE_HOLD, &error), 1);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(queue_store_due(q, now, 100, due_cb, &l, &error), 2);
+	time_t next;
+	assert_int_equal(queue_store_next_due_time(q, &next, &error), 1);
+	assert_int_equal(next, 0);
+	assert_int_equal(queue_store_set_state(q, ids[2], QUEUE_STATE_ACTIVE, &error), 1);
+	assert_int_equal(queue_store_set_state(q, "0000000000000000", QUEUE_STATE_HOLD, &error), 0);
+
+	/* finishing: m1 r1 done, r0 bounced -> message gone with its spool file */
+	bool finished = true;
+	assert_int_equal(queue_store_rcpt_result(q, ids[1], 1, QUEUE_RESULT_DONE, NULL, 0, &finished, &error), 1);
+	assert_false(finished);
+	assert_int_equal(queue_store_rcpt_result(q, ids[1], 1, QUEUE_RESULT_DONE, NULL, 0, &finished, &error), 0);
+	assert_true(spool_exists(ids[1]));
+	assert_int_equal(queue_store_rcpt_result(q, ids[1], 0, QUEUE_RESULT_BOUNCED, "550 no", 0, &finished, &error), 1);
+	assert_true(finished);
+	assert_false(spool_exists(ids[1]));
+	struct queue_envelope *got;
+	assert_int_equal(queue_store_get(q, ids[1], &got, &error), 0);
+	assert_int_equal(queue_store_rcpt_result(q, ids[1], 0, QUEUE_RESULT_DONE, NULL, 0, &finished, &error), 0);
+	/* attempts and errors recorded */
+	assert_int_equal(queue_store_get(q, ids[0], &got, &error), 1);
+	assert_int_equal(got->rcpts[0].attempts, 1);
+	assert_string_equal(got->rcpts[0].last_error, "451 later");
+	assert_int_equal(got->rcpts[0].next_attempt, now + 50);
+	assert_true(got->rcpts[0].last_attempt > 0);
+	queue_envelope_free(&got);
+	/* next due among the rest: m2 at 0 */
+	assert_int_equal(queue_store_next_due_time(q, &next, &error), 1);
+	assert_int_equal(next, 0);
+	assert_int_equal(queue_store_rcpt_result(q, ids[2], 0, QUEUE_RESULT_DONE, NULL, 0, NULL, &error), 1);
+	assert_int_equal(queue_store_rcpt_result(q, ids[2], 1, QUEUE_RESULT_FAILED, "550", 0, NULL, &error), 1);
+	assert_int_equal(queue_store_next_due_time(q, &next, &error), 1);
+	assert_int_equal(next, now + 10);
+	/* flush one message: due now */
+	assert_int_equal(queue_store_flush(q, ids[0], now, &error), 1);
+	assert_int_equal(queue_store_next_due_time(q, &next, &error), 1);
+	assert_int_equal(next, now);
+	assert_int_equal(queue_store_flush(q, ids[2], now, &error), 0); /* gone */
+	assert_int_equal(queue_store_delete(q, ids[0], &error), 1);
+	assert_int_equal(queue_store_next_due_time(q, &next, &error), 0);
+	queue_store_close(&q);
+}
+
+static void test_retry_delay(void **state)
+{
+	static const struct { unsigned attempts, min, max, want; } cases[] = {
+		{ 0, 300, 14400, 300 }, { 1, 300, 14400, 300 }, { 2, 300, 14400, 600 },
+		{ 3, 300, 14400, 1200 }, { 6, 300, 14400, 9600 }, { 7, 300, 14400, 14400 },
+		{ 1000000, 300, 14400, 14400 }, { 4000000000u, 300, 14400, 14400 },
+		{ 5, 0, 100, 0 }, { 3, 500, 100, 500 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(queue_retry_delay(cases[i].attempts, cases[i].min, cases[i].max), cases[i].want);
+}
+
+/* ---- CLI ---- */
+
+static int run_cli(char **out_r, char **err_r, int argc, ...)
+{
+	char *argv[8];
+	va_list ap;
+	va_start(ap, argc);
+	for (int i = 0; i < argc; i++)
+		argv[i] = va_arg(ap, char *);
+	va_end(ap);
+	argv[argc] = NULL;
+	size_t olen, elen;
+	FILE *out = open_memstream(out_r, &olen);
+	FILE *err = open_memstream(err_r, &elen);
+	int r = queue_cli_run(qdir, argc, argv, out, err);
+	fclose(out);
+	fclose(err);
+	return r;
+}
+
+static void test_cli(void **state)
+{
+	struct queue_store *q = open_store();
+	int fd;
+	struct queue_envelope *env = make_msg(q, "Subject: cli test\r\nX-A: b\r\n\r\nsecret body\r\n", 2, &fd);
+	char id[QUEUE_ID_SIZE];
+	memcpy(id, env->id, sizeof(id));
+	commit_one(q, env, fd);
+	queue_envelope_free(&env);
+	assert_int_equal(queue_store_rcpt_result(q, id, 0, QUEUE_RESULT_DEFERRED, "451 4.2.0\tbusy", time(NULL) + 600, NULL, NULL), 1);
+	queue_store_close(&q);
+
+	char *out, *err;
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "list"), 0);
+	assert_true(strncmp(out, "ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n", 47) == 0);
+	assert_non_null(strstr(out, id));
+	assert_non_null(strstr(out, "\t<sender@example.org>\t2\tactive\tnow\t451 4.2.0 busy\n"));
+	free(out); free(err);
+
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "show", id), 0);
+	assert_non_null(strstr(out, "sender: <sender@example.org>"));
+	assert_non_null(strstr(out, "0 <rcpt0@example.test> status=pending kind=local"));
+	assert_non_null(strstr(out, "error=451 4.2.0 busy"));
+	assert_non_null(strstr(out, "headers:\nSubject: cli test\nX-A: b\n"));
+	assert_null(strstr(out, "secret body"));
+	free(out); free(err);
+
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "hold", id), 0);
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "list"), 0);
+	assert_non_null(strstr(out, "\thold\t-\t"));
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "release", id), 0);
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "stats"), 0);
+	assert_non_null(strstr(out, "messages: 1\nactive: 1\nhold: 0\n"));
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "flush"), 0);
+	free(out); free(err);
+
+	static const struct { int argc; const char *a1, *a2, *a3; int code; const char *err; } cases[] = {
+		{ 3, "show", "0000000000000000", NULL, 1, "mailroute: no message 0000000000000000 in the queue\n" },
+		{ 3, "delete", "nonsense", NULL, 1, "mailroute: no message nonsense in the queue\n" },
+		{ 3, "hold", "0000000000000000", NULL, 1, "mailroute: no message 0000000000000000 in the queue\n" },
+		{ 3, "flush", "0000000000000000", NULL, 1, "mailroute: no message 0000000000000000 in the queue\n" },
+		{ 2, "show", NULL, NULL, 2, "mailroute: queue show: wrong number" },
+		{ 4, "delete", "a", "b", 2, "mailroute: queue delete: wrong number" },
+		{ 2, "frobnicate", NULL, NULL, 2, "mailroute: queue: unknown command 'frobnicate'" },
+		{ 1, NULL, NULL, NULL, 2, "mailroute: usage" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = run_cli(&out, &err, cases[i].argc, "queue", cases[i].a1, cases[i].a2, cases[i].a3);
+		assert_int_equal(r, cases[i].code);
+		assert_true(strncmp(err, cases[i].err, strlen(cases[i].err)) == 0);
+		free(out); free(err);
+	}
+
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "delete", id), 0);
+	free(out); free(err);
+	assert_false(spool_exists(id));
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "delete", id), 1);
+	free(out); free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_and_results, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_delay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
