@@ -57,7 +57,7 @@ static bool maildir_folder_valid(const char *folder)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)folder[i];
-		if (c < 0x20 || c == 0x7f)
+		if (c < 0x20 || c == 0x7f || c == '\\' || c == '%' || c == '*')
 			return false;
 		bool sep = c == '.' || c == '/';
 		bool next_sep = i + 1 < len && (folder[i + 1] == '.' || folder[i + 1] == '/');
@@ -65,6 +65,112 @@ static bool maildir_folder_valid(const char *folder)
 			return false;
 	}
 	return true;
+}
+
+/* Next code point of UTF-8 s (advancing *i); -1 on invalid UTF-8. */
+static long maildir_utf8_next(const unsigned char *s, size_t len, size_t *i)
+{
+	unsigned char c = s[*i];
+	int n;
+	long cp;
+	if (c < 0x80) {
+		(*i)++;
+		return c;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		n = 1;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 2;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 3;
+		cp = c & 0x07;
+	} else {
+		return -1;
+	}
+	if (*i + (size_t)n >= len)
+		return -1;
+	for (int k = 1; k <= n; k++) {
+		unsigned char cc = s[*i + (size_t)k];
+		if ((cc & 0xc0) != 0x80)
+			return -1;
+		cp = (cp << 6) | (cc & 0x3f);
+	}
+	if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return -1;
+	*i += (size_t)n + 1;
+	return cp;
+}
+
+static void maildir_b64_flush(char *out, size_t *o, const unsigned char *u16, size_t n)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+	out[(*o)++] = '&';
+	for (size_t k = 0; k < n; k += 3) {
+		unsigned v = (unsigned)u16[k] << 16;
+		if (k + 1 < n)
+			v |= (unsigned)u16[k + 1] << 8;
+		if (k + 2 < n)
+			v |= u16[k + 2];
+		out[(*o)++] = b64[(v >> 18) & 63];
+		out[(*o)++] = b64[(v >> 12) & 63];
+		if (k + 1 < n)
+			out[(*o)++] = b64[(v >> 6) & 63];
+		if (k + 2 < n)
+			out[(*o)++] = b64[v & 63];
+	}
+	out[(*o)++] = '-';
+}
+
+/*
+ * UTF-8 name -> IMAP modified UTF-7 (RFC 3501 5.1.3), the on-disk form the IMAP
+ * side (lib-mailbox) uses; '/' becomes the '.' delimiter. NULL on invalid UTF-8.
+ */
+static char *maildir_folder_encode(const char *folder)
+{
+	size_t len = strlen(folder);
+	const unsigned char *s = (const unsigned char *)folder;
+	/* worst case: every char a 4-byte sequence -> 2 UTF-16 units -> ~6 b64 chars + "&-" */
+	char *out = xmalloc(len * 4 + 8);
+	unsigned char *u16 = xmalloc(len * 2 + 4);
+	size_t o = 0, nu = 0, i = 0;
+	while (i < len) {
+		long cp = maildir_utf8_next(s, len, &i);
+		if (cp < 0) {
+			free(out);
+			free(u16);
+			return NULL;
+		}
+		if (cp >= 0x20 && cp <= 0x7e) {
+			if (nu > 0)
+				maildir_b64_flush(out, &o, u16, nu);
+			nu = 0;
+			if (cp == '&') {
+				out[o++] = '&';
+				out[o++] = '-';
+			} else {
+				out[o++] = cp == '/' ? '.' : (char)cp;
+			}
+			continue;
+		}
+		if (cp >= 0x10000) {
+			long v = cp - 0x10000;
+			unsigned hi = 0xd800u | (unsigned)(v >> 10), lo = 0xdc00u | (unsigned)(v & 0x3ff);
+			u16[nu++] = (unsigned char)(hi >> 8);
+			u16[nu++] = (unsigned char)hi;
+			u16[nu++] = (unsigned char)(lo >> 8);
+			u16[nu++] = (unsigned char)lo;
+		} else {
+			u16[nu++] = (unsigned char)(cp >> 8);
+			u16[nu++] = (unsigned char)cp;
+		}
+	}
+	if (nu > 0)
+		maildir_b64_flush(out, &o, u16, nu);
+	out[o] = '\0';
+	free(u16);
+	return out;
 }
 
 int maildir_folder_path(const char *root, const char *folder, char **path_r, char **error_r)
@@ -75,14 +181,18 @@ int maildir_folder_path(const char *root, const char *folder, char **path_r, cha
 	}
 	if (!maildir_folder_valid(folder))
 		return maildir_fail(error_r, EINVAL, "invalid folder name");
+	char *enc = maildir_folder_encode(folder);
+	if (enc == NULL)
+		return maildir_fail(error_r, EINVAL, "folder name is not UTF-8");
+	if (strlen(enc) > MAILDIR_FOLDER_MAX) {
+		free(enc);
+		return maildir_fail(error_r, ENAMETOOLONG, "folder name too long");
+	}
 	size_t rlen = strlen(root);
 	while (rlen > 1 && root[rlen - 1] == '/')
 		rlen--;
-	char *path = xasprintf("%.*s/.%s", (int)rlen, root, folder);
-	for (char *p = path + rlen + 2; *p != '\0'; p++)
-		if (*p == '/')
-			*p = '.';
-	*path_r = path;
+	*path_r = xasprintf("%.*s/.%s", (int)rlen, root, enc);
+	free(enc);
 	return 0;
 }
 

@@ -5,11 +5,13 @@
  * a 1 return means the message is durable in the mailbox.
  *
  * root is the user's Maildir++ root (<data_dir>/mail/<domain>/<localpart>/).
- * folder NULL, "" or "INBOX" (any case) is the root itself; otherwise a name
- * like "Junk" or "a/b" maps to root/.Junk/ and root/.a.b/ ('/' and '.' are both
- * hierarchy separators). Folder names are used as given (bytes, no mUTF-7
- * conversion); rejected when they contain "..", start or end with '.' or '/',
- * have an empty level ("a//b"), control characters, or exceed 255 bytes.
+ * folder NULL, "" or "INBOX" (any case) is the root itself; otherwise a UTF-8
+ * name (as Sieve fileinto gives it) like "Junk" or "a/b" maps to root/.Junk/
+ * and root/.a.b/ ('/' and '.' are both hierarchy separators), non-ASCII and '&'
+ * encoded as IMAP modified UTF-7 ("Été" -> ".&AMk-t&AOk-"), the on-disk form
+ * lib-mailbox (IMAP) reads. Rejected (EINVAL): invalid UTF-8, "..", a leading
+ * or trailing '.' or '/', an empty level ("a//b"), control characters, '\',
+ * '%', '*'; ENAMETOOLONG beyond 255 encoded bytes.
  * Missing directories (root and its parents, tmp/ new/ cur/, the folder and its
  * empty maildirfolder file) are created with mode 0700 (files 0600), and their
  * parents fsynced, so an acknowledged delivery never depends on an unsynced mkdir.
@@ -35,8 +37,8 @@
  * everything the environment can cause (ENOSPC, EDQUOT, EIO, EACCES, EPERM,
  * EROFS, ENOTDIR, ...) is temporary: retried, never dropped.
  */
-#ifndef MR_MAILDIR_H
-#define MR_MAILDIR_H
+#ifndef MR_DELIVER_MAILDIR_H
+#define MR_DELIVER_MAILDIR_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -128,6 +128,10 @@ static void test_folders(void **state)
 		{ .folder = "a/b", .dir = ".a.b" },
 		{ .folder = "Archive.2024", .dir = ".Archive.2024" },
 		{ .folder = "Sent Items", .dir = ".Sent Items" },
+		{ .folder = "R&D", .dir = ".R&-D" },
+		{ .folder = "\xc3\x89t\xc3\xa9", .dir = ".&AMk-t&AOk-" },              /* Été */
+		{ .folder = "\xe5\x8f\xb0\xe5\x8c\x97/x", .dir = ".&U,BTFw-.x" },    /* 台北/x (RFC 3501) */
+		{ .folder = "\xf0\x9f\x93\xa7", .dir = ".&2D3c5w-" },                 /* U+1F4E7 surrogates */
 	};
 	char *root = xasprintf("%s/u1", base);
 	int fd = msg_fd("x\r\n", 3);
@@ -153,7 +157,8 @@ static void test_folders(void **state)
 static void test_invalid_folders(void **state)
 {
 	static const char *const bad[] = { "..", "a/../b", ".hidden", "a/", "/a", "a//b", "a.", "a\nb",
-					   "a\x7f", "a./b" };
+					   "a\x7f", "a./b", "a*", "a%", "a\\b", "\xc3", "\xc3(", "\xed\xa0\x80",
+					   "\xe0\x80\xaf", "\xff" };
 	char *root = xasprintf("%s/u2", base);
 	int fd = msg_fd("x\r\n", 3);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -169,6 +174,14 @@ static void test_invalid_folders(void **state)
 	memset(long_name, 'a', sizeof(long_name) - 1);
 	long_name[sizeof(long_name) - 1] = '\0';
 	assert_int_equal(maildir_deliver(root, long_name, fd, NULL, 0, NULL, NULL), -1);
+	/* short in UTF-8 (200 bytes) but longer than 255 once encoded */
+	char wide[201];
+	for (int i = 0; i < 200; i += 2)
+		memcpy(wide + i, "\xc3\xa9", 2);
+	wide[200] = '\0';
+	errno = 0;
+	assert_int_equal(maildir_deliver(root, wide, fd, NULL, 0, NULL, NULL), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
 	/* invalid unique names */
 	static const char *const bad_unique[] = { "", "a/b", "a:2,S", ".x", "a b" };
 	for (size_t i = 0; i < sizeof(bad_unique) / sizeof(bad_unique[0]); i++) {
