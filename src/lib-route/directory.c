@@ -48,12 +48,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ALIAS_POS] = "SELECT coalesce(max(position), 0) FROM aliases WHERE address = ?1 AND is_regex = ?2",
 	[ST_ALIAS_ADD] = "INSERT OR IGNORE INTO aliases(address, is_regex, target, position) VALUES (?1, ?2, ?3, ?4)",
 	[ST_ALIAS_DEL] = "DELETE FROM aliases WHERE address = ?1",
-	[ST_ALIAS_LIST] = "SELECT address, is_regex, target FROM aliases ORDER BY is_regex, "
-			  "CASE WHEN is_regex THEN '' ELSE address END, "
-			  "CASE WHEN is_regex THEN id ELSE position END",
+	[ST_ALIAS_LIST] = "SELECT address, is_regex, target FROM aliases a ORDER BY is_regex, "
+			  "CASE WHEN is_regex THEN (SELECT min(id) FROM aliases b WHERE b.address = a.address "
+			  "AND b.is_regex = 1) ELSE 0 END, address, position",
 	[ST_ALIAS_LOOKUP] = "SELECT address, is_regex, target FROM aliases WHERE address = ?1 AND is_regex = 0 "
 			    "ORDER BY position",
-	[ST_ALIAS_REGEX] = "SELECT address, is_regex, target FROM aliases WHERE is_regex = 1 ORDER BY id",
+	[ST_ALIAS_REGEX] = "SELECT address, is_regex, target FROM aliases a WHERE is_regex = 1 ORDER BY "
+			   "(SELECT min(id) FROM aliases b WHERE b.address = a.address AND b.is_regex = 1), position",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 };
@@ -91,6 +92,8 @@ struct directory {
 	bool in_transaction;
 	int64_t generation;
 	int64_t last_data_version;
+	void *cache;
+	void (*cache_free)(void *cache);
 };
 
 char *directory_path(const struct mr_config *cfg)
@@ -163,6 +166,8 @@ void directory_close(struct directory **dp)
 	struct directory *d = *dp;
 	if (d == NULL)
 		return;
+	if (d->cache_free != NULL)
+		d->cache_free(d->cache);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(d->stmt[i]);
 	sqlite3_close(d->db);
@@ -188,6 +193,19 @@ int64_t directory_generation(struct directory *d)
 		d->last_data_version = v;
 	}
 	return d->generation;
+}
+
+void *directory_cache(struct directory *d)
+{
+	return d->cache;
+}
+
+void directory_set_cache(struct directory *d, void *cache, void (*free_fn)(void *cache))
+{
+	if (d->cache_free != NULL && d->cache != cache)
+		d->cache_free(d->cache);
+	d->cache = cache;
+	d->cache_free = free_fn;
 }
 
 /* Our own commits don't move data_version: count them here. */

@@ -109,8 +109,12 @@ int directory_alias_list(struct directory *d, directory_alias_cb *cb, void *ctx,
 /* Targets of one exact alias (or "@domain"), in position order. */
 int directory_alias_lookup(struct directory *d, const char *address, directory_alias_cb *cb, void *ctx,
 			   char **error_r);
-/* Regex aliases only, in the order they were added (route.c compiles them). */
+/* Regex aliases only, grouped by pattern, patterns in the order first added (route.c compiles them). */
 int directory_alias_regex_list(struct directory *d, directory_alias_cb *cb, void *ctx, char **error_r);
+
+/* One opaque cache slot for route.c (compiled regex aliases); free_fn runs at close or replacement. */
+void *directory_cache(struct directory *d);
+void directory_set_cache(struct directory *d, void *cache, void (*free_fn)(void *cache));
 
 /* Run several changes in one transaction (bulk imports, tests with 100k users). */
 int directory_begin(struct directory *d, char **error_r);
