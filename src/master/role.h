@@ -7,6 +7,8 @@
 #define MR_ROLE_H
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
+#include <sys/types.h>
 
 #include "conf/conf.h"
 
@@ -25,6 +27,9 @@ struct role_env {
 	size_t listener_count;
 	SSL_CTX *tls;                    /* server context, or NULL when no cert configured */
 	const char *ipc_prefix;          /* abstract socket name prefix of this instance */
+	uid_t uid;                       /* cfg->user's uid (or ours when not started as root) */
+	uid_t vuid;                      /* cfg->vmail_user's uid */
+	int index;                       /* process number within its role (smtp has several) */
 };
 
 #endif

@@ -1,0 +1,124 @@
+#include "lookup/lookup_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "lib/ipc_client.h"
+#include "lib/xalloc.h"
+#include "master/proto.h"
+
+struct lookup_client {
+	struct ipc_client *ipc;
+};
+
+struct lookup_req {
+	struct ipc_call *call;
+	lookup_auth_cb *auth_cb;
+	lookup_rcpt_cb *rcpt_cb;
+	void *arg;
+};
+
+struct lookup_client *lookup_client_new(struct event_base *base, const char *ipc_prefix)
+{
+	struct lookup_client *lc = xcalloc(1, sizeof(*lc));
+	char *name = xasprintf("%s/lookup", ipc_prefix);
+	lc->ipc = ipc_client_new(base, name);
+	free(name);
+	return lc;
+}
+
+void lookup_client_free(struct lookup_client **lcp)
+{
+	if (*lcp == NULL)
+		return;
+	ipc_client_free(&(*lcp)->ipc);
+	xfree(lcp);
+}
+
+static void on_auth_reply(void *arg, struct ipc_reader *r, int fd)
+{
+	struct lookup_req *req = arg;
+	if (fd >= 0)
+		close(fd);
+	enum lookup_status st = LOOKUP_TEMPFAIL;
+	char *user = NULL, *maildir = NULL;
+	if (r != NULL) {
+		st = (enum lookup_status)((int)ipc_get_u32(r) - 1);
+		user = ipc_get_strdup(r);
+		maildir = ipc_get_strdup(r);
+		if (ipc_reader_end(r) < 0 || r->type != PROTO_LOOKUP_AUTH_R)
+			st = LOOKUP_TEMPFAIL;
+	}
+	req->auth_cb(req->arg, st, st == LOOKUP_OK ? user : NULL, st == LOOKUP_OK ? maildir : NULL);
+	free(user);
+	free(maildir);
+	free(req);
+}
+
+struct lookup_req *lookup_client_auth(struct lookup_client *lc, const char *service, const char *user,
+                                      const char *password, const char *client_ip, lookup_auth_cb *cb,
+                                      void *arg)
+{
+	struct lookup_req *req = xcalloc(1, sizeof(*req));
+	req->auth_cb = cb;
+	req->arg = arg;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_AUTH, 0);
+	ipc_put_str(&m, service);
+	ipc_put_str(&m, user);
+	ipc_put_str(&m, password);
+	ipc_put_str(&m, client_ip);
+	req->call = ipc_client_call(lc->ipc, &m, on_auth_reply, req);
+	secret_zero(m.b.data, m.b.len);
+	ipc_msg_deinit(&m);
+	return req;
+}
+
+static void on_rcpt_reply(void *arg, struct ipc_reader *r, int fd)
+{
+	struct lookup_req *req = arg;
+	if (fd >= 0)
+		close(fd);
+	int code = 451;
+	char enhanced[16] = "4.3.0", text[512] = "Temporary lookup failure";
+	if (r != NULL) {
+		code = (int)ipc_get_u32(r);
+		ipc_get_str(r, enhanced, sizeof(enhanced));
+		ipc_get_str(r, text, sizeof(text));
+		if (ipc_reader_end(r) < 0 || r->type != PROTO_LOOKUP_RCPT_R || code < 200 || code > 599) {
+			code = 451;
+			snprintf(enhanced, sizeof(enhanced), "4.3.0");
+			snprintf(text, sizeof(text), "Temporary lookup failure");
+		}
+	}
+	req->rcpt_cb(req->arg, code, enhanced, text);
+	free(req);
+}
+
+struct lookup_req *lookup_client_rcpt(struct lookup_client *lc, const char *address, const char *client_ip,
+                                      const char *auth_user, int listen_kind, lookup_rcpt_cb *cb, void *arg)
+{
+	struct lookup_req *req = xcalloc(1, sizeof(*req));
+	req->rcpt_cb = cb;
+	req->arg = arg;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_RCPT, 0);
+	ipc_put_str(&m, address);
+	ipc_put_str(&m, client_ip);
+	ipc_put_str(&m, auth_user);
+	ipc_put_u32(&m, (uint32_t)listen_kind);
+	req->call = ipc_client_call(lc->ipc, &m, on_rcpt_reply, req);
+	ipc_msg_deinit(&m);
+	return req;
+}
+
+void lookup_req_cancel(struct lookup_req **reqp)
+{
+	struct lookup_req *req = *reqp;
+	if (req == NULL)
+		return;
+	*reqp = NULL;
+	ipc_call_cancel(&req->call);
+	free(req);
+}

@@ -1,0 +1,124 @@
+#include "lookup/lookup_policy.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+bool lookup_cidr_match(const char *cidr, const char *ip)
+{
+	char net[64];
+	const char *slash = strchr(cidr, '/');
+	size_t n = slash ? (size_t)(slash - cidr) : strlen(cidr);
+	if (n >= sizeof(net))
+		return false;
+	memcpy(net, cidr, n);
+	net[n] = '\0';
+	unsigned char a[16], b[16];
+	int fam = strchr(net, ':') ? AF_INET6 : AF_INET;
+	int ipfam = strchr(ip, ':') ? AF_INET6 : AF_INET;
+	if (inet_pton(fam, net, a) != 1 || inet_pton(ipfam, ip, b) != 1)
+		return false;
+	if (fam != ipfam) {
+		/* An IPv4-mapped IPv6 client against an IPv4 network. */
+		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (fam == AF_INET && ipfam == AF_INET6 && memcmp(b, mapped, 12) == 0)
+			memmove(b, b + 12, 4);
+		else
+			return false;
+	}
+	int bits = fam == AF_INET ? 32 : 128;
+	int prefix = bits;
+	if (slash != NULL) {
+		char *end;
+		long v = strtol(slash + 1, &end, 10);
+		if (*end != '\0' || v < 0 || v > bits)
+			return false;
+		prefix = (int)v;
+	}
+	for (int i = 0; i < prefix; i++) {
+		int byte = i / 8, bit = 7 - i % 8;
+		if (((a[byte] >> bit) & 1) != ((b[byte] >> bit) & 1))
+			return false;
+	}
+	return true;
+}
+
+bool lookup_policy_trusted(const struct mr_config *cfg, const char *ip)
+{
+	for (size_t i = 0; i < cfg->trusted_networks_count; i++)
+		if (lookup_cidr_match(cfg->trusted_networks[i], ip))
+			return true;
+	return false;
+}
+
+char *lookup_maildir_path(const struct mr_config *cfg, const char *address)
+{
+	const char *at = strrchr(address, '@');
+	if (at == NULL)
+		return xasprintf("%s/mail/%s", cfg->data_dir, address);
+	return xasprintf("%s/mail/%s/%.*s", cfg->data_dir, at + 1, (int)(at - address), address);
+}
+
+static void decide(struct lookup_rcpt_decision *d, int code, const char *enhanced, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void decide(struct lookup_rcpt_decision *d, int code, const char *enhanced, const char *fmt, ...)
+{
+	d->code = code;
+	snprintf(d->enhanced, sizeof(d->enhanced), "%s", enhanced);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d->text, sizeof(d->text), fmt, ap);
+	va_end(ap);
+}
+
+void lookup_policy_rcpt(struct directory *dir, const struct mr_config *cfg, const struct route_options *ropt,
+                        const char *address, const char *client_ip, const char *auth_user, int listen_kind,
+                        struct lookup_rcpt_decision *d)
+{
+	struct route_result res;
+	char *error = NULL;
+	memset(&res, 0, sizeof(res));
+	const char *at = strrchr(address, '@');
+	bool literal = at != NULL && at[1] == '[';
+	int r = literal ? 1 : route_resolve(dir, ropt, address, &res, &error);
+	if (literal)
+		res.status = ROUTE_NOT_LOCAL;
+	d->status = res.status;
+	if (r < 0) {
+		log_warn("event=route_error address=%s error=\"%s\"", address, error ? error : "?");
+		free(error);
+		decide(d, 451, "4.3.0", "<%s>: Temporary lookup failure", address);
+		route_result_deinit(&res);
+		return;
+	}
+	switch (res.status) {
+	case ROUTE_OK:
+		decide(d, 250, "2.1.5", "Ok");
+		break;
+	case ROUTE_UNKNOWN_USER:
+		decide(d, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown", address);
+		break;
+	case ROUTE_LOOP:
+		decide(d, 550, "5.4.6", "<%s>: Recipient address rejected: alias loop", address);
+		break;
+	case ROUTE_BAD_ADDRESS:
+		decide(d, 501, "5.1.3", "<%s>: Bad recipient address syntax", address);
+		break;
+	case ROUTE_NOT_LOCAL:
+		if (!literal && res.domain_known) {
+			/* relay and backup domains: we are an MX for them */
+			decide(d, 250, "2.1.5", "Ok");
+		} else if (auth_user != NULL || lookup_policy_trusted(cfg, client_ip)) {
+			decide(d, 250, "2.1.5", "Ok");
+		} else {
+			decide(d, 554, "5.7.1", "<%s>: Relay access denied", address);
+		}
+		break;
+	}
+	route_result_deinit(&res);
+}

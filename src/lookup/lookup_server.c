@@ -1,0 +1,273 @@
+/*
+ * The lookup role: owns the directory (domains, users, aliases, password
+ * hashes) and answers the other roles: AUTH checks (hash verified on a worker
+ * thread, failures delayed and throttled per client IP) and RCPT checks
+ * (recipient resolution and relay control).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib-auth/password.h"
+#include "lib-route/directory.h"
+#include "lib-route/route.h"
+#include "lib/ipc.h"
+#include "lib/log.h"
+#include "lib/workpool.h"
+#include "lib/xalloc.h"
+#include "lookup/lookup_client.h"
+#include "lookup/lookup_policy.h"
+#include "master/proto.h"
+#include "master/roles.h"
+
+#define FAIL_SLOTS 1024
+#define FAIL_WINDOW 300      /* seconds a failure is remembered */
+#define FAIL_LOCKOUT 10      /* failures per IP in the window before we stop checking */
+
+struct lookup {
+	const struct mr_config *cfg;
+	struct event_base *base;
+	struct directory *dir;
+	struct workpool *pool;
+	struct route_options ropt;
+	struct {
+		uint32_t hash;
+		unsigned count;
+		time_t last;
+	} fails[FAIL_SLOTS];
+};
+
+static struct lookup L;
+
+struct auth_job {
+	struct ipc_conn *conn;
+	uint32_t reqid;
+	char *user, *password, *hash, *ip, *service;
+	bool ok;
+	struct event *delay_ev;
+};
+
+static uint32_t ip_hash(const char *ip)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *s = (const unsigned char *)ip; *s; s++)
+		h = (h ^ *s) * 16777619u;
+	return h;
+}
+
+static unsigned *fail_counter(const char *ip, time_t now)
+{
+	uint32_t h = ip_hash(ip);
+	unsigned slot = h % FAIL_SLOTS;
+	if (L.fails[slot].hash != h || now - L.fails[slot].last > FAIL_WINDOW) {
+		L.fails[slot].hash = h;
+		L.fails[slot].count = 0;
+	}
+	L.fails[slot].last = now;
+	return &L.fails[slot].count;
+}
+
+/* Connections are freed only by their close callback, so a job keeps a plain pointer. */
+static struct ipc_conn *live_conns[256];
+
+static bool conn_alive(struct ipc_conn *c)
+{
+	for (size_t i = 0; i < 256; i++)
+		if (live_conns[i] == c)
+			return true;
+	return false;
+}
+
+static void auth_reply(struct auth_job *j)
+{
+	if (conn_alive(j->conn)) {
+		struct ipc_msg m;
+		ipc_msg_init(&m, PROTO_LOOKUP_AUTH_R, j->reqid);
+		ipc_put_u32(&m, (uint32_t)((j->ok ? LOOKUP_OK : LOOKUP_DENIED) + 1));
+		char *maildir = NULL;
+		if (j->ok)
+			maildir = lookup_maildir_path(L.cfg, j->user);
+		ipc_put_str(&m, j->ok ? j->user : NULL);
+		ipc_put_str(&m, maildir);
+		ipc_send(j->conn, &m);
+		ipc_msg_deinit(&m);
+		free(maildir);
+	}
+	char q[300];
+	log_info("event=auth service=%s user=%s ip=%s result=%s", j->service, log_q(q, sizeof(q), j->user), j->ip,
+	         j->ok ? "ok" : "failed");
+	if (j->delay_ev != NULL)
+		event_free(j->delay_ev);
+	free(j->user);
+	secret_free(j->password);
+	free(j->hash);
+	free(j->ip);
+	free(j->service);
+	free(j);
+}
+
+static void on_auth_delay(evutil_socket_t fd, short what, void *arg)
+{
+	auth_reply(arg);
+}
+
+static void auth_work(void *arg)
+{
+	struct auth_job *j = arg;
+	/* Unknown users cost the same as known ones. */
+	static const char dummy[] = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9NBCL6WvJfk0hnMd8zEnvJGjd5YX2lD";
+	j->ok = password_verify(j->password, j->hash != NULL ? j->hash : dummy) && j->hash != NULL;
+}
+
+static void auth_done(void *arg)
+{
+	struct auth_job *j = arg;
+	time_t now = time(NULL);
+	unsigned *fails = fail_counter(j->ip, now);
+	if (j->ok) {
+		*fails = 0;
+		auth_reply(j);
+		return;
+	}
+	(*fails)++;
+	/* Slow down guessing: 1 s, growing with the failures from this IP, at most 8 s. */
+	unsigned delay = *fails < 8 ? *fails : 8;
+	j->delay_ev = evtimer_new(L.base, on_auth_delay, j);
+	struct timeval tv = { delay, 0 };
+	evtimer_add(j->delay_ev, &tv);
+}
+
+static void handle_auth(struct ipc_conn *c, struct ipc_reader *r)
+{
+	struct auth_job *j = xcalloc(1, sizeof(*j));
+	j->conn = c;
+	j->reqid = r->reqid;
+	j->service = ipc_get_strdup(r);
+	j->user = ipc_get_strdup(r);
+	j->password = ipc_get_strdup(r);
+	j->ip = ipc_get_strdup(r);
+	if (ipc_reader_end(r) < 0 || j->service == NULL || j->user == NULL || j->password == NULL || j->ip == NULL)
+		log_panic("event=ipc_malformed type=auth");
+	for (char *p = j->user; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	time_t now = time(NULL);
+	if (*fail_counter(j->ip, now) >= FAIL_LOCKOUT) {
+		/* Too many failures from this IP: refuse without checking, after the maximum delay. */
+		log_warn("event=auth_throttled ip=%s", j->ip);
+		j->ok = false;
+		auth_done(j);
+		return;
+	}
+	char *error = NULL;
+	if (directory_user_get(L.dir, j->user, &j->hash, &error) < 0) {
+		log_warn("event=directory_error error=\"%s\"", error);
+		free(error);
+	}
+	workpool_submit(L.pool, auth_work, auth_done, j);
+}
+
+static void rcpt_reply(struct ipc_conn *c, uint32_t reqid, int code, const char *enhanced, const char *text)
+{
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_RCPT_R, reqid);
+	ipc_put_u32(&m, (uint32_t)code);
+	ipc_put_str(&m, enhanced);
+	ipc_put_str(&m, text);
+	ipc_send(c, &m);
+	ipc_msg_deinit(&m);
+}
+
+static void handle_rcpt(struct ipc_conn *c, struct ipc_reader *r)
+{
+	char *address = ipc_get_strdup(r);
+	char *ip = ipc_get_strdup(r);
+	char *auth_user = ipc_get_strdup(r);
+	uint32_t kind = ipc_get_u32(r);
+	if (ipc_reader_end(r) < 0 || address == NULL || ip == NULL)
+		log_panic("event=ipc_malformed type=rcpt");
+	struct lookup_rcpt_decision d;
+	lookup_policy_rcpt(L.dir, L.cfg, &L.ropt, address, ip, auth_user, (int)kind, &d);
+	rcpt_reply(c, r->reqid, d.code, d.enhanced, d.text);
+	free(address);
+	free(ip);
+	free(auth_user);
+}
+
+static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)
+{
+	if (fd >= 0)
+		close(fd);
+	switch (r->type) {
+	case PROTO_LOOKUP_AUTH: handle_auth(c, r); break;
+	case PROTO_LOOKUP_RCPT: handle_rcpt(c, r); break;
+	default: log_panic("event=ipc_unknown_type type=%u", r->type);
+	}
+}
+
+static void on_close(struct ipc_conn *c, void *arg)
+{
+	for (size_t i = 0; i < 256; i++)
+		if (live_conns[i] == c)
+			live_conns[i] = NULL;
+	ipc_conn_free(&c);
+}
+
+static void on_accept(struct ipc_server *s, int fd, uid_t uid, void *arg)
+{
+	size_t i = 0;
+	while (i < 256 && live_conns[i] != NULL)
+		i++;
+	if (i == 256) {
+		log_warn("event=too_many_ipc_clients");
+		close(fd);
+		return;
+	}
+	live_conns[i] = ipc_conn_new(L.base, fd, on_msg, on_close, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	event_base_loopexit(L.base, NULL);
+}
+
+void lookup_role_run(struct role_env *env)
+{
+	L.cfg = env->cfg;
+	L.base = env->base;
+	L.ropt.subaddress_separator = env->cfg->subaddress_separator;
+	char *error = NULL;
+	char *path = directory_path(env->cfg);
+	L.dir = directory_open(path, false, &error);
+	if (L.dir == NULL)
+		log_fatal("event=directory_open_failed path=%s error=\"%s\"", path, error);
+	free(path);
+	L.pool = workpool_new(env->base, 2);
+	char *name = xasprintf("%s/lookup", env->ipc_prefix);
+	uid_t allowed[2] = { env->uid, env->vuid };
+	struct ipc_server *srv = ipc_server_new(env->base, name, allowed, 2, on_accept, NULL, &error);
+	for (int tries = 0; srv == NULL && tries < 50; tries++) {
+		/* A previous lookup process may still hold the name for a moment. */
+		free(error);
+		usleep(100000);
+		srv = ipc_server_new(env->base, name, allowed, 2, on_accept, NULL, &error);
+	}
+	if (srv == NULL)
+		log_fatal("event=ipc_listen_failed error=\"%s\"", error);
+	free(name);
+	struct event *st = evsignal_new(env->base, SIGTERM, on_signal, NULL);
+	struct event *sh = evsignal_new(env->base, SIGHUP, on_signal, NULL);
+	evsignal_add(st, NULL);
+	evsignal_add(sh, NULL);
+	log_info("event=ready");
+	event_base_dispatch(env->base);
+	ipc_server_free(&srv);
+	workpool_free(&L.pool);
+	directory_close(&L.dir);
+	exit(0);
+}

@@ -1,0 +1,19 @@
+/*
+ * master: the root process of `mailroute serve` (DESIGN.md §2). It loads the
+ * config, prepares data_dir, binds every listener, loads the TLS context, forks
+ * the roles (lookup, queue, deliver, smtp x N, imap, pop3), drops their
+ * privileges, restarts a role that dies (with backoff), reloads on SIGHUP and
+ * stops everything on SIGTERM/SIGINT.
+ */
+#ifndef MR_MASTER_H
+#define MR_MASTER_H
+
+#include "conf/conf.h"
+
+int master_run(struct mr_config *cfg);
+
+/* Build the server TLS context (TLS 1.2+); NULL with *error_r on failure. */
+struct ssl_ctx_st;
+struct ssl_ctx_st *master_tls_ctx(const struct mr_config *cfg, char **error_r);
+
+#endif

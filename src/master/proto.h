@@ -1,0 +1,33 @@
+/*
+ * proto: the message types between roles (DESIGN.md §2) and the fields of each,
+ * in order. Every message is built with ipc_put_* in exactly this order and read
+ * back with ipc_get_* followed by ipc_reader_end(); a mismatch is a bug.
+ * Abstract socket names: "<ipc_prefix>/lookup", "<ipc_prefix>/queue",
+ * "<ipc_prefix>/deliver".
+ */
+#ifndef MR_PROTO_H
+#define MR_PROTO_H
+
+enum proto_type {
+	/* -> lookup */
+	PROTO_LOOKUP_AUTH = 1,      /* service, user, password, client_ip */
+	PROTO_LOOKUP_AUTH_R = 2,    /* u32 status(lookup_status+1), user, maildir */
+	PROTO_LOOKUP_RCPT = 3,      /* address, client_ip, auth_user, u32 listen_kind */
+	PROTO_LOOKUP_RCPT_R = 4,    /* u32 code, enhanced, text  (code 250 = accepted) */
+
+	/* smtp -> queue */
+	PROTO_QUEUE_OPEN = 20,      /* (nothing) */
+	PROTO_QUEUE_OPEN_R = 21,    /* u32 ok, id-or-error  + fd when ok */
+	PROTO_QUEUE_RCPT = 22,      /* id, address, orcpt, u32 notify  (no reply) */
+	PROTO_QUEUE_COMMIT = 23,    /* id, sender, u64 size, envid, u32 ret, helo, client_ip, auth_user,
+	                               u32 smtputf8, u32 body */
+	PROTO_QUEUE_COMMIT_R = 24,  /* u32 ok, error text */
+	PROTO_QUEUE_ABORT = 25,     /* id  (no reply) */
+	PROTO_QUEUE_KICK = 26,      /* id or NULL: run the scheduler now (from the CLI) */
+
+	/* queue -> deliver (fd = spool file) */
+	PROTO_DELIVER_LOCAL = 40,   /* id, u32 idx, maildir, folder, unique, prepend */
+	PROTO_DELIVER_R = 41,       /* u32 result (1 delivered, 0 duplicate, -1+2 temp=2, perm=3), text */
+};
+
+#endif

@@ -1,0 +1,580 @@
+/*
+ * The queue role: owns the spool and the queue database (DESIGN.md §3).
+ *  - smtp asks for a spool file (OPEN): we create it and pass the descriptor;
+ *    smtp writes the body, then sends the recipients and COMMIT. We resolve each
+ *    recipient to its delivery targets (the router), and hand the envelope and
+ *    file to the group committer: fsync of the file and one SQLite transaction
+ *    for the whole batch. Only then does smtp get "ok" and answer 250.
+ *  - The scheduler hands due recipients to the deliver role and records the
+ *    results: done, deferred with exponential backoff, or failed.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib-route/directory.h"
+#include "lib-route/route.h"
+#include "lib/ipc.h"
+#include "lib/ipc_client.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "lookup/lookup_policy.h"
+#include "master/proto.h"
+#include "master/roles.h"
+#include "queue/queue_committer.h"
+#include "queue/queue_envelope.h"
+#include "queue/queue_store.h"
+
+#define MAX_INFLIGHT 64
+#define MAX_PENDING_RCPTS 100000
+
+struct raw_rcpt {
+	char *address, *orcpt;
+	unsigned notify;
+};
+
+struct pending {
+	struct pending *next;
+	char id[QUEUE_ID_SIZE];
+	int fd;
+	struct ipc_conn *conn;
+	struct raw_rcpt *rcpts;
+	size_t count, alloc;
+};
+
+struct commit_ctx {
+	struct ipc_conn *conn;
+	uint32_t reqid;
+	char id[QUEUE_ID_SIZE];
+};
+
+struct inflight {
+	struct inflight *next;
+	char id[QUEUE_ID_SIZE];
+	unsigned idx;
+	unsigned attempts;
+	time_t arrival;
+	struct ipc_call *call;
+};
+
+static struct {
+	const struct mr_config *cfg;
+	struct event_base *base;
+	struct queue_store *store;
+	struct queue_committer *committer;
+	struct directory *dir;
+	struct route_options ropt;
+	struct pending *pending;
+	struct ipc_client *deliver;
+	struct inflight *inflight;
+	unsigned inflight_count;
+	struct event *sched_ev, *tick_ev;
+	struct ipc_conn *conns[256];
+	bool stopping;
+} Q;
+
+static bool conn_alive(struct ipc_conn *c)
+{
+	for (size_t i = 0; i < 256; i++)
+		if (Q.conns[i] == c)
+			return true;
+	return false;
+}
+
+static void kick(void)
+{
+	event_active(Q.sched_ev, EV_READ, 0);
+}
+
+/* ---- intake ---- */
+
+static struct pending *pending_find(struct ipc_conn *c, const char *id)
+{
+	for (struct pending *p = Q.pending; p != NULL; p = p->next)
+		if (p->conn == c && strcmp(p->id, id) == 0)
+			return p;
+	return NULL;
+}
+
+static void pending_free(struct pending *p, bool remove_file)
+{
+	struct pending **pp = &Q.pending;
+	while (*pp != NULL && *pp != p)
+		pp = &(*pp)->next;
+	if (*pp == p)
+		*pp = p->next;
+	if (p->fd >= 0)
+		close(p->fd);
+	if (remove_file) {
+		char *error = NULL;
+		if (queue_spool_remove(Q.store, p->id, &error) < 0) {
+			log_warn("event=spool_remove_failed id=%s error=\"%s\"", p->id, error);
+			free(error);
+		}
+	}
+	for (size_t i = 0; i < p->count; i++) {
+		free(p->rcpts[i].address);
+		free(p->rcpts[i].orcpt);
+	}
+	free(p->rcpts);
+	free(p);
+}
+
+static void handle_open(struct ipc_conn *c, struct ipc_reader *r)
+{
+	if (ipc_reader_end(r) < 0)
+		log_panic("event=ipc_malformed type=open");
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_QUEUE_OPEN_R, r->reqid);
+	struct pending *p = xcalloc(1, sizeof(*p));
+	char *error = NULL;
+	if (queue_spool_create(Q.store, p->id, &p->fd, &error) < 0) {
+		log_warn("event=spool_create_failed error=\"%s\"", error);
+		ipc_put_u32(&m, 0);
+		ipc_put_str(&m, error);
+		free(error);
+		free(p);
+	} else {
+		p->conn = c;
+		p->next = Q.pending;
+		Q.pending = p;
+		ipc_put_u32(&m, 1);
+		ipc_put_str(&m, p->id);
+		m.fd = p->fd;
+	}
+	ipc_send(c, &m);
+	ipc_msg_deinit(&m);
+}
+
+static void handle_rcpt(struct ipc_conn *c, struct ipc_reader *r)
+{
+	char id[QUEUE_ID_SIZE];
+	ipc_get_str(r, id, sizeof(id));
+	char *address = ipc_get_strdup(r);
+	char *orcpt = ipc_get_strdup(r);
+	unsigned notify = ipc_get_u32(r);
+	if (ipc_reader_end(r) < 0 || address == NULL)
+		log_panic("event=ipc_malformed type=rcpt");
+	struct pending *p = pending_find(c, id);
+	if (p == NULL || p->count >= MAX_PENDING_RCPTS) {
+		free(address);
+		free(orcpt);
+		return;
+	}
+	if (p->count == p->alloc) {
+		p->alloc = p->alloc ? p->alloc * 2 : 4;
+		p->rcpts = xreallocarray(p->rcpts, p->alloc, sizeof(*p->rcpts));
+	}
+	p->rcpts[p->count++] = (struct raw_rcpt){ .address = address, .orcpt = orcpt, .notify = notify };
+}
+
+static void commit_reply(struct ipc_conn *c, uint32_t reqid, bool ok, const char *error)
+{
+	if (!conn_alive(c))
+		return;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_QUEUE_COMMIT_R, reqid);
+	ipc_put_u32(&m, ok ? 1 : 0);
+	ipc_put_str(&m, error ? error : "");
+	ipc_send(c, &m);
+	ipc_msg_deinit(&m);
+}
+
+static void on_committed(void *arg, int result, const char *error)
+{
+	struct commit_ctx *cc = arg;
+	if (result < 0)
+		log_warn("event=commit_failed id=%s error=\"%s\"", cc->id, error ? error : "?");
+	commit_reply(cc->conn, cc->reqid, result >= 0, error);
+	free(cc);
+	if (result >= 0)
+		kick();
+}
+
+/* The router: one SMTP recipient becomes its final delivery targets. */
+static int route_rcpt(struct queue_envelope *env, const struct raw_rcpt *rr, char **error_r)
+{
+	struct route_result res;
+	memset(&res, 0, sizeof(res));
+	char *orcpt = rr->orcpt ? xstrdup(rr->orcpt) : xasprintf("rfc822;%s", rr->address);
+	const char *at = strrchr(rr->address, '@');
+	int r = at != NULL && at[1] == '[' ? 1 : route_resolve(Q.dir, &Q.ropt, rr->address, &res, error_r);
+	if (at != NULL && at[1] == '[')
+		res.status = ROUTE_NOT_LOCAL;
+	if (r < 0) {
+		route_result_deinit(&res);
+		free(orcpt);
+		return -1;
+	}
+	switch (res.status) {
+	case ROUTE_OK:
+		for (size_t i = 0; i < res.rcpt_count; i++) {
+			const struct route_recipient *rc = &res.rcpt[i];
+			if (rc->kind == ROUTE_LOCAL) {
+				char *maildir = lookup_maildir_path(Q.cfg, rc->address);
+				queue_envelope_add_rcpt(env, rc->address, orcpt, rr->notify, QUEUE_RCPT_LOCAL, maildir, rc->folder);
+				free(maildir);
+			} else if (rc->kind == ROUTE_REMOTE) {
+				queue_envelope_add_rcpt(env, rc->address, orcpt, rr->notify, QUEUE_RCPT_REMOTE, "", NULL);
+			} else {
+				queue_envelope_add_rcpt(env, rc->address, orcpt, rr->notify, QUEUE_RCPT_OTHER, rc->address, NULL);
+			}
+		}
+		break;
+	case ROUTE_NOT_LOCAL:
+		queue_envelope_add_rcpt(env, rr->address, orcpt, rr->notify, QUEUE_RCPT_REMOTE, res.relay ? res.relay : "",
+		                        NULL);
+		break;
+	default:
+		/* Accepted at RCPT time but unroutable now (the directory changed): keep it so it fails visibly. */
+		queue_envelope_add_rcpt(env, rr->address, orcpt, rr->notify, QUEUE_RCPT_OTHER, "unroutable", NULL);
+		break;
+	}
+	route_result_deinit(&res);
+	free(orcpt);
+	return 0;
+}
+
+static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
+{
+	char id[QUEUE_ID_SIZE];
+	ipc_get_str(r, id, sizeof(id));
+	char *sender = ipc_get_strdup(r);
+	uint64_t size = ipc_get_u64(r);
+	char *envid = ipc_get_strdup(r);
+	uint32_t ret = ipc_get_u32(r);
+	char *helo = ipc_get_strdup(r);
+	char *ip = ipc_get_strdup(r);
+	char *auth = ipc_get_strdup(r);
+	uint32_t utf8 = ipc_get_u32(r);
+	uint32_t body = ipc_get_u32(r);
+	if (ipc_reader_end(r) < 0 || sender == NULL)
+		log_panic("event=ipc_malformed type=commit");
+	struct pending *p = pending_find(c, id);
+	if (p == NULL || p->count == 0) {
+		commit_reply(c, r->reqid, false, "unknown spool file or no recipients");
+		if (p != NULL)
+			pending_free(p, true);
+		goto out;
+	}
+	struct queue_envelope *env = queue_envelope_new(sender);
+	memcpy(env->id, p->id, sizeof(env->id));
+	env->size = size;
+	queue_envelope_set_str(&env->envid, envid);
+	env->ret = ret == 1 ? QUEUE_RET_FULL : ret == 2 ? QUEUE_RET_HDRS : QUEUE_RET_DEFAULT;
+	queue_envelope_set_str(&env->helo, helo);
+	queue_envelope_set_str(&env->client_ip, ip);
+	queue_envelope_set_str(&env->auth_user, auth);
+	env->smtputf8 = utf8 != 0;
+	env->body_type = body == 1 ? QUEUE_BODY_7BIT : body == 2 ? QUEUE_BODY_8BITMIME
+	                                         : body == 3 ? QUEUE_BODY_BINARYMIME : QUEUE_BODY_DEFAULT;
+	char *error = NULL;
+	for (size_t i = 0; i < p->count; i++) {
+		if (route_rcpt(env, &p->rcpts[i], &error) < 0) {
+			log_warn("event=route_failed id=%s error=\"%s\"", id, error ? error : "?");
+			commit_reply(c, r->reqid, false, "routing failed");
+			free(error);
+			queue_envelope_free(&env);
+			pending_free(p, true);
+			goto out;
+		}
+	}
+	struct commit_ctx *cc = xcalloc(1, sizeof(*cc));
+	cc->conn = c;
+	cc->reqid = r->reqid;
+	memcpy(cc->id, p->id, sizeof(cc->id));
+	int fd = p->fd;
+	p->fd = -1; /* the committer owns it now */
+	pending_free(p, false);
+	queue_committer_submit(Q.committer, env, fd, on_committed, cc);
+out:
+	free(sender);
+	free(envid);
+	free(helo);
+	free(ip);
+	free(auth);
+}
+
+static void handle_abort(struct ipc_conn *c, struct ipc_reader *r)
+{
+	char id[QUEUE_ID_SIZE];
+	ipc_get_str(r, id, sizeof(id));
+	if (ipc_reader_end(r) < 0)
+		log_panic("event=ipc_malformed type=abort");
+	struct pending *p = pending_find(c, id);
+	if (p != NULL)
+		pending_free(p, true);
+}
+
+/* ---- scheduler ---- */
+
+static void record(const char *id, unsigned idx, enum queue_result result, const char *text, unsigned attempts,
+                   time_t arrival)
+{
+	time_t now = time(NULL);
+	time_t next = 0;
+	if (result == QUEUE_RESULT_DEFERRED) {
+		if (Q.cfg->queue.max_age > 0 && now - arrival > (time_t)Q.cfg->queue.max_age) {
+			result = QUEUE_RESULT_FAILED;
+			log_warn("event=expired id=%s rcpt=%u error=\"%s\"", id, idx, text ? text : "");
+		} else {
+			next = now + queue_retry_delay(attempts + 1, Q.cfg->queue.retry_min, Q.cfg->queue.retry_max);
+		}
+	}
+	char *error = NULL;
+	bool finished = false;
+	if (queue_store_rcpt_result(Q.store, id, idx, result, text, next, &finished, &error) < 0) {
+		log_warn("event=queue_update_failed id=%s error=\"%s\"", id, error);
+		free(error);
+	}
+	if (finished)
+		log_info("event=removed id=%s", id);
+}
+
+static void inflight_remove(struct inflight *f)
+{
+	struct inflight **pp = &Q.inflight;
+	while (*pp != NULL && *pp != f)
+		pp = &(*pp)->next;
+	if (*pp == f)
+		*pp = f->next;
+	Q.inflight_count--;
+	free(f);
+}
+
+static void on_delivered(void *arg, struct ipc_reader *r, int fd)
+{
+	struct inflight *f = arg;
+	f->call = NULL;
+	if (fd >= 0)
+		close(fd);
+	if (r == NULL) {
+		/* The deliver role went away: the next scheduler run tries again. */
+		inflight_remove(f);
+		return;
+	}
+	uint32_t result = ipc_get_u32(r);
+	char text[1024];
+	ipc_get_str(r, text, sizeof(text));
+	if (ipc_reader_end(r) < 0 || r->type != PROTO_DELIVER_R)
+		log_panic("event=ipc_malformed type=deliver_r");
+	if (result == 1 || result == 0) {
+		log_info("event=delivered id=%s rcpt=%u duplicate=%s", f->id, f->idx, result == 0 ? "yes" : "no");
+		record(f->id, f->idx, QUEUE_RESULT_DONE, NULL, f->attempts, f->arrival);
+	} else if (result == 2) {
+		log_warn("event=deferred id=%s rcpt=%u error=\"%s\"", f->id, f->idx, text);
+		record(f->id, f->idx, QUEUE_RESULT_DEFERRED, text, f->attempts, f->arrival);
+	} else {
+		log_warn("event=failed id=%s rcpt=%u error=\"%s\"", f->id, f->idx, text);
+		record(f->id, f->idx, QUEUE_RESULT_FAILED, text, f->attempts, f->arrival);
+	}
+	inflight_remove(f);
+	kick();
+}
+
+static bool is_inflight(const char *id, unsigned idx)
+{
+	for (struct inflight *f = Q.inflight; f != NULL; f = f->next)
+		if (f->idx == idx && strcmp(f->id, id) == 0)
+			return true;
+	return false;
+}
+
+static void dispatch_local(const struct queue_due *due)
+{
+	struct queue_envelope *env = NULL;
+	char *error = NULL;
+	if (queue_store_get(Q.store, due->id, &env, &error) <= 0) {
+		log_warn("event=queue_read_failed id=%s error=\"%s\"", due->id, error ? error : "missing");
+		free(error);
+		return;
+	}
+	const struct queue_rcpt *rc = NULL;
+	for (size_t i = 0; i < env->rcpt_count; i++)
+		if (env->rcpts[i].idx == due->idx)
+			rc = &env->rcpts[i];
+	int fd = queue_store_open_spool(Q.store, due->id);
+	if (rc == NULL || fd < 0) {
+		log_warn("event=spool_missing id=%s error=\"%s\"", due->id, strerror(errno));
+		queue_envelope_free(&env);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	char *prepend = xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n", env->sender, rc->address);
+	char *unique = xasprintf("%lld.Q%sR%u.%s", (long long)env->arrival, due->id, due->idx, Q.cfg->hostname);
+	for (char *p = unique; *p; p++)
+		if (*p == '/' || *p == ':')
+			*p = '_';
+	struct inflight *f = xcalloc(1, sizeof(*f));
+	memcpy(f->id, due->id, sizeof(f->id));
+	f->idx = due->idx;
+	f->attempts = due->attempts;
+	f->arrival = env->arrival;
+	f->next = Q.inflight;
+	Q.inflight = f;
+	Q.inflight_count++;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_DELIVER_LOCAL, 0);
+	ipc_put_str(&m, due->id);
+	ipc_put_u32(&m, due->idx);
+	ipc_put_str(&m, rc->target);
+	ipc_put_str(&m, rc->folder);
+	ipc_put_str(&m, unique);
+	ipc_put_str(&m, prepend);
+	m.fd = fd;
+	f->call = ipc_client_call(Q.deliver, &m, on_delivered, f);
+	ipc_msg_deinit(&m);
+	close(fd);
+	free(prepend);
+	free(unique);
+	queue_envelope_free(&env);
+}
+
+static void on_due(void *ctx, const struct queue_due *due)
+{
+	if (Q.inflight_count >= MAX_INFLIGHT || is_inflight(due->id, due->idx))
+		return;
+	switch (due->kind) {
+	case QUEUE_RCPT_LOCAL:
+		dispatch_local(due);
+		break;
+	case QUEUE_RCPT_REMOTE:
+		/* Outbound SMTP is its own module; until it is wired in, remote mail waits in the queue. */
+		record(due->id, due->idx, QUEUE_RESULT_DEFERRED, "4.4.0 outbound delivery not available in this build",
+		       due->attempts, due->arrival);
+		break;
+	default:
+		if (strcmp(due->target, "unroutable") == 0)
+			record(due->id, due->idx, QUEUE_RESULT_FAILED, "5.1.1 recipient no longer exists", due->attempts,
+			       due->arrival);
+		else
+			record(due->id, due->idx, QUEUE_RESULT_DEFERRED, "4.3.0 target type not available in this build",
+			       due->attempts, due->arrival);
+		break;
+	}
+}
+
+static void on_sched(evutil_socket_t fd, short what, void *arg)
+{
+	if (Q.stopping)
+		return;
+	char *error = NULL;
+	if (queue_store_due(Q.store, time(NULL), 256, on_due, NULL, &error) < 0) {
+		log_warn("event=queue_scan_failed error=\"%s\"", error);
+		free(error);
+	}
+}
+
+/* ---- ipc plumbing ---- */
+
+static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)
+{
+	if (fd >= 0)
+		close(fd);
+	switch (r->type) {
+	case PROTO_QUEUE_OPEN: handle_open(c, r); break;
+	case PROTO_QUEUE_RCPT: handle_rcpt(c, r); break;
+	case PROTO_QUEUE_COMMIT: handle_commit(c, r); break;
+	case PROTO_QUEUE_ABORT: handle_abort(c, r); break;
+	case PROTO_QUEUE_KICK: kick(); break;
+	default: log_panic("event=ipc_unknown_type type=%u", r->type);
+	}
+}
+
+static void on_close(struct ipc_conn *c, void *arg)
+{
+	/* Its uncommitted spool files were never acknowledged: remove them. */
+	for (struct pending *p = Q.pending, *next; p != NULL; p = next) {
+		next = p->next;
+		if (p->conn == c)
+			pending_free(p, true);
+	}
+	for (size_t i = 0; i < 256; i++)
+		if (Q.conns[i] == c)
+			Q.conns[i] = NULL;
+	ipc_conn_free(&c);
+}
+
+static void on_accept(struct ipc_server *s, int fd, uid_t uid, void *arg)
+{
+	size_t i = 0;
+	while (i < 256 && Q.conns[i] != NULL)
+		i++;
+	if (i == 256) {
+		close(fd);
+		return;
+	}
+	Q.conns[i] = ipc_conn_new(Q.base, fd, on_msg, on_close, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	Q.stopping = true;
+	/* Let commits in flight finish: their clients are waiting for the answer. */
+	if (queue_committer_pending(Q.committer) == 0)
+		event_base_loopexit(Q.base, NULL);
+	else {
+		struct timeval tv = { 0, 20000 };
+		event_base_loopexit(Q.base, &tv);
+	}
+}
+
+void queue_role_run(struct role_env *env)
+{
+	Q.cfg = env->cfg;
+	Q.base = env->base;
+	Q.ropt.subaddress_separator = env->cfg->subaddress_separator;
+	char *error = NULL;
+	char *qdir = conf_path(env->cfg, "queue");
+	Q.store = queue_store_open(qdir, &error);
+	if (Q.store == NULL)
+		log_fatal("event=queue_open_failed dir=%s error=\"%s\"", qdir, error);
+	free(qdir);
+	struct queue_recover_stats rs;
+	if (queue_store_recover(Q.store, &rs, &error) < 0)
+		log_fatal("event=queue_recover_failed error=\"%s\"", error);
+	Q.committer = queue_committer_new(Q.store, env->base, env->cfg->queue.commit_delay_us, &error);
+	if (Q.committer == NULL)
+		log_fatal("event=committer_failed error=\"%s\"", error);
+	char *dpath = directory_path(env->cfg);
+	Q.dir = directory_open(dpath, false, &error);
+	if (Q.dir == NULL)
+		log_fatal("event=directory_open_failed path=%s error=\"%s\"", dpath, error);
+	free(dpath);
+	char *dname = xasprintf("%s/deliver", env->ipc_prefix);
+	Q.deliver = ipc_client_new(env->base, dname);
+	free(dname);
+
+	char *name = xasprintf("%s/queue", env->ipc_prefix);
+	uid_t allowed[1] = { env->uid };
+	struct ipc_server *srv = ipc_server_new(env->base, name, allowed, 1, on_accept, NULL, &error);
+	for (int tries = 0; srv == NULL && tries < 50; tries++) {
+		free(error);
+		usleep(100000);
+		srv = ipc_server_new(env->base, name, allowed, 1, on_accept, NULL, &error);
+	}
+	if (srv == NULL)
+		log_fatal("event=ipc_listen_failed error=\"%s\"", error);
+	free(name);
+
+	Q.sched_ev = event_new(env->base, -1, 0, on_sched, NULL);
+	Q.tick_ev = event_new(env->base, -1, EV_PERSIST, on_sched, NULL);
+	struct timeval tick = { 1, 0 };
+	evtimer_add(Q.tick_ev, &tick);
+	struct event *st = evsignal_new(env->base, SIGTERM, on_signal, NULL);
+	struct event *sh = evsignal_new(env->base, SIGHUP, on_signal, NULL);
+	evsignal_add(st, NULL);
+	evsignal_add(sh, NULL);
+	log_info("event=ready recovered_messages=%u orphans_removed=%u", rs.messages, rs.orphans_removed);
+	kick();
+	event_base_dispatch(env->base);
+	queue_committer_free(&Q.committer);
+	ipc_server_free(&srv);
+	exit(0);
+}

@@ -1,0 +1,1124 @@
+/*
+ * One SMTP session: a state machine driven by the bytes in the bufferevent's
+ * input. Commands are handled one at a time; a command that needs another role
+ * (RCPT -> lookup, DATA/BDAT -> queue, AUTH -> lookup) sets `waiting`, which
+ * stops processing (pipelined input stays buffered) until the answer arrives.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/base64.h"
+#include "lib/buf.h"
+#include "lib/ipc_client.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "lib-smtp/smtp_address.h"
+#include "lib-smtp/smtp_command.h"
+#include "lib-smtp/smtp_data.h"
+#include "lib-smtp/smtp_line.h"
+#include "lookup/lookup_client.h"
+#include "master/proto.h"
+#include "smtp/smtp_anvil.h"
+#include "smtp/smtp_server.h"
+
+#define SPOOL_FLUSH 65536
+#define MAX_HOPS 50
+#define ADDR_MAX SMTP_ADDRESS_FORMAT_MAX
+
+enum session_state {
+	ST_CMD,
+	ST_AUTH_PLAIN,  /* waiting for the PLAIN response line */
+	ST_AUTH_LOGIN_USER,
+	ST_AUTH_LOGIN_PASS,
+	ST_DATA,        /* reading DATA content */
+	ST_BDAT,        /* reading a BDAT chunk */
+	ST_CLOSING,
+};
+
+struct rcpt {
+	char address[ADDR_MAX];
+	char *orcpt;
+	unsigned notify;
+};
+
+struct smtp_session {
+	struct smtp_session *prev, *next;
+	struct smtp_server *srv;
+	const struct mr_config *cfg;
+	struct bufferevent *bev;
+	struct event *close_timer;
+	enum listen_kind kind;
+	char sid[32];
+	char ip[INET6_ADDRSTRLEN];
+	bool tls;
+	bool ehlo;          /* EHLO (not HELO) was given */
+	char helo[256];
+	char *auth_user;
+	char *auth_login_user;
+	unsigned errors;
+	unsigned commands;
+	unsigned messages;
+	enum session_state state;
+	bool waiting;
+	bool close_after_reply;
+	struct smtp_line_reader lr;
+	struct buf cmd;     /* the current command line, copied out of the input */
+	unsigned close_ticks;
+
+	/* transaction */
+	bool in_mail;
+	char sender[ADDR_MAX];
+	struct smtp_mail_params mail;
+	struct rcpt *rcpts;
+	size_t rcpt_count, rcpt_alloc;
+	char pending_rcpt[ADDR_MAX]; /* RCPT waiting for lookup */
+	char *pending_orcpt;
+	unsigned pending_notify;
+
+	/* message content */
+	char qid[64];
+	int spool_fd;
+	struct buf spool_out;
+	uint64_t msg_size;
+	bool too_big;
+	bool write_failed;
+	bool bad_content;
+	struct smtp_data_reader dr;
+	uint64_t bdat_remaining;
+	bool bdat_last;
+	bool bdat_discard;      /* consume the chunk, then answer bdat_code */
+	int bdat_code;
+	const char *bdat_text;
+	unsigned hops;          /* Received: headers seen */
+	int hdr_state;          /* BDAT header scan: 0 line start, 1 in line, 2 body */
+	char hdr_prefix[10];
+	size_t hdr_prefix_len;
+	char bdat_prev;         /* last byte of the previous chunk (bare CR/LF check) */
+
+	struct lookup_req *lreq;
+	struct ipc_call *qcall;
+};
+
+static void session_process(struct smtp_session *s);
+static void session_free(struct smtp_session *s);
+
+/* ---- output ---- */
+
+static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	evbuffer_add_vprintf(out, fmt, ap);
+	evbuffer_add(out, "\r\n", 2);
+	va_end(ap);
+}
+
+static bool output_empty(struct smtp_session *s)
+{
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return false;
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	return under == NULL || evbuffer_get_length(bufferevent_get_output(under)) == 0;
+}
+
+static void on_close_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	/* Give a peer that does not read 5 s to take our last reply. */
+	if (output_empty(s) || ++s->close_ticks > 100)
+		session_free(s);
+}
+
+/* Stop reading, let the output drain, then free the session. */
+static void session_close(struct smtp_session *s)
+{
+	if (s->state == ST_CLOSING)
+		return;
+	s->state = ST_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	s->close_timer = event_new(s->srv->base, -1, EV_PERSIST, on_close_timer, s);
+	struct timeval tv = { 0, 50000 };
+	evtimer_add(s->close_timer, &tv);
+}
+
+static void count_error(struct smtp_session *s)
+{
+	if (++s->errors >= s->cfg->limits.max_errors) {
+		reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		log_info("event=too_many_errors sid=%s ip=%s errors=%u", s->sid, s->ip, s->errors);
+		session_close(s);
+	}
+}
+
+/* ---- transaction ---- */
+
+static void spool_abort(struct smtp_session *s)
+{
+	if (s->spool_fd >= 0) {
+		close(s->spool_fd);
+		s->spool_fd = -1;
+	}
+	if (s->qid[0] != '\0') {
+		struct ipc_msg m;
+		ipc_msg_init(&m, PROTO_QUEUE_ABORT, 0);
+		ipc_put_str(&m, s->qid);
+		ipc_client_send(s->srv->queue, &m);
+		ipc_msg_deinit(&m);
+		s->qid[0] = '\0';
+	}
+}
+
+static void tx_reset(struct smtp_session *s)
+{
+	spool_abort(s);
+	s->in_mail = false;
+	s->sender[0] = '\0';
+	memset(&s->mail, 0, sizeof(s->mail));
+	for (size_t i = 0; i < s->rcpt_count; i++)
+		free(s->rcpts[i].orcpt);
+	s->rcpt_count = 0;
+	buf_reset(&s->spool_out);
+	s->msg_size = 0;
+	s->too_big = s->write_failed = s->bad_content = false;
+	s->bdat_remaining = 0;
+	s->bdat_last = s->bdat_discard = false;
+	s->hops = 0;
+	s->hdr_state = 0;
+	s->hdr_prefix_len = 0;
+	s->bdat_prev = '\n';
+}
+
+static void spool_flush(struct smtp_session *s)
+{
+	size_t off = 0;
+	while (off < s->spool_out.len && !s->write_failed) {
+		ssize_t n = write(s->spool_fd, s->spool_out.data + off, s->spool_out.len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_warn("event=spool_write_failed sid=%s id=%s error=\"%s\"", s->sid, s->qid, strerror(errno));
+			s->write_failed = true;
+			break;
+		}
+		off += (size_t)n;
+	}
+	buf_reset(&s->spool_out);
+}
+
+static void spool_add(struct smtp_session *s, const char *p, size_t n)
+{
+	s->msg_size += n;
+	if (s->msg_size > s->cfg->limits.max_message_size)
+		s->too_big = true;
+	if (s->too_big || s->write_failed)
+		return;
+	if (buf_append(&s->spool_out, p, n) < 0) {
+		spool_flush(s);
+		if (n >= s->spool_out.max) {
+			s->spool_out.len = 0;
+			buf_reset(&s->spool_out);
+			/* Larger than the buffer: write through. */
+			struct buf tmp = { .data = (char *)p, .len = n, .cap = n, .max = n };
+			struct buf saved = s->spool_out;
+			s->spool_out = tmp;
+			spool_flush(s);
+			s->spool_out = saved;
+			buf_reset(&s->spool_out);
+			return;
+		}
+		buf_append(&s->spool_out, p, n);
+	}
+	if (s->spool_out.len >= SPOOL_FLUSH)
+		spool_flush(s);
+}
+
+static void write_received(struct smtp_session *s)
+{
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	const char *proto = s->ehlo ? (s->tls ? (s->auth_user ? "ESMTPSA" : "ESMTPS") : (s->auth_user ? "ESMTPA" : "ESMTP"))
+	                            : "SMTP";
+	if (s->mail.smtputf8 && s->ehlo)
+		proto = s->tls ? (s->auth_user ? "UTF8SMTPSA" : "UTF8SMTPS") : (s->auth_user ? "UTF8SMTPA" : "UTF8SMTP");
+	struct buf h;
+	buf_init(&h, 4096);
+	buf_printf(&h, "Received: from %s ([%s])\r\n", s->helo[0] ? s->helo : "unknown", s->ip);
+	if (s->tls) {
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+		buf_printf(&h, "\t(using %s with cipher %s)\r\n", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	}
+	buf_printf(&h, "\tby %s (mailroute) with %s id %s", s->cfg->hostname, proto, s->qid);
+	if (s->rcpt_count == 1)
+		buf_printf(&h, "\r\n\tfor <%s>", s->rcpts[0].address);
+	buf_printf(&h, ";\r\n\t%s\r\n", date);
+	/* Our own header does not count against the size limit. */
+	buf_append(&s->spool_out, h.data, h.len);
+	buf_deinit(&h);
+}
+
+/* ---- async answers ---- */
+
+static void resume(struct smtp_session *s)
+{
+	s->waiting = false;
+	if (s->state == ST_CLOSING)
+		return;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void on_rcpt_checked(void *arg, int code, const char *enhanced, const char *text)
+{
+	struct smtp_session *s = arg;
+	s->lreq = NULL;
+	char q[300];
+	log_info("event=rcpt sid=%s to=%s result=%d", s->sid, log_q(q, sizeof(q), s->pending_rcpt), code);
+	if (code == 250) {
+		if (s->rcpt_count == s->rcpt_alloc) {
+			s->rcpt_alloc = s->rcpt_alloc ? s->rcpt_alloc * 2 : 4;
+			s->rcpts = xreallocarray(s->rcpts, s->rcpt_alloc, sizeof(*s->rcpts));
+		}
+		struct rcpt *r = &s->rcpts[s->rcpt_count++];
+		memcpy(r->address, s->pending_rcpt, sizeof(r->address));
+		r->orcpt = s->pending_orcpt;
+		r->notify = s->pending_notify;
+		s->pending_orcpt = NULL;
+		reply(s, "250 2.1.5 Ok");
+	} else {
+		xfree(&s->pending_orcpt);
+		reply(s, "%d %s %s", code, enhanced, text);
+		if (code >= 500)
+			count_error(s);
+	}
+	resume(s);
+}
+
+static void on_auth_checked(void *arg, enum lookup_status status, const char *user, const char *maildir)
+{
+	struct smtp_session *s = arg;
+	s->lreq = NULL;
+	char q[300];
+	if (status == LOOKUP_OK) {
+		s->auth_user = xstrdup(user);
+		log_info("event=auth sid=%s user=%s result=ok", s->sid, log_q(q, sizeof(q), user));
+		reply(s, "235 2.7.0 Authentication successful");
+	} else if (status == LOOKUP_DENIED) {
+		log_info("event=auth sid=%s result=failed", s->sid);
+		reply(s, "535 5.7.8 Error: authentication failed");
+		count_error(s);
+	} else {
+		reply(s, "454 4.7.0 Temporary authentication failure");
+	}
+	resume(s);
+}
+
+static void start_auth(struct smtp_session *s, const char *user, const char *pass)
+{
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	s->lreq = lookup_client_auth(s->srv->lookup, "smtp", user, pass, s->ip, on_auth_checked, s);
+}
+
+static void on_committed(void *arg, struct ipc_reader *r, int fd)
+{
+	struct smtp_session *s = arg;
+	s->qcall = NULL;
+	if (fd >= 0)
+		close(fd);
+	bool ok = false;
+	char error[256] = "queue unavailable";
+	if (r != NULL) {
+		ok = ipc_get_u32(r) == 1;
+		ipc_get_str(r, error, sizeof(error));
+		if (ipc_reader_end(r) < 0 || r->type != PROTO_QUEUE_COMMIT_R)
+			log_panic("event=ipc_malformed type=%u", r->type);
+	}
+	char q[300];
+	if (ok) {
+		s->messages++;
+		log_info("event=queued sid=%s id=%s from=%s size=%llu rcpts=%zu", s->sid, s->qid,
+		         log_q(q, sizeof(q), s->sender), (unsigned long long)s->msg_size, s->rcpt_count);
+		reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+		s->qid[0] = '\0'; /* committed: nothing to abort */
+	} else {
+		log_warn("event=queue_failed sid=%s id=%s error=%s", s->sid, s->qid, log_q(q, sizeof(q), error));
+		reply(s, "451 4.3.0 Error: queue file write error");
+	}
+	tx_reset(s);
+	s->state = ST_CMD;
+	if (s->srv->stopping) {
+		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	resume(s);
+}
+
+/* The content is complete: commit it or refuse it. */
+static void finish_message(struct smtp_session *s)
+{
+	s->state = ST_CMD;
+	if (s->bad_content) {
+		reply(s, "554 5.6.0 Error: message contains bare CR or LF");
+		tx_reset(s);
+		return;
+	}
+	if (s->too_big) {
+		reply(s, "552 5.3.4 Error: message too big (limit %zu bytes)", s->cfg->limits.max_message_size);
+		tx_reset(s);
+		return;
+	}
+	if (s->hops > MAX_HOPS) {
+		reply(s, "554 5.4.6 Error: too many hops (%u Received headers): mail loop?", s->hops);
+		tx_reset(s);
+		return;
+	}
+	spool_flush(s);
+	if (s->write_failed) {
+		reply(s, "451 4.3.0 Error: queue file write error");
+		tx_reset(s);
+		return;
+	}
+	close(s->spool_fd);
+	s->spool_fd = -1;
+	for (size_t i = 0; i < s->rcpt_count; i++) {
+		struct ipc_msg m;
+		ipc_msg_init(&m, PROTO_QUEUE_RCPT, 0);
+		ipc_put_str(&m, s->qid);
+		ipc_put_str(&m, s->rcpts[i].address);
+		ipc_put_str(&m, s->rcpts[i].orcpt);
+		ipc_put_u32(&m, s->rcpts[i].notify);
+		ipc_client_send(s->srv->queue, &m);
+		ipc_msg_deinit(&m);
+	}
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_QUEUE_COMMIT, 0);
+	ipc_put_str(&m, s->qid);
+	ipc_put_str(&m, s->sender);
+	ipc_put_u64(&m, s->msg_size);
+	ipc_put_str(&m, s->mail.envid[0] ? s->mail.envid : NULL);
+	ipc_put_u32(&m, (uint32_t)s->mail.ret);
+	ipc_put_str(&m, s->helo);
+	ipc_put_str(&m, s->ip);
+	ipc_put_str(&m, s->auth_user);
+	ipc_put_u32(&m, s->mail.smtputf8);
+	ipc_put_u32(&m, (uint32_t)s->mail.body);
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	s->qcall = ipc_client_call(s->srv->queue, &m, on_committed, s);
+	ipc_msg_deinit(&m);
+}
+
+static void on_spool_opened(void *arg, struct ipc_reader *r, int fd)
+{
+	struct smtp_session *s = arg;
+	s->qcall = NULL;
+	bool ok = false;
+	char id[64] = "";
+	if (r != NULL) {
+		ok = ipc_get_u32(r) == 1;
+		ipc_get_str(r, id, sizeof(id));
+		if (ipc_reader_end(r) < 0 || r->type != PROTO_QUEUE_OPEN_R)
+			log_panic("event=ipc_malformed type=%u", r->type);
+	}
+	if (!ok || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		log_warn("event=spool_open_failed sid=%s error=\"%s\"", s->sid, id);
+		if (s->state == ST_BDAT) {
+			s->bdat_discard = true;
+			s->bdat_code = 451;
+			s->bdat_text = "4.3.0 Error: queue file write error";
+		} else {
+			reply(s, "451 4.3.0 Error: queue file write error");
+			s->state = ST_CMD;
+		}
+		resume(s);
+		return;
+	}
+	memcpy(s->qid, id, sizeof(s->qid));
+	s->spool_fd = fd;
+	write_received(s);
+	if (s->state == ST_DATA) {
+		smtp_data_reader_init(&s->dr);
+		reply(s, "354 End data with <CR><LF>.<CR><LF>");
+		struct timeval tv = { s->cfg->limits.data_timeout, 0 };
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+	}
+	resume(s);
+}
+
+static void open_spool(struct smtp_session *s)
+{
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_QUEUE_OPEN, 0);
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	s->qcall = ipc_client_call(s->srv->queue, &m, on_spool_opened, s);
+	ipc_msg_deinit(&m);
+}
+
+/* ---- commands ---- */
+
+static bool auth_allowed(struct smtp_session *s)
+{
+	return (s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SUBMISSIONS) &&
+	       (s->tls || s->cfg->auth_allow_plaintext);
+}
+
+static bool starttls_allowed(struct smtp_session *s)
+{
+	return !s->tls && s->srv->env->tls != NULL;
+}
+
+static void cmd_ehlo(struct smtp_session *s, const struct smtp_command *c, bool ehlo)
+{
+	tx_reset(s);
+	size_t n = c->arg.len < sizeof(s->helo) - 1 ? c->arg.len : sizeof(s->helo) - 1;
+	memcpy(s->helo, c->arg.data, n);
+	s->helo[n] = '\0';
+	s->ehlo = ehlo;
+	if (!ehlo) {
+		reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	reply(s, "250-%s", s->cfg->hostname);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %zu", s->cfg->limits.max_message_size);
+	if (starttls_allowed(s))
+		reply(s, "250-STARTTLS");
+	if (auth_allowed(s) && s->auth_user == NULL)
+		reply(s, "250-AUTH PLAIN LOGIN");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250-8BITMIME");
+	reply(s, "250-DSN");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250 CHUNKING");
+}
+
+static void cmd_starttls(struct smtp_session *s)
+{
+	if (!starttls_allowed(s)) {
+		reply(s, s->tls ? "554 5.5.1 Error: TLS already active" : "502 5.5.1 Error: command not implemented");
+		count_error(s);
+		return;
+	}
+	SSL *ssl = SSL_new(s->srv->env->tls);
+	if (ssl == NULL) {
+		reply(s, "454 4.7.0 TLS not available due to temporary reason");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	/* Anything pipelined after STARTTLS was sent in clear: discard it (CVE-2011-0411). */
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	smtp_line_reader_reset(&s->lr);
+	struct bufferevent *tlsbev = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
+	                                                            BUFFEREVENT_SSL_ACCEPTING,
+	                                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (tlsbev == NULL) {
+		session_close(s);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tlsbev, 1);
+	s->bev = tlsbev;
+	extern void smtp_session_install_callbacks(struct smtp_session * s);
+	smtp_session_install_callbacks(s);
+	s->tls = true;
+	/* RFC 3207: forget everything learnt before TLS. */
+	s->helo[0] = '\0';
+	s->ehlo = false;
+	tx_reset(s);
+}
+
+static void cmd_auth(struct smtp_session *s, const struct smtp_command *c)
+{
+	if (!(s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SUBMISSIONS)) {
+		reply(s, "503 5.5.1 Error: authentication not enabled");
+		count_error(s);
+		return;
+	}
+	if (!s->tls && !s->cfg->auth_allow_plaintext) {
+		reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+		count_error(s);
+		return;
+	}
+	if (s->auth_user != NULL) {
+		reply(s, "503 5.5.1 Error: already authenticated");
+		count_error(s);
+		return;
+	}
+	if (s->in_mail) {
+		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		count_error(s);
+		return;
+	}
+	if (smtp_view_eq_icase(c->auth_mech, "PLAIN")) {
+		if (c->auth_initial.data == NULL) {
+			s->state = ST_AUTH_PLAIN;
+			reply(s, "334 ");
+			return;
+		}
+		extern void smtp_session_auth_plain(struct smtp_session * s, const char *p, size_t n);
+		smtp_session_auth_plain(s, c->auth_initial.data, c->auth_initial.len);
+	} else if (smtp_view_eq_icase(c->auth_mech, "LOGIN")) {
+		if (c->auth_initial.data != NULL) {
+			extern void smtp_session_auth_login(struct smtp_session * s, const char *p, size_t n);
+			s->state = ST_AUTH_LOGIN_USER;
+			smtp_session_auth_login(s, c->auth_initial.data, c->auth_initial.len);
+			return;
+		}
+		s->state = ST_AUTH_LOGIN_USER;
+		reply(s, "334 VXNlcm5hbWU6");
+	} else {
+		reply(s, "504 5.5.4 Error: unsupported authentication mechanism");
+		count_error(s);
+	}
+}
+
+static char *decode_b64(const char *p, size_t n, size_t *len_r)
+{
+	if (n > 4096)
+		return NULL;
+	char *out = xmalloc(n / 4 * 3 + 1);
+	long r = base64_decode(p, n, (unsigned char *)out);
+	if (r < 0) {
+		free(out);
+		return NULL;
+	}
+	*len_r = (size_t)r;
+	return out;
+}
+
+void smtp_session_auth_plain(struct smtp_session *s, const char *p, size_t n)
+{
+	s->state = ST_CMD;
+	if (n == 1 && p[0] == '*') {
+		reply(s, "501 5.7.0 Authentication aborted");
+		count_error(s);
+		return;
+	}
+	size_t len;
+	char *d = decode_b64(p, n, &len);
+	if (d == NULL) {
+		reply(s, "501 5.5.2 Error: invalid base64 data");
+		count_error(s);
+		return;
+	}
+	/* authzid NUL authcid NUL passwd */
+	char *authcid = memchr(d, '\0', len);
+	char *pass = authcid ? memchr(authcid + 1, '\0', len - (size_t)(authcid + 1 - d)) : NULL;
+	if (authcid == NULL || pass == NULL || memchr(pass + 1, '\0', len - (size_t)(pass + 1 - d)) != NULL) {
+		secret_zero(d, len);
+		free(d);
+		reply(s, "501 5.5.2 Error: malformed PLAIN response");
+		count_error(s);
+		return;
+	}
+	authcid++;
+	pass++;
+	if (d[0] != '\0' && strcasecmp(d, authcid) != 0) {
+		secret_zero(d, len);
+		free(d);
+		reply(s, "535 5.7.8 Error: authorization identity not allowed");
+		count_error(s);
+		return;
+	}
+	start_auth(s, authcid, pass);
+	secret_zero(d, len);
+	free(d);
+}
+
+void smtp_session_auth_login(struct smtp_session *s, const char *p, size_t n)
+{
+	if (n == 1 && p[0] == '*') {
+		s->state = ST_CMD;
+		secret_free(s->auth_login_user);
+		s->auth_login_user = NULL;
+		reply(s, "501 5.7.0 Authentication aborted");
+		count_error(s);
+		return;
+	}
+	size_t len;
+	char *d = decode_b64(p, n, &len);
+	if (d == NULL || memchr(d, '\0', len) != NULL) {
+		s->state = ST_CMD;
+		if (d != NULL)
+			secret_free(d);
+		secret_free(s->auth_login_user);
+		s->auth_login_user = NULL;
+		reply(s, "501 5.5.2 Error: invalid base64 data");
+		count_error(s);
+		return;
+	}
+	if (s->state == ST_AUTH_LOGIN_USER) {
+		s->auth_login_user = d;
+		s->state = ST_AUTH_LOGIN_PASS;
+		reply(s, "334 UGFzc3dvcmQ6");
+		return;
+	}
+	s->state = ST_CMD;
+	start_auth(s, s->auth_login_user, d);
+	secret_free(d);
+	secret_free(s->auth_login_user);
+	s->auth_login_user = NULL;
+}
+
+static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
+{
+	if (s->helo[0] == '\0') {
+		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		count_error(s);
+		return;
+	}
+	if (s->in_mail) {
+		reply(s, "503 5.5.1 Error: nested MAIL command");
+		count_error(s);
+		return;
+	}
+	if ((s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SUBMISSIONS) && s->auth_user == NULL) {
+		reply(s, "530 5.7.0 Authentication required");
+		count_error(s);
+		return;
+	}
+	if (!s->ehlo && (c->mail.has_size || c->mail.body || c->mail.smtputf8 || c->mail.ret || c->mail.has_envid || c->mail.auth.data)) {
+		reply(s, "555 5.5.4 Error: ESMTP parameters need EHLO");
+		count_error(s);
+		return;
+	}
+	if (c->mail.has_size && c->mail.size > s->cfg->limits.max_message_size) {
+		reply(s, "552 5.3.4 Error: message size exceeds fixed limit");
+		return;
+	}
+	struct smtp_address addr;
+	struct smtp_parse_error err;
+	unsigned flags = SMTP_ADDRESS_ALLOW_NULL | (c->mail.smtputf8 ? SMTP_ADDRESS_ALLOW_UTF8 : 0);
+	if (smtp_address_parse(c->path.data, c->path.len, flags, &addr, &err) < 0) {
+		reply(s, "%d %s %s", err.code, err.enhanced, err.text);
+		count_error(s);
+		return;
+	}
+	smtp_address_format(&addr, s->sender, sizeof(s->sender));
+	s->mail = c->mail;
+	s->in_mail = true;
+	char q[300];
+	log_info("event=mail sid=%s from=%s", s->sid, log_q(q, sizeof(q), s->sender));
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
+{
+	if (!s->in_mail) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		count_error(s);
+		return;
+	}
+	if (s->rcpt_count >= s->cfg->limits.max_recipients) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	struct smtp_address addr;
+	struct smtp_parse_error err;
+	unsigned flags = SMTP_ADDRESS_ALLOW_POSTMASTER | (s->mail.smtputf8 ? SMTP_ADDRESS_ALLOW_UTF8 : 0);
+	if (smtp_address_parse(c->path.data, c->path.len, flags, &addr, &err) < 0) {
+		reply(s, "%d %s %s", err.code, err.enhanced, err.text);
+		count_error(s);
+		return;
+	}
+	if (addr.flags & SMTP_ADDRESS_F_POSTMASTER)
+		snprintf(s->pending_rcpt, sizeof(s->pending_rcpt), "postmaster@%s", s->cfg->hostname);
+	else
+		smtp_address_format(&addr, s->pending_rcpt, sizeof(s->pending_rcpt));
+	s->pending_orcpt = c->rcpt.has_orcpt ? xasprintf("%.*s;%s", (int)c->rcpt.orcpt_type.len, c->rcpt.orcpt_type.data, c->rcpt.orcpt) : NULL;
+	s->pending_notify = c->rcpt.notify;
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	s->lreq = lookup_client_rcpt(s->srv->lookup, s->pending_rcpt, s->ip, s->auth_user, (int)s->kind,
+	                             on_rcpt_checked, s);
+}
+
+static void cmd_data(struct smtp_session *s)
+{
+	if (!s->in_mail) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		count_error(s);
+		return;
+	}
+	if (s->rcpt_count == 0) {
+		reply(s, "554 5.5.1 Error: no valid recipients");
+		count_error(s);
+		return;
+	}
+	if (s->mail.body == SMTP_BODY_BINARYMIME) {
+		reply(s, "503 5.5.1 Error: BINARYMIME needs BDAT");
+		count_error(s);
+		return;
+	}
+	s->state = ST_DATA;
+	open_spool(s);
+}
+
+static void cmd_bdat(struct smtp_session *s, const struct smtp_command *c)
+{
+	s->bdat_remaining = c->bdat_size;
+	s->bdat_last = c->bdat_last;
+	s->state = ST_BDAT;
+	if (!s->in_mail || s->rcpt_count == 0) {
+		s->bdat_discard = true;
+		s->bdat_code = !s->in_mail ? 503 : 554;
+		s->bdat_text = !s->in_mail ? "5.5.1 Error: need MAIL command" : "5.5.1 Error: no valid recipients";
+	}
+	if (!s->bdat_discard && s->spool_fd < 0 && s->qid[0] == '\0')
+		open_spool(s);
+	if (s->bdat_remaining == 0 && !s->waiting)
+		session_process(s);
+}
+
+static void handle_command(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_command c;
+	struct smtp_parse_error err;
+	s->commands++;
+	if (smtp_command_parse(line, len, &c, &err) < 0) {
+		reply(s, "%d %s %s", err.code, err.enhanced, err.text);
+		count_error(s);
+		return;
+	}
+	switch (c.verb) {
+	case SMTP_VERB_EHLO: cmd_ehlo(s, &c, true); break;
+	case SMTP_VERB_HELO: cmd_ehlo(s, &c, false); break;
+	case SMTP_VERB_MAIL: cmd_mail(s, &c); break;
+	case SMTP_VERB_RCPT: cmd_rcpt(s, &c); break;
+	case SMTP_VERB_DATA: cmd_data(s); break;
+	case SMTP_VERB_BDAT: cmd_bdat(s, &c); break;
+	case SMTP_VERB_RSET: tx_reset(s); reply(s, "250 2.0.0 Ok"); break;
+	case SMTP_VERB_NOOP: reply(s, "250 2.0.0 Ok"); break;
+	case SMTP_VERB_QUIT:
+		reply(s, "221 2.0.0 Bye");
+		session_close(s);
+		break;
+	case SMTP_VERB_VRFY: reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery"); break;
+	case SMTP_VERB_EXPN: reply(s, "502 5.5.1 Error: command not implemented"); break;
+	case SMTP_VERB_HELP: reply(s, "214 2.0.0 See RFC 5321 (mailroute)"); break;
+	case SMTP_VERB_STARTTLS: cmd_starttls(s); break;
+	case SMTP_VERB_AUTH: cmd_auth(s, &c); break;
+	default:
+		reply(s, "502 5.5.2 Error: command not recognized");
+		count_error(s);
+		break;
+	}
+}
+
+/* BDAT content: scan for bare CR/LF and count Received: headers. */
+static void bdat_scan(struct smtp_session *s, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+		char prev = i > 0 ? p[i - 1] : s->bdat_prev;
+		if ((ch == '\n' && prev != '\r') || (prev == '\r' && ch != '\n' && !(i == 0 && s->msg_size == 0)))
+			s->bad_content = true;
+		if (s->hdr_state == 2)
+			continue;
+		if (s->hdr_state == 0) {
+			if (ch == '\r' || ch == '\n') {
+				if (ch == '\n')
+					s->hdr_state = 2; /* empty line: end of header */
+				continue;
+			}
+			s->hdr_state = 1;
+			s->hdr_prefix_len = 0;
+		}
+		if (ch == '\n') {
+			s->hdr_state = 0;
+			continue;
+		}
+		if (s->hdr_prefix_len < 9) {
+			s->hdr_prefix[s->hdr_prefix_len++] = ch;
+			if (s->hdr_prefix_len == 9 && strncasecmp(s->hdr_prefix, "received:", 9) == 0)
+				s->hops++;
+		}
+	}
+	if (n > 0)
+		s->bdat_prev = p[n - 1];
+}
+
+static void bdat_chunk_done(struct smtp_session *s)
+{
+	if (s->bdat_discard) {
+		reply(s, "%d %s", s->bdat_code, s->bdat_text);
+		if (s->bdat_code >= 500)
+			count_error(s);
+		tx_reset(s);
+		s->state = ST_CMD;
+		return;
+	}
+	if (s->bdat_last) {
+		if (s->bdat_prev == '\r')
+			s->bad_content = true;
+		finish_message(s);
+		return;
+	}
+	reply(s, "250 2.0.0 %llu octets received", (unsigned long long)s->msg_size);
+	s->state = ST_CMD;
+}
+
+static void session_process(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	while (!s->waiting && s->state != ST_CLOSING) {
+		if (s->state == ST_BDAT && s->bdat_remaining == 0) {
+			bdat_chunk_done(s);
+			continue;
+		}
+		size_t avail = evbuffer_get_length(in);
+		if (avail == 0)
+			break;
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		const char *p = v.iov_base;
+		size_t n = v.iov_len;
+		size_t consumed = 0;
+
+		if (s->state == ST_DATA) {
+			/* Keep room in spool_out: the reader writes at most n+2 bytes. */
+			size_t room = s->spool_out.max - s->spool_out.len;
+			if (room < 16) {
+				spool_flush(s);
+				room = s->spool_out.max - s->spool_out.len;
+			}
+			if (n > room - 8)
+				n = room - 8;
+			int r = smtp_data_reader_feed(&s->dr, p, n, &consumed, &s->spool_out);
+			/* The data reader appended to spool_out directly; account for it. */
+			s->msg_size = s->dr.content_bytes;
+			if (s->msg_size > s->cfg->limits.max_message_size) {
+				s->too_big = true;
+				buf_reset(&s->spool_out);
+			} else if (s->spool_out.len >= SPOOL_FLUSH) {
+				spool_flush(s);
+			}
+			evbuffer_drain(in, consumed);
+			if (r == SMTP_DATA_DONE) {
+				s->hops = s->dr.received_count;
+				struct timeval tv = { s->cfg->limits.command_timeout, 0 };
+				bufferevent_set_timeouts(s->bev, &tv, &tv);
+				finish_message(s);
+			} else if (r == SMTP_DATA_BARE_LF || r == SMTP_DATA_BARE_CR) {
+				log_info("event=smuggling_refused sid=%s ip=%s reason=%s", s->sid, s->ip,
+				         r == SMTP_DATA_BARE_LF ? "bare_lf" : "bare_cr");
+				reply(s, "554 5.5.2 Error: bare %s received in DATA", r == SMTP_DATA_BARE_LF ? "<LF>" : "<CR>");
+				tx_reset(s);
+				session_close(s);
+			}
+			continue;
+		}
+		if (s->state == ST_BDAT) {
+			size_t take = n < s->bdat_remaining ? n : (size_t)s->bdat_remaining;
+			if (!s->bdat_discard) {
+				bdat_scan(s, p, take);
+				spool_add(s, p, take);
+			}
+			evbuffer_drain(in, take);
+			s->bdat_remaining -= take;
+			continue;
+		}
+
+		struct smtp_line line;
+		int r = smtp_line_reader_feed(&s->lr, p, n, &consumed, &line);
+		if (r == SMTP_LINE_AGAIN) {
+			evbuffer_drain(in, consumed);
+			continue;
+		}
+		/* line may point into the evbuffer: copy it out, then drain. */
+		buf_reset(&s->cmd);
+		if (r == SMTP_LINE_OK)
+			buf_append(&s->cmd, line.data, line.len);
+		evbuffer_drain(in, consumed);
+		if (r == SMTP_LINE_OK) {
+			switch (s->state) {
+			case ST_AUTH_PLAIN: smtp_session_auth_plain(s, s->cmd.data, s->cmd.len); break;
+			case ST_AUTH_LOGIN_USER:
+			case ST_AUTH_LOGIN_PASS: smtp_session_auth_login(s, s->cmd.data, s->cmd.len); break;
+			default: handle_command(s, s->cmd.data, s->cmd.len); break;
+			}
+			secret_zero(s->cmd.data, s->cmd.len);
+		} else if (r == SMTP_LINE_TOO_LONG) {
+			reply(s, "500 5.5.2 Error: line too long");
+			count_error(s);
+		} else {
+			log_info("event=bare_newline_in_command sid=%s ip=%s", s->sid, s->ip);
+			reply(s, "500 5.5.2 Error: bare %s received in command", r == SMTP_LINE_BARE_LF ? "<LF>" : "<CR>");
+			count_error(s);
+		}
+		/* STARTTLS replaces the bufferevent. */
+		in = bufferevent_get_input(s->bev);
+	}
+	if (s->state != ST_CLOSING && s->lr.discarding && s->lr.discarded > 10 * s->cfg->limits.max_line_length) {
+		reply(s, "500 5.5.2 Error: line too long");
+		session_close(s);
+	}
+}
+
+/* ---- events ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+	session_process(s);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state != ST_CLOSING) {
+			log_info("event=timeout sid=%s ip=%s state=%d", s->sid, s->ip, (int)s->state);
+			reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+			tx_reset(s);
+			session_close(s);
+		}
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (what & BEV_EVENT_ERROR) {
+			unsigned long e = bufferevent_get_openssl_error(bev);
+			if (e != 0) {
+				char buf[256];
+				ERR_error_string_n(e, buf, sizeof(buf));
+				log_info("event=tls_error sid=%s ip=%s error=\"%s\"", s->sid, s->ip, buf);
+			}
+		}
+		session_free(s);
+		return;
+	}
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+}
+
+void smtp_session_install_callbacks(struct smtp_session *s)
+{
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void session_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+	log_info("event=disconnect sid=%s ip=%s commands=%u messages=%u errors=%u", s->sid, s->ip, s->commands,
+	         s->messages, s->errors);
+	lookup_req_cancel(&s->lreq);
+	ipc_call_cancel(&s->qcall);
+	tx_reset(s);
+	free(s->rcpts);
+	xfree(&s->pending_orcpt);
+	free(s->auth_user);
+	secret_free(s->auth_login_user);
+	buf_deinit(&s->spool_out);
+	buf_deinit(&s->cmd);
+	smtp_line_reader_deinit(&s->lr);
+	if (s->close_timer != NULL)
+		event_free(s->close_timer);
+	bufferevent_free(s->bev);
+	smtp_anvil_disconnect(srv->env->index, s->ip);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	srv->session_count--;
+	free(s);
+	smtp_server_session_gone(srv);
+}
+
+void smtp_sessions_shutdown_all(struct smtp_server *srv)
+{
+	for (struct smtp_session *s = srv->sessions; s != NULL; s = s->next) {
+		if (s->state == ST_CLOSING)
+			continue;
+		if (s->qcall != NULL && s->spool_fd < 0 && s->qid[0] != '\0')
+			continue; /* a commit is in flight: its answer comes first (on_committed) */
+		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+		tx_reset(s);
+		session_close(s);
+	}
+}
+
+void smtp_session_start(struct smtp_server *srv, int fd, const struct role_listener *l, const struct sockaddr *sa,
+                        int salen)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->cfg = srv->cfg;
+	s->kind = l->kind;
+	s->spool_fd = -1;
+	s->bdat_prev = '\n';
+	snprintf(s->sid, sizeof(s->sid), "%lx%05lx", (unsigned long)getpid(), srv->next_sid++);
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->ip, sizeof(s->ip));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->ip, sizeof(s->ip));
+	else
+		snprintf(s->ip, sizeof(s->ip), "unknown");
+	smtp_line_reader_init(&s->lr, s->cfg->limits.max_line_length);
+	buf_init(&s->spool_out, 4 * SPOOL_FLUSH);
+	buf_init(&s->cmd, s->cfg->limits.max_line_length);
+	s->next = srv->sessions;
+	if (s->next != NULL)
+		s->next->prev = s;
+	srv->sessions = s;
+	srv->session_count++;
+
+	evutil_make_socket_nonblocking(fd);
+	if (l->implicit_tls && srv->env->tls != NULL) {
+		SSL *ssl = SSL_new(srv->env->tls);
+		s->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+		s->tls = true;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	}
+	smtp_session_install_callbacks(s);
+	unsigned per_ip = smtp_anvil_connect(srv->env->index, s->ip);
+	log_info("event=connect sid=%s ip=%s listener=%s tls=%s", s->sid, s->ip, conf_listen_kind_name(l->kind),
+	         s->tls ? "yes" : "no");
+	if (srv->session_count > s->cfg->limits.max_connections) {
+		reply(s, "421 4.7.0 %s Error: too many connections", s->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	if (per_ip > s->cfg->limits.max_connections_per_ip) {
+		log_info("event=too_many_connections_from_ip sid=%s ip=%s count=%u", s->sid, s->ip, per_ip);
+		reply(s, "421 4.7.0 %s Error: too many connections from %s", s->cfg->hostname, s->ip);
+		session_close(s);
+		return;
+	}
+	reply(s, "220 %s ESMTP mailroute", s->cfg->hostname);
+}
