@@ -570,6 +570,16 @@ def header_block(msg):
     return re.sub(r"\n[ \t]+", " ", text).split("\n")
 
 
+def lf(data):
+    """CRLF -> LF, so comparisons hold whichever line ending the Maildir file uses."""
+    return data.replace(b"\r\n", b"\n")
+
+
+def body_of(msg):
+    """The body of a delivered message, LF line ends."""
+    return lf(msg).split(b"\n\n", 1)[1]
+
+
 def header_names(msg):
     return [l.split(":", 1)[0].lower() for l in header_block(msg) if ":" in l]
 
