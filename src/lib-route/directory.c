@@ -1,11 +1,15 @@
 /* directory: the SQLite backend of the directory contract (directory.h). */
 #include "lib-route/directory.h"
 
+#include <errno.h>
+#include <pwd.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "lib/xalloc.h"
@@ -99,6 +103,59 @@ struct directory {
 char *directory_path(const struct mr_config *cfg)
 {
 	return conf_path(cfg, DIRECTORY_PATH);
+}
+
+static int make_dir(const char *path, mode_t mode, char **error_r)
+{
+	if (mkdir(path, mode) == 0 || errno == EEXIST) {
+		struct stat st;
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			return 0;
+		*error_r = xasprintf("%s exists and is not a directory", path);
+		return -1;
+	}
+	*error_r = xasprintf("cannot create %s: %s", path, strerror(errno));
+	return -1;
+}
+
+int directory_prepare(const struct mr_config *cfg, const char *owner_user, char **error_r)
+{
+	*error_r = NULL;
+	/* data_dir's parents: created like mkdir -p, 0755. */
+	char *p = xstrdup(cfg->data_dir);
+	for (char *slash = strchr(p + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			*error_r = xasprintf("cannot create %s: %s", p, strerror(errno));
+			free(p);
+			return -1;
+		}
+		*slash = '/';
+	}
+	free(p);
+	if (make_dir(cfg->data_dir, 0755, error_r) < 0)
+		return -1;
+	char *dir = conf_path(cfg, DIRECTORY_DIR);
+	int ret = make_dir(dir, 0750, error_r);
+	if (ret == 0 && geteuid() == 0 && owner_user != NULL) {
+		struct passwd *pw = getpwnam(owner_user);
+		if (pw == NULL) {
+			*error_r = xasprintf("user %s does not exist (run scripts/install-deps)", owner_user);
+			ret = -1;
+		} else {
+			static const char *const files[] = { "", "/directory.db", "/directory.db-wal", "/directory.db-shm" };
+			for (size_t i = 0; i < sizeof(files) / sizeof(files[0]) && ret == 0; i++) {
+				char *f = xasprintf("%s%s", dir, files[i]);
+				if (lchown(f, pw->pw_uid, pw->pw_gid) < 0 && errno != ENOENT) {
+					*error_r = xasprintf("cannot chown %s: %s", f, strerror(errno));
+					ret = -1;
+				}
+				free(f);
+			}
+		}
+	}
+	free(dir);
+	return ret;
 }
 
 static int db_error(struct directory *d, char **error_r, const char *what)

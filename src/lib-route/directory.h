@@ -47,6 +47,13 @@ struct directory;
 
 /* "<data_dir>/db/directory.db", allocated. */
 char *directory_path(const struct mr_config *cfg);
+/*
+ * Make sure `<data_dir>` (0755) and `<data_dir>/db` (0750) exist. When run as
+ * root, <data_dir>/db and any existing directory.db, -wal and -shm files are
+ * given to owner_user (cfg->user), so the CLI can then drop privileges to it
+ * and the lookup role can open the database. Returns 0 or -1 with *error_r.
+ */
+int directory_prepare(const struct mr_config *cfg, const char *owner_user, char **error_r);
 /* path may be ":memory:" (tests). A writable open creates the file and schema. */
 struct directory *directory_open(const char *path, bool readonly, char **error_r);
 void directory_close(struct directory **d);
