@@ -1,0 +1,2010 @@
+/*
+ * sieve_interp: executes a validated script. All state of a run lives in
+ * struct exec (on the caller's stack); the script is read-only. Every
+ * command and test costs one step, every value/key comparison a fraction of
+ * one, and every string, variable and action is bounded by the limits.
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <pcre2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib-sieve/sieve_message.h"
+#include "lib-sieve/sieve_private.h"
+#include "lib/xalloc.h"
+
+struct var {
+	char *name;
+	struct buf val;
+};
+
+struct scope {
+	struct var *v;
+	size_t n;
+};
+
+struct frame {
+	const struct sieve_script *script;
+	struct scope local;
+	char **globals;       /* names declared `global` in this script */
+	size_t nglobals;
+};
+
+struct strlist {
+	char **v;
+	size_t *len;
+	size_t n;
+};
+
+struct exec {
+	const struct sieve_msg_view *msg;
+	struct sieve_exec_limits lim;
+	struct sieve_result *res;
+	sieve_trace_fn *trace;
+	void *trace_ctx;
+	unsigned steps;
+	unsigned long work;
+	struct sieve_message m;
+	bool m_parsed;
+	struct buf match[10];
+	unsigned nmatch;
+	struct scope globals;
+	struct frame *fr;
+	unsigned depth;
+	struct buf flags;              /* internal imap4flags variable */
+	char *error;
+	bool stop, ret, ts_abort;
+	unsigned redirects, notifies, edits;
+	const struct sieve_script **once;
+	size_t nonce;
+	/* testsuite overrides */
+	struct sieve_msg_view ts_msg;
+	char *ts_raw, *ts_from, *ts_to, *ts_auth, *ts_orig;
+	bool ts_active;
+	char *ts_cur_test;
+};
+
+static void ex_error(struct exec *ex, const struct sieve_node *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void ex_error(struct exec *ex, const struct sieve_node *n, const char *fmt, ...)
+{
+	if (ex->error != NULL)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	ex->error = xasprintf("%s:%d:%d: %s", ex->fr && ex->fr->script->name ? ex->fr->script->name : "script",
+			      n ? n->line : 0, n ? n->col : 0, msg);
+	free(msg);
+}
+
+static const struct sieve_msg_view *msgv(struct exec *ex)
+{
+	return ex->ts_active ? &ex->ts_msg : ex->msg;
+}
+
+static struct sieve_message *msg(struct exec *ex)
+{
+	if (!ex->m_parsed) {
+		const struct sieve_msg_view *v = msgv(ex);
+		sieve_message_parse(&ex->m, v->raw, v->raw_len, 1000);
+		ex->m_parsed = true;
+	}
+	return &ex->m;
+}
+
+static bool uses(struct exec *ex, unsigned ext)
+{
+	return (ex->fr->script->required & ext) != 0;
+}
+
+/* ---- string lists ---- */
+
+static void sl_add(struct strlist *l, const char *s, size_t len)
+{
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->len = xreallocarray(l->len, l->n + 1, sizeof(*l->len));
+	l->v[l->n] = xmemdup(s, len + 1);
+	l->v[l->n][len] = '\0';
+	l->len[l->n] = len;
+	l->n++;
+}
+
+static void sl_free(struct strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	free(l->len);
+	memset(l, 0, sizeof(*l));
+}
+
+/* ---- variables ---- */
+
+static struct var *scope_find(struct scope *sc, const char *name, size_t len)
+{
+	for (size_t i = 0; i < sc->n; i++)
+		if (strlen(sc->v[i].name) == len && strncasecmp(sc->v[i].name, name, len) == 0)
+			return &sc->v[i];
+	return NULL;
+}
+
+static struct scope *scope_for(struct exec *ex, const char *name, size_t len)
+{
+	for (size_t i = 0; i < ex->fr->nglobals; i++)
+		if (strlen(ex->fr->globals[i]) == len && strncasecmp(ex->fr->globals[i], name, len) == 0)
+			return &ex->globals;
+	return &ex->fr->local;
+}
+
+static struct var *var_get(struct exec *ex, const char *name, size_t len, bool create)
+{
+	struct scope *sc = scope_for(ex, name, len);
+	struct var *v = scope_find(sc, name, len);
+	if (v != NULL || !create)
+		return v;
+	if (sc->n >= ex->lim.max_variables)
+		return NULL;
+	sc->v = xreallocarray(sc->v, sc->n + 1, sizeof(*sc->v));
+	v = &sc->v[sc->n++];
+	v->name = xstrndup(name, len);
+	buf_init(&v->val, ex->lim.max_variable_size);
+	return v;
+}
+
+static void scope_free(struct scope *sc)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		free(sc->v[i].name);
+		buf_deinit(&sc->v[i].val);
+	}
+	free(sc->v);
+	memset(sc, 0, sizeof(*sc));
+}
+
+/* Expand ${...} references (RFC 5229 section 3). */
+static int expand(struct exec *ex, const struct sieve_str *s, struct buf *out)
+{
+	buf_reset(out);
+	if (!s->vars || !uses(ex, SIEVE_EXT_VARIABLES)) {
+		if (buf_append(out, s->s, s->len) < 0)
+			return -1;
+		return 0;
+	}
+	size_t i = 0;
+	while (i < s->len) {
+		if (s->s[i] == '$' && i + 1 < s->len && s->s[i + 1] == '{') {
+			size_t j = i + 2;
+			while (j < s->len && (isalnum((unsigned char)s->s[j]) || s->s[j] == '_' || s->s[j] == '.'))
+				j++;
+			if (j < s->len && s->s[j] == '}' && j > i + 2) {
+				const char *name = s->s + i + 2;
+				size_t nlen = j - i - 2;
+				bool numeric = true, dotted = false;
+				for (size_t k = 0; k < nlen; k++) {
+					if (!isdigit((unsigned char)name[k]))
+						numeric = false;
+					if (name[k] == '.')
+						dotted = true;
+				}
+				bool valid_ident = !dotted && (isalpha((unsigned char)name[0]) || name[0] == '_');
+				if (numeric) {
+					unsigned long idx = 0;
+					for (size_t k = 0; k < nlen && idx < 100; k++)
+						idx = idx * 10 + (unsigned long)(name[k] - '0');
+					if (idx < ex->nmatch && idx < 10 && buf_append(out, ex->match[idx].data,
+										   ex->match[idx].len) < 0)
+						return -1;
+					i = j + 1;
+					continue;
+				}
+				if (valid_ident) {
+					struct var *v = var_get(ex, name, nlen, false);
+					if (v != NULL && buf_append(out, v->val.data, v->val.len) < 0)
+						return -1;
+					i = j + 1;
+					continue;
+				}
+			}
+		}
+		if (buf_append_c(out, s->s[i]) < 0)
+			return -1;
+		i++;
+	}
+	return 0;
+}
+
+static int get_str(struct exec *ex, const struct sieve_node *n, const struct sieve_arg *a, struct buf *out)
+{
+	if (expand(ex, &a->strs[0], out) < 0) {
+		ex_error(ex, n, "string exceeds the maximum length of %zu bytes", out->max);
+		return -1;
+	}
+	return 0;
+}
+
+static char *get_strdup(struct exec *ex, const struct sieve_node *n, const struct sieve_arg *a)
+{
+	struct buf b;
+	buf_init(&b, ex->lim.max_string_length);
+	if (get_str(ex, n, a, &b) < 0) {
+		buf_deinit(&b);
+		return NULL;
+	}
+	char *s = buf_steal(&b);
+	buf_deinit(&b);
+	return s;
+}
+
+static int get_list(struct exec *ex, const struct sieve_node *n, const struct sieve_arg *a, struct strlist *l)
+{
+	struct buf b;
+	buf_init(&b, ex->lim.max_string_length);
+	memset(l, 0, sizeof(*l));
+	for (size_t i = 0; i < a->nstrs; i++) {
+		if (expand(ex, &a->strs[i], &b) < 0) {
+			ex_error(ex, n, "string exceeds the maximum length of %zu bytes", b.max);
+			buf_deinit(&b);
+			sl_free(l);
+			return -1;
+		}
+		sl_add(l, b.data, b.len);
+	}
+	buf_deinit(&b);
+	return 0;
+}
+
+/* ---- trace ---- */
+
+static void render_arg(const struct sieve_arg *a, struct buf *b)
+{
+	switch (a->type) {
+	case SIEVE_ARG_NUMBER:
+		buf_printf(b, " %llu", (unsigned long long)a->number);
+		break;
+	case SIEVE_ARG_TAG:
+		buf_printf(b, " :%s", a->tag);
+		break;
+	case SIEVE_ARG_STRING:
+	case SIEVE_ARG_STRLIST:
+		buf_append_str(b, a->type == SIEVE_ARG_STRLIST ? " [" : " ");
+		for (size_t i = 0; i < a->nstrs; i++) {
+			if (i > 0)
+				buf_append_str(b, ", ");
+			buf_append_c(b, '"');
+			for (size_t k = 0; k < a->strs[i].len && k < 80; k++) {
+				char c = a->strs[i].s[k];
+				if (c == '"' || c == '\\')
+					buf_append_c(b, '\\');
+				if (c == '\r' || c == '\n')
+					c = ' ';
+				buf_append_c(b, c);
+			}
+			if (a->strs[i].len > 80)
+				buf_append_str(b, "...");
+			buf_append_c(b, '"');
+		}
+		if (a->type == SIEVE_ARG_STRLIST)
+			buf_append_c(b, ']');
+		break;
+	}
+}
+
+static void render_node(const struct sieve_node *n, struct buf *b)
+{
+	buf_append_str(b, n->ident);
+	for (size_t i = 0; i < n->nargs; i++)
+		render_arg(&n->args[i], b);
+	if (n->ntests > 0) {
+		buf_append_str(b, n->test_list ? " (" : " ");
+		for (size_t i = 0; i < n->ntests; i++) {
+			if (i > 0)
+				buf_append_str(b, ", ");
+			render_node(n->tests[i], b);
+		}
+		if (n->test_list)
+			buf_append_c(b, ')');
+	}
+}
+
+static void trace_node(struct exec *ex, const struct sieve_node *n, const char *suffix)
+{
+	if (ex->trace == NULL)
+		return;
+	struct buf b;
+	buf_init(&b, 2048);
+	render_node(n, &b);
+	if (suffix != NULL)
+		buf_append_str(&b, suffix);
+	ex->trace(ex->trace_ctx, n->line, n->col, b.data);
+	buf_deinit(&b);
+}
+
+/* ---- matching ---- */
+
+static int work(struct exec *ex, const struct sieve_node *n, unsigned long units)
+{
+	ex->work += units;
+	if (ex->work > (unsigned long)ex->lim.max_steps * 256UL) {
+		ex_error(ex, n, "execution exceeded the limit of %u steps (string comparisons)", ex->lim.max_steps);
+		return -1;
+	}
+	return 0;
+}
+
+static void set_matches(struct exec *ex, struct buf *caps, unsigned ncaps)
+{
+	if (!uses(ex, SIEVE_EXT_VARIABLES))
+		return;
+	for (unsigned i = 0; i < 10; i++) {
+		buf_reset(&ex->match[i]);
+		if (i < ncaps)
+			buf_append(&ex->match[i], caps[i].data, caps[i].len);
+	}
+	ex->nmatch = ncaps;
+}
+
+static int regex_match(struct exec *ex, const struct sieve_node *n, const char *val, size_t vlen, const char *pat,
+		       size_t plen, bool capture)
+{
+	int err;
+	PCRE2_SIZE off;
+	uint32_t flags = PCRE2_DOTALL | (n->cmp == SIEVE_CMP_CASEMAP ? PCRE2_CASELESS : 0);
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, plen, flags, &err, &off, NULL);
+	if (re == NULL)
+		return 0;
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(mc, ex->lim.regex_match_limit);
+	pcre2_set_depth_limit(mc, 1000);
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+	int rc = pcre2_match(re, (PCRE2_SPTR)val, vlen, 0, 0, md, mc);
+	int ret = 0;
+	if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) {
+		ex_error(ex, n, "regular expression exceeded its match limit");
+		ret = -1;
+	} else if (rc > 0) {
+		ret = 1;
+		if (capture) {
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+			struct buf caps[10];
+			unsigned nc = (unsigned)rc < 10 ? (unsigned)rc : 10;
+			for (unsigned i = 0; i < 10; i++)
+				buf_init(&caps[i], ex->lim.max_variable_size);
+			for (unsigned i = 0; i < nc; i++)
+				if (ov[2 * i] != PCRE2_UNSET)
+					buf_append(&caps[i], val + ov[2 * i], ov[2 * i + 1] - ov[2 * i]);
+			set_matches(ex, caps, nc);
+			for (unsigned i = 0; i < 10; i++)
+				buf_deinit(&caps[i]);
+		}
+	}
+	pcre2_match_data_free(md);
+	pcre2_match_context_free(mc);
+	pcre2_code_free(re);
+	return ret;
+}
+
+/* 1 match, 0 no match, -1 error. count_skip_empty: string test's :count ignores "" */
+static int do_match(struct exec *ex, const struct sieve_node *n, const struct strlist *vals,
+		    const struct strlist *keys, bool count_skip_empty)
+{
+	if (n->match == SIEVE_MATCH_COUNT) {
+		size_t cnt = 0;
+		for (size_t i = 0; i < vals->n; i++)
+			if (!count_skip_empty || vals->len[i] > 0)
+				cnt++;
+		char num[32];
+		int nl = snprintf(num, sizeof(num), "%zu", cnt);
+		for (size_t k = 0; k < keys->n; k++)
+			if (sieve_rel_holds(n->rel, sieve_cmp_order(n->cmp, num, (size_t)nl, keys->v[k], keys->len[k])))
+				return 1;
+		return 0;
+	}
+	bool capture = uses(ex, SIEVE_EXT_VARIABLES);
+	for (size_t i = 0; i < vals->n; i++) {
+		for (size_t k = 0; k < keys->n; k++) {
+			if (work(ex, n, 1 + (vals->len[i] + keys->len[k]) / 4096) < 0)
+				return -1;
+			const char *v = vals->v[i], *key = keys->v[k];
+			size_t vl = vals->len[i], kl = keys->len[k];
+			switch (n->match) {
+			case SIEVE_MATCH_IS:
+				if (sieve_cmp_equal(n->cmp, v, vl, key, kl))
+					return 1;
+				break;
+			case SIEVE_MATCH_CONTAINS:
+				if (sieve_cmp_contains(n->cmp, v, vl, key, kl))
+					return 1;
+				break;
+			case SIEVE_MATCH_VALUE:
+				if (sieve_rel_holds(n->rel, sieve_cmp_order(n->cmp, v, vl, key, kl)))
+					return 1;
+				break;
+			case SIEVE_MATCH_MATCHES: {
+				if (work(ex, n, (vl * (kl + 1)) / 65536) < 0)
+					return -1;
+				struct buf caps[10];
+				unsigned nc = 0;
+				if (capture)
+					for (int c = 0; c < 10; c++)
+						buf_init(&caps[c], ex->lim.max_variable_size);
+				bool ok = sieve_match_wildcard(v, vl, key, kl, n->cmp, capture ? caps : NULL, &nc);
+				if (ok && capture)
+					set_matches(ex, caps, nc);
+				if (capture)
+					for (int c = 0; c < 10; c++)
+						buf_deinit(&caps[c]);
+				if (ok)
+					return 1;
+				break;
+			}
+			case SIEVE_MATCH_REGEX: {
+				int r = regex_match(ex, n, v, vl, key, kl, capture);
+				if (r != 0)
+					return r;
+				break;
+			}
+			default:
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---- header/address value collection ---- */
+
+static void header_values(struct exec *ex, const struct sieve_node *n, const char *name, bool decoded,
+			  struct strlist *out)
+{
+	struct sieve_message *m = msg(ex);
+	size_t total = 0;
+	for (size_t i = 0; i < m->nhdrs; i++)
+		if (!m->hdrs[i].deleted && strcasecmp(m->hdrs[i].name, name) == 0)
+			total++;
+	size_t want = 0;
+	if (n != NULL && n->tag[TAG_INDEX] != NULL) {
+		uint64_t idx = n->tag[TAG_INDEX]->number;
+		if (idx > total)
+			return;
+		want = n->tag[TAG_LAST] != NULL ? total - (size_t)idx + 1 : (size_t)idx;
+	}
+	size_t seen = 0;
+	for (size_t i = 0; i < m->nhdrs; i++) {
+		if (m->hdrs[i].deleted || strcasecmp(m->hdrs[i].name, name) != 0)
+			continue;
+		seen++;
+		if (want != 0 && seen != want)
+			continue;
+		const char *v = decoded ? m->hdrs[i].decoded : m->hdrs[i].raw;
+		sl_add(out, v, strlen(v));
+	}
+}
+
+static void add_addr_part(const struct sieve_address *a, int part, struct strlist *out)
+{
+	if (a->local == NULL)
+		return;
+	const char *local = a->local, *dom = a->domain ? a->domain : "";
+	char tmp[1024];
+	switch (part) {
+	case SIEVE_ADDR_ALL:
+		if (a->domain != NULL) {
+			int l = snprintf(tmp, sizeof(tmp), "%s@%s", local, dom);
+			sl_add(out, tmp, (size_t)l < sizeof(tmp) ? (size_t)l : sizeof(tmp) - 1);
+		} else {
+			sl_add(out, local, strlen(local));
+		}
+		break;
+	case SIEVE_ADDR_LOCALPART:
+		sl_add(out, local, strlen(local));
+		break;
+	case SIEVE_ADDR_DOMAIN:
+		sl_add(out, dom, strlen(dom));
+		break;
+	case SIEVE_ADDR_USER: {
+		const char *plus = strchr(local, '+');
+		sl_add(out, local, plus ? (size_t)(plus - local) : strlen(local));
+		break;
+	}
+	case SIEVE_ADDR_DETAIL: {
+		const char *plus = strchr(local, '+');
+		if (plus != NULL)
+			sl_add(out, plus + 1, strlen(plus + 1));
+		break;
+	}
+	}
+}
+
+/* ---- tests ---- */
+
+static int eval_test(struct exec *ex, const struct sieve_node *n);
+
+static int step(struct exec *ex, const struct sieve_node *n)
+{
+	if (++ex->steps > ex->lim.max_steps) {
+		ex_error(ex, n, "execution exceeded the limit of %u steps", ex->lim.max_steps);
+		return -1;
+	}
+	return 0;
+}
+
+static int test_match_values(struct exec *ex, const struct sieve_node *n, struct strlist *vals,
+			     const struct sieve_arg *keyarg, bool skip_empty)
+{
+	struct strlist keys;
+	if (get_list(ex, n, keyarg, &keys) < 0) {
+		sl_free(vals);
+		return -1;
+	}
+	int r = do_match(ex, n, vals, &keys, skip_empty);
+	sl_free(&keys);
+	sl_free(vals);
+	return r;
+}
+
+static const char *env_from(struct exec *ex)
+{
+	return msgv(ex)->envelope_from;
+}
+
+static int test_envelope(struct exec *ex, const struct sieve_node *n)
+{
+	struct strlist parts, vals = { 0 };
+	if (get_list(ex, n, n->pos[0], &parts) < 0)
+		return -1;
+	const struct sieve_msg_view *v = msgv(ex);
+	for (size_t i = 0; i < parts.n; i++) {
+		const char *src = NULL;
+		if (strcasecmp(parts.v[i], "from") == 0)
+			src = env_from(ex);
+		else if (strcasecmp(parts.v[i], "to") == 0)
+			src = v->envelope_to;
+		else if (strcasecmp(parts.v[i], "auth") == 0)
+			src = v->auth_user;
+		else if (strcasecmp(parts.v[i], "orig_to") == 0 || strcasecmp(parts.v[i], "original-to") == 0)
+			src = v->original_to ? v->original_to : v->envelope_to;
+		if (src == NULL)
+			continue;
+		struct sieve_address a;
+		int r = sieve_address_parse_path(src, &a);
+		if (r == 0) {
+			/* null reverse-path: only :all (and :localpart/:domain) see "" */
+			if (n->addrpart != SIEVE_ADDR_USER && n->addrpart != SIEVE_ADDR_DETAIL)
+				sl_add(&vals, "", 0);
+		} else if (r > 0) {
+			add_addr_part(&a, n->addrpart, &vals);
+		}
+		sieve_address_free(&a);
+	}
+	sl_free(&parts);
+	return test_match_values(ex, n, &vals, n->pos[1], false);
+}
+
+static int test_address(struct exec *ex, const struct sieve_node *n)
+{
+	struct strlist names, vals = { 0 };
+	if (get_list(ex, n, n->pos[0], &names) < 0)
+		return -1;
+	for (size_t i = 0; i < names.n; i++) {
+		struct strlist hv = { 0 };
+		header_values(ex, n, names.v[i], false, &hv);
+		for (size_t j = 0; j < hv.n; j++) {
+			struct sieve_address addrs[64];
+			size_t na = sieve_address_parse_list(hv.v[j], addrs, 64);
+			for (size_t k = 0; k < na; k++) {
+				add_addr_part(&addrs[k], n->addrpart, &vals);
+				sieve_address_free(&addrs[k]);
+			}
+		}
+		sl_free(&hv);
+	}
+	sl_free(&names);
+	return test_match_values(ex, n, &vals, n->pos[1], false);
+}
+
+static int test_header(struct exec *ex, const struct sieve_node *n)
+{
+	struct strlist names, vals = { 0 };
+	if (get_list(ex, n, n->pos[0], &names) < 0)
+		return -1;
+	for (size_t i = 0; i < names.n; i++)
+		header_values(ex, n, names.v[i], true, &vals);
+	sl_free(&names);
+	return test_match_values(ex, n, &vals, n->pos[1], false);
+}
+
+static bool content_type_matches(const char *type, const char *want)
+{
+	if (*want == '\0')
+		return true;
+	if (strchr(want, '/') != NULL)
+		return strcasecmp(type, want) == 0;
+	size_t l = strlen(want);
+	return strncasecmp(type, want, l) == 0 && type[l] == '/';
+}
+
+static int test_body(struct exec *ex, const struct sieve_node *n)
+{
+	struct sieve_message *m = msg(ex);
+	struct strlist vals = { 0 };
+	size_t maxb = ex->lim.max_body_size;
+	if (n->tag[TAG_RAW] != NULL) {
+		sl_add(&vals, m->body, m->body_len < maxb ? m->body_len : maxb);
+	} else {
+		sieve_message_parse_parts(m, ex->lim.max_mime_parts, maxb);
+		struct strlist types = { 0 };
+		if (n->tag[TAG_CONTENT] != NULL) {
+			if (get_list(ex, n, n->tag[TAG_CONTENT], &types) < 0)
+				return -1;
+		}
+		for (size_t i = 0; i < m->nparts; i++) {
+			const struct sieve_part *p = &m->parts[i];
+			if (n->tag[TAG_CONTENT] != NULL) {
+				bool ok = false;
+				for (size_t t = 0; t < types.n; t++)
+					if (content_type_matches(p->type, types.v[t]))
+						ok = true;
+				if (!ok)
+					continue;
+				if (p->multipart) {
+					/* a multipart's own content is its prologue/epilogue: skip the children */
+					continue;
+				}
+				if (p->text != NULL)
+					sl_add(&vals, p->text, p->text_len);
+				else
+					sl_add(&vals, p->raw, p->raw_len);
+			} else if (p->text != NULL) {
+				sl_add(&vals, p->text, p->text_len);
+			}
+		}
+		sl_free(&types);
+	}
+	return test_match_values(ex, n, &vals, n->pos[0], false);
+}
+
+static void flags_split(const char *s, size_t len, struct strlist *out)
+{
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && s[i] == ' ')
+			i++;
+		size_t st = i;
+		while (i < len && s[i] != ' ')
+			i++;
+		if (i > st) {
+			bool dup = false;
+			for (size_t k = 0; k < out->n; k++)
+				if (out->len[k] == i - st && strncasecmp(out->v[k], s + st, i - st) == 0)
+					dup = true;
+			if (!dup)
+				sl_add(out, s + st, i - st);
+		}
+	}
+}
+
+static int test_hasflag(struct exec *ex, const struct sieve_node *n)
+{
+	struct strlist vals = { 0 };
+	const struct sieve_arg *keyarg = n->npos == 2 ? n->pos[1] : n->pos[0];
+	if (n->npos == 2) {
+		struct strlist names;
+		if (get_list(ex, n, n->pos[0], &names) < 0)
+			return -1;
+		for (size_t i = 0; i < names.n; i++) {
+			struct var *v = var_get(ex, names.v[i], names.len[i], false);
+			if (v != NULL)
+				flags_split(v->val.data, v->val.len, &vals);
+		}
+		sl_free(&names);
+	} else {
+		flags_split(ex->flags.data, ex->flags.len, &vals);
+	}
+	struct strlist keys, keyflags = { 0 };
+	if (get_list(ex, n, keyarg, &keys) < 0) {
+		sl_free(&vals);
+		return -1;
+	}
+	for (size_t i = 0; i < keys.n; i++)
+		flags_split(keys.v[i], keys.len[i], &keyflags);
+	sl_free(&keys);
+	int r = do_match(ex, n, &vals, &keyflags, false);
+	sl_free(&vals);
+	sl_free(&keyflags);
+	return r;
+}
+
+static int local_zone(struct exec *ex, time_t t)
+{
+	const struct sieve_msg_view *v = msgv(ex);
+	if (v->zone_set)
+		return v->zone_minutes;
+	struct tm tm;
+	localtime_r(&t, &tm);
+	return (int)(tm.tm_gmtoff / 60);
+}
+
+static int parse_zone(const char *s)
+{
+	int z = ((s[1] - '0') * 10 + (s[2] - '0')) * 60 + (s[3] - '0') * 10 + (s[4] - '0');
+	return s[0] == '-' ? -z : z;
+}
+
+static int test_date(struct exec *ex, const struct sieve_node *n)
+{
+	struct strlist vals = { 0 };
+	struct buf part, zone;
+	buf_init(&part, 64);
+	buf_init(&zone, 64);
+	const struct sieve_arg *partarg = n->id == TST_DATE ? n->pos[1] : n->pos[0];
+	const struct sieve_arg *keyarg = n->id == TST_DATE ? n->pos[2] : n->pos[1];
+	int ret = 0;
+	if (get_str(ex, n, partarg, &part) < 0 ||
+	    (n->tag[TAG_ZONE] != NULL && get_str(ex, n, n->tag[TAG_ZONE], &zone) < 0)) {
+		ret = -1;
+		goto out;
+	}
+	time_t t = 0;
+	int orig_zone = 0;
+	bool have = false;
+	if (n->id == TST_CURRENTDATE) {
+		t = msgv(ex)->now ? msgv(ex)->now : time(NULL);
+		orig_zone = local_zone(ex, t);
+		have = true;
+	} else {
+		struct buf hname;
+		buf_init(&hname, 1024);
+		if (get_str(ex, n, n->pos[0], &hname) < 0) {
+			buf_deinit(&hname);
+			ret = -1;
+			goto out;
+		}
+		struct strlist hv = { 0 };
+		header_values(ex, n, hname.data, false, &hv);
+		buf_deinit(&hname);
+		const char *dv = NULL;
+		if (hv.n > 0) {
+			dv = hv.v[0];
+			/* Received: the date follows the last ';' */
+			const char *semi = strrchr(dv, ';');
+			if (strcasecmp(n->pos[0]->strs[0].s, "received") == 0 && semi != NULL)
+				dv = semi + 1;
+		}
+		if (dv != NULL && sieve_date_parse(dv, &t, &orig_zone) == 0)
+			have = true;
+		sl_free(&hv);
+	}
+	if (have) {
+		int z;
+		if (n->tag[TAG_ZONE] != NULL) {
+			if (zone.len != 5 || (zone.data[0] != '+' && zone.data[0] != '-')) {
+				ret = 0;
+				goto out;
+			}
+			z = parse_zone(zone.data);
+		} else if (n->tag[TAG_ORIGINALZONE] != NULL) {
+			z = orig_zone;
+		} else {
+			z = local_zone(ex, t);
+		}
+		struct buf dv;
+		buf_init(&dv, 128);
+		if (sieve_date_part(t, z, part.data, &dv) == 0)
+			sl_add(&vals, dv.data, dv.len);
+		buf_deinit(&dv);
+	}
+	ret = test_match_values(ex, n, &vals, keyarg, false);
+out:
+	buf_deinit(&part);
+	buf_deinit(&zone);
+	return ret;
+}
+
+static bool valid_mailto(const char *uri)
+{
+	if (strncasecmp(uri, "mailto:", 7) != 0)
+		return false;
+	const char *p = uri + 7;
+	size_t l = strcspn(p, "?");
+	if (l == 0)
+		return strstr(p, "to=") != NULL;
+	/* each comma separated recipient must look like local@domain */
+	const char *e = p + l;
+	while (p < e) {
+		const char *c = memchr(p, ',', (size_t)(e - p));
+		const char *ae = c ? c : e;
+		const char *at = memchr(p, '@', (size_t)(ae - p));
+		if (at == NULL || at == p || at + 1 >= ae)
+			return false;
+		for (const char *q = p; q < ae; q++)
+			if ((unsigned char)*q <= 32 || *q == '<' || *q == '>' || *q == '"')
+				return false;
+		p = c ? c + 1 : e;
+	}
+	return true;
+}
+
+static int test_environment(struct exec *ex, const struct sieve_node *n)
+{
+	struct buf name;
+	buf_init(&name, 256);
+	if (get_str(ex, n, n->pos[0], &name) < 0) {
+		buf_deinit(&name);
+		return -1;
+	}
+	const struct sieve_msg_view *v = msgv(ex);
+	const char *val = NULL;
+	if (strcasecmp(name.data, "domain") == 0)
+		val = v->domain;
+	else if (strcasecmp(name.data, "host") == 0)
+		val = v->host;
+	else if (strcasecmp(name.data, "location") == 0)
+		val = "MTA";
+	else if (strcasecmp(name.data, "name") == 0)
+		val = "mailroute";
+	else if (strcasecmp(name.data, "phase") == 0)
+		val = v->phase ? v->phase : "during";
+	else if (strcasecmp(name.data, "remote-ip") == 0)
+		val = v->client_ip;
+	else if (strcasecmp(name.data, "remote-host") == 0)
+		val = v->client_helo;
+	else if (strcasecmp(name.data, "version") == 0)
+		val = MR_VERSION;
+	buf_deinit(&name);
+	struct strlist vals = { 0 };
+	if (val != NULL)
+		sl_add(&vals, val, strlen(val));
+	return test_match_values(ex, n, &vals, n->pos[1], false);
+}
+
+static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
+{
+	switch (n->id) {
+	case TST_TRUE: return 1;
+	case TST_FALSE: return 0;
+	case TST_NOT: {
+		int r = eval_test(ex, n->tests[0]);
+		return r < 0 ? r : !r;
+	}
+	case TST_ALLOF:
+	case TST_ANYOF:
+		for (size_t i = 0; i < n->ntests; i++) {
+			int r = eval_test(ex, n->tests[i]);
+			if (r < 0)
+				return r;
+			if (n->id == TST_ALLOF && r == 0)
+				return 0;
+			if (n->id == TST_ANYOF && r == 1)
+				return 1;
+		}
+		return n->id == TST_ALLOF ? 1 : 0;
+	case TST_EXISTS: {
+		struct strlist names;
+		if (get_list(ex, n, n->pos[0], &names) < 0)
+			return -1;
+		int r = 1;
+		for (size_t i = 0; i < names.n && r; i++) {
+			struct strlist hv = { 0 };
+			header_values(ex, NULL, names.v[i], false, &hv);
+			if (hv.n == 0)
+				r = 0;
+			sl_free(&hv);
+		}
+		sl_free(&names);
+		return r;
+	}
+	case TST_SIZE: {
+		const struct sieve_msg_view *v = msgv(ex);
+		uint64_t size = v->size ? v->size : v->raw_len;
+		if (n->tag[TAG_OVER] != NULL)
+			return size > n->tag[TAG_OVER]->number;
+		return size < n->tag[TAG_UNDER]->number;
+	}
+	case TST_HEADER: return test_header(ex, n);
+	case TST_ADDRESS: return test_address(ex, n);
+	case TST_ENVELOPE: return test_envelope(ex, n);
+	case TST_STRING: {
+		struct strlist vals;
+		if (get_list(ex, n, n->pos[0], &vals) < 0)
+			return -1;
+		return test_match_values(ex, n, &vals, n->pos[1], true);
+	}
+	case TST_BODY: return test_body(ex, n);
+	case TST_HASFLAG: return test_hasflag(ex, n);
+	case TST_DATE:
+	case TST_CURRENTDATE: return test_date(ex, n);
+	case TST_MAILBOXEXISTS: {
+		struct strlist names;
+		if (get_list(ex, n, n->pos[0], &names) < 0)
+			return -1;
+		const struct sieve_msg_view *v = msgv(ex);
+		int r = 1;
+		for (size_t i = 0; i < names.n && r; i++)
+			r = v->mailbox_exists != NULL ? v->mailbox_exists(v->ctx, names.v[i]) > 0 : 0;
+		sl_free(&names);
+		return r;
+	}
+	case TST_DUPLICATE: {
+		struct buf id;
+		buf_init(&id, ex->lim.max_string_length);
+		if (n->tag[TAG_HANDLE] != NULL) {
+			if (get_str(ex, n, n->tag[TAG_HANDLE], &id) < 0) {
+				buf_deinit(&id);
+				return -1;
+			}
+		}
+		buf_append_c(&id, '\n');
+		size_t pre = id.len;
+		struct buf val;
+		buf_init(&val, ex->lim.max_string_length);
+		if (n->tag[TAG_UNIQUEID] != NULL) {
+			if (get_str(ex, n, n->tag[TAG_UNIQUEID], &val) < 0) {
+				buf_deinit(&id);
+				buf_deinit(&val);
+				return -1;
+			}
+			buf_append(&id, val.data, val.len);
+		} else {
+			const char *hn = "message-id";
+			if (n->tag[TAG_HEADER] != NULL) {
+				if (get_str(ex, n, n->tag[TAG_HEADER], &val) < 0) {
+					buf_deinit(&id);
+					buf_deinit(&val);
+					return -1;
+				}
+				hn = val.data;
+			}
+			struct strlist hv = { 0 };
+			header_values(ex, NULL, hn, false, &hv);
+			if (hv.n > 0)
+				buf_append_str(&id, hv.v[0]);
+			sl_free(&hv);
+		}
+		buf_deinit(&val);
+		if (id.len == pre) {
+			buf_deinit(&id);
+			return 0;
+		}
+		unsigned secs = n->tag[TAG_SECONDS] != NULL ? (unsigned)(n->tag[TAG_SECONDS]->number > 86400u * 365
+			? 86400u * 365 : n->tag[TAG_SECONDS]->number) : 86400u * 14;
+		const struct sieve_msg_view *v = msgv(ex);
+		int r = v->duplicate_check != NULL ? v->duplicate_check(v->ctx, id.data, id.len, secs) : 0;
+		/* record for the host to commit after a successful delivery */
+		struct sieve_result *res = ex->res;
+		if (res->count < ex->lim.max_actions * 2) {
+			if (res->count == res->alloc) {
+				res->alloc = res->alloc ? res->alloc * 2 : 8;
+				res->actions = xreallocarray(res->actions, res->alloc, sizeof(*res->actions));
+			}
+			struct sieve_action *a = &res->actions[res->count++];
+			memset(a, 0, sizeof(*a));
+			a->type = SIEVE_ACT_DUPLICATE_TRACK;
+			a->line = n->line;
+			a->col = n->col;
+			a->text = xmemdup(id.data, id.len + 1);
+			a->seconds = secs;
+			a->last = n->tag[TAG_LAST] != NULL;
+		}
+		buf_deinit(&id);
+		return r > 0 ? 1 : 0;
+	}
+	case TST_VALID_NOTIFY_METHOD: {
+		struct strlist uris;
+		if (get_list(ex, n, n->pos[0], &uris) < 0)
+			return -1;
+		int r = 1;
+		for (size_t i = 0; i < uris.n; i++)
+			if (!valid_mailto(uris.v[i]))
+				r = 0;
+		sl_free(&uris);
+		return r;
+	}
+	case TST_NOTIFY_METHOD_CAPABILITY: {
+		struct buf uri, cap;
+		buf_init(&uri, ex->lim.max_string_length);
+		buf_init(&cap, 256);
+		int r = 0;
+		if (get_str(ex, n, n->pos[0], &uri) < 0 || get_str(ex, n, n->pos[1], &cap) < 0) {
+			r = -1;
+		} else if (valid_mailto(uri.data) && strcasecmp(cap.data, "online") == 0) {
+			struct strlist vals = { 0 };
+			sl_add(&vals, "maybe", 5);
+			r = test_match_values(ex, n, &vals, n->pos[2], false);
+		}
+		buf_deinit(&uri);
+		buf_deinit(&cap);
+		return r;
+	}
+	case TST_ENVIRONMENT: return test_environment(ex, n);
+	case TST_IHAVE: return n->ihave_ok ? 1 : 0;
+	default:
+		ex_error(ex, n, "unsupported test '%s'", n->ident);
+		return -1;
+	}
+}
+
+static int eval_test(struct exec *ex, const struct sieve_node *n)
+{
+	if (step(ex, n) < 0)
+		return -1;
+	return eval_test_inner(ex, n);
+}
+
+/* ---- actions ---- */
+
+static struct sieve_action *add_action(struct exec *ex, const struct sieve_node *n, enum sieve_action_type t)
+{
+	struct sieve_result *res = ex->res;
+	size_t real = 0;
+	for (size_t i = 0; i < res->count; i++)
+		if (res->actions[i].type != SIEVE_ACT_DUPLICATE_TRACK)
+			real++;
+	if (real >= ex->lim.max_actions) {
+		ex_error(ex, n, "too many actions (the limit is %u)", ex->lim.max_actions);
+		return NULL;
+	}
+	if (res->count == res->alloc) {
+		res->alloc = res->alloc ? res->alloc * 2 : 8;
+		res->actions = xreallocarray(res->actions, res->alloc, sizeof(*res->actions));
+	}
+	struct sieve_action *a = &res->actions[res->count++];
+	memset(a, 0, sizeof(*a));
+	a->type = t;
+	a->line = n ? n->line : 0;
+	a->col = n ? n->col : 0;
+	return a;
+}
+
+static struct sieve_action *find_action(struct exec *ex, enum sieve_action_type t, const char *target)
+{
+	for (size_t i = 0; i < ex->res->count; i++) {
+		struct sieve_action *a = &ex->res->actions[i];
+		if (a->type != t)
+			continue;
+		if (target == NULL || (a->target != NULL && strcmp(a->target, target) == 0))
+			return a;
+	}
+	return NULL;
+}
+
+static void free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void set_action_flags(struct exec *ex, const struct sieve_node *n, struct sieve_action *a)
+{
+	struct strlist fl = { 0 };
+	if (n != NULL && n->tag[TAG_FLAGS] != NULL) {
+		struct strlist raw;
+		if (get_list(ex, n, n->tag[TAG_FLAGS], &raw) < 0)
+			return;
+		for (size_t i = 0; i < raw.n; i++)
+			flags_split(raw.v[i], raw.len[i], &fl);
+		sl_free(&raw);
+	} else if (ex->fr == NULL || uses(ex, SIEVE_EXT_IMAP4FLAGS) || ex->flags.len > 0) {
+		flags_split(ex->flags.data, ex->flags.len, &fl);
+	}
+	free_strv(a->flags, a->flags_count);
+	a->flags = xreallocarray(NULL, fl.n + 1, sizeof(char *));
+	for (size_t i = 0; i < fl.n; i++)
+		a->flags[i] = xstrdup(fl.v[i]);
+	a->flags[fl.n] = NULL;
+	a->flags_count = fl.n;
+	sl_free(&fl);
+}
+
+static struct sieve_action *find_reject(struct exec *ex)
+{
+	struct sieve_action *a = find_action(ex, SIEVE_ACT_REJECT, NULL);
+	if (a == NULL)
+		a = find_action(ex, SIEVE_ACT_EREJECT, NULL);
+	if (a == NULL)
+		a = find_action(ex, SIEVE_ACT_REJECT_CODE, NULL);
+	return a;
+}
+
+static bool valid_redirect_address(const char *s)
+{
+	struct sieve_address a;
+	int r = sieve_address_parse_path(s, &a);
+	bool ok = r > 0 && a.local != NULL && a.domain != NULL && *a.local != '\0' && strchr(a.domain, '.') != NULL;
+	if (ok)
+		for (const char *p = s; *p; p++)
+			if ((unsigned char)*p < 32 || *p == ',')
+				ok = false;
+	sieve_address_free(&a);
+	return ok;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+	for (; s != NULL && *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h ^ 0xff;
+}
+
+static char **strlist_steal(struct strlist *l, size_t *count)
+{
+	char **v = xreallocarray(NULL, l->n + 1, sizeof(char *));
+	for (size_t i = 0; i < l->n; i++)
+		v[i] = l->v[i];
+	v[l->n] = NULL;
+	*count = l->n;
+	free(l->v);
+	free(l->len);
+	memset(l, 0, sizeof(*l));
+	return v;
+}
+
+static int cmd_vacation(struct exec *ex, const struct sieve_node *n)
+{
+	if (find_action(ex, SIEVE_ACT_VACATION, NULL) != NULL) {
+		ex_error(ex, n, "duplicate vacation action");
+		return -1;
+	}
+	if (find_reject(ex) != NULL) {
+		ex_error(ex, n, "vacation conflicts with an earlier reject action");
+		return -1;
+	}
+	struct sieve_action *a = add_action(ex, n, SIEVE_ACT_VACATION);
+	if (a == NULL)
+		return -1;
+	if (n->tag[TAG_SECONDS] != NULL)
+		a->seconds = (unsigned long)n->tag[TAG_SECONDS]->number;
+	else if (n->tag[TAG_DAYS] != NULL)
+		a->seconds = (unsigned long)(n->tag[TAG_DAYS]->number ? n->tag[TAG_DAYS]->number : 1) * 86400UL;
+	else
+		a->seconds = 7UL * 86400UL;
+	if (a->seconds > 365UL * 86400UL)
+		a->seconds = 365UL * 86400UL;
+	if ((a->text = get_strdup(ex, n, n->pos[0])) == NULL)
+		return -1;
+	if (n->tag[TAG_SUBJECT] != NULL && (a->subject = get_strdup(ex, n, n->tag[TAG_SUBJECT])) == NULL)
+		return -1;
+	if (n->tag[TAG_FROM] != NULL && (a->from = get_strdup(ex, n, n->tag[TAG_FROM])) == NULL)
+		return -1;
+	if (n->tag[TAG_HANDLE] != NULL) {
+		if ((a->handle = get_strdup(ex, n, n->tag[TAG_HANDLE])) == NULL)
+			return -1;
+	}
+	if (n->tag[TAG_ADDRESSES] != NULL) {
+		struct strlist l;
+		if (get_list(ex, n, n->tag[TAG_ADDRESSES], &l) < 0)
+			return -1;
+		a->addresses = strlist_steal(&l, &a->addresses_count);
+	}
+	a->mime = n->tag[TAG_MIME] != NULL;
+	if (a->handle == NULL) {
+		/* RFC 5230 4.2: the default handle depends on the reason and the other arguments */
+		uint64_t h = 1469598103934665603ULL;
+		h = fnv1a(h, a->text);
+		h = fnv1a(h, a->subject);
+		h = fnv1a(h, a->from);
+		h = fnv1a(h, a->mime ? "mime" : "");
+		for (size_t i = 0; i < a->addresses_count; i++)
+			h = fnv1a(h, a->addresses[i]);
+		a->handle = xasprintf("%016llx", (unsigned long long)h);
+	}
+	return 0;
+}
+
+static int cmd_notify(struct exec *ex, const struct sieve_node *n)
+{
+	char *uri = get_strdup(ex, n, n->pos[0]);
+	if (uri == NULL)
+		return -1;
+	if (!valid_mailto(uri)) {
+		ex_error(ex, n, "invalid notification method URI '%s'", uri);
+		free(uri);
+		return -1;
+	}
+	if (find_action(ex, SIEVE_ACT_NOTIFY, uri) != NULL) {
+		free(uri);
+		return 0;
+	}
+	if (++ex->notifies > ex->lim.max_notifies) {
+		free(uri);
+		ex_error(ex, n, "too many notify actions (the limit is %u)", ex->lim.max_notifies);
+		return -1;
+	}
+	struct sieve_action *a = add_action(ex, n, SIEVE_ACT_NOTIFY);
+	if (a == NULL) {
+		free(uri);
+		return -1;
+	}
+	a->target = uri;
+	if (n->tag[TAG_FROM] != NULL && (a->from = get_strdup(ex, n, n->tag[TAG_FROM])) == NULL)
+		return -1;
+	if (n->tag[TAG_MESSAGE] != NULL && (a->text = get_strdup(ex, n, n->tag[TAG_MESSAGE])) == NULL)
+		return -1;
+	a->importance = n->tag[TAG_IMPORTANCE] != NULL ? get_strdup(ex, n, n->tag[TAG_IMPORTANCE]) : xstrdup("2");
+	if (a->importance == NULL)
+		return -1;
+	if (strcmp(a->importance, "1") != 0 && strcmp(a->importance, "2") != 0 && strcmp(a->importance, "3") != 0) {
+		free(a->importance);
+		a->importance = xstrdup("2");
+	}
+	if (n->tag[TAG_OPTIONS] != NULL) {
+		struct strlist l;
+		if (get_list(ex, n, n->tag[TAG_OPTIONS], &l) < 0)
+			return -1;
+		a->options = strlist_steal(&l, &a->options_count);
+	}
+	return 0;
+}
+
+static bool protected_header(const char *name)
+{
+	return strcasecmp(name, "received") == 0 || strcasecmp(name, "auto-submitted") == 0;
+}
+
+static int cmd_addheader(struct exec *ex, const struct sieve_node *n, bool mailroute_tag)
+{
+	char *name = get_strdup(ex, n, n->pos[0]);
+	if (name == NULL)
+		return -1;
+	char *value = get_strdup(ex, n, n->pos[1]);
+	if (value == NULL) {
+		free(name);
+		return -1;
+	}
+	bool ok = *name != '\0';
+	for (const char *p = name; *p; p++)
+		if ((unsigned char)*p <= 32 || (unsigned char)*p >= 127 || *p == ':')
+			ok = false;
+	for (const char *p = value; *p; p++)
+		if (*p == '\0' || ((*p == '\r' || *p == '\n') && !(p[1] == ' ' || p[1] == '\t' || p[1] == '\n')))
+			ok = ok && (*p != '\r' && *p != '\n');
+	if (!ok) {
+		ex_error(ex, n, "invalid header field for %s: '%s'", n->ident, name);
+		free(name);
+		free(value);
+		return -1;
+	}
+	if (protected_header(name)) {
+		/* RFC 5293 6: silently ignored */
+		free(name);
+		free(value);
+		return 0;
+	}
+	if (++ex->edits > ex->lim.max_header_edits) {
+		ex_error(ex, n, "too many header edits (the limit is %u)", ex->lim.max_header_edits);
+		free(name);
+		free(value);
+		return -1;
+	}
+	bool last = n->tag[TAG_LAST] != NULL || mailroute_tag;
+	sieve_message_add_header(msg(ex), name, value, last);
+	struct sieve_action *a = add_action(ex, n, SIEVE_ACT_ADDHEADER);
+	if (a == NULL) {
+		free(name);
+		free(value);
+		return -1;
+	}
+	a->target = name;
+	a->text = value;
+	a->last = last;
+	return 0;
+}
+
+static int cmd_deleteheader(struct exec *ex, const struct sieve_node *n)
+{
+	char *name = get_strdup(ex, n, n->pos[0]);
+	if (name == NULL)
+		return -1;
+	if (protected_header(name)) {
+		free(name);
+		return 0;
+	}
+	if (++ex->edits > ex->lim.max_header_edits) {
+		ex_error(ex, n, "too many header edits (the limit is %u)", ex->lim.max_header_edits);
+		free(name);
+		return -1;
+	}
+	struct strlist pats = { 0 };
+	if (n->npos > 1 && get_list(ex, n, n->pos[1], &pats) < 0) {
+		free(name);
+		return -1;
+	}
+	struct sieve_message *m = msg(ex);
+	size_t total = 0;
+	for (size_t i = 0; i < m->nhdrs; i++)
+		if (!m->hdrs[i].deleted && strcasecmp(m->hdrs[i].name, name) == 0)
+			total++;
+	size_t want = 0;
+	if (n->tag[TAG_INDEX] != NULL) {
+		uint64_t idx = n->tag[TAG_INDEX]->number;
+		want = idx > total ? (size_t)-1 : n->tag[TAG_LAST] != NULL ? total - (size_t)idx + 1 : (size_t)idx;
+	}
+	size_t seen = 0;
+	int ret = 0;
+	for (size_t i = 0; i < m->nhdrs && want != (size_t)-1; i++) {
+		struct sieve_hdr *h = &m->hdrs[i];
+		if (h->deleted || strcasecmp(h->name, name) != 0)
+			continue;
+		seen++;
+		if (want != 0 && seen != want)
+			continue;
+		if (n->npos > 1) {
+			struct strlist v = { 0 };
+			sl_add(&v, h->decoded, strlen(h->decoded));
+			int r = do_match(ex, n, &v, &pats, false);
+			sl_free(&v);
+			if (r < 0) {
+				ret = -1;
+				break;
+			}
+			if (r == 0)
+				continue;
+		}
+		h->deleted = true;
+	}
+	if (ret == 0) {
+		struct sieve_action *a = add_action(ex, n, SIEVE_ACT_DELETEHEADER);
+		if (a == NULL) {
+			ret = -1;
+		} else {
+			a->target = name;
+			name = NULL;
+			a->index = n->tag[TAG_INDEX] != NULL ? (unsigned)n->tag[TAG_INDEX]->number : 0;
+			a->last = n->tag[TAG_LAST] != NULL;
+			a->match = n->match == SIEVE_MATCH_CONTAINS ? 'c' : n->match == SIEVE_MATCH_MATCHES ? 'm'
+				 : n->match == SIEVE_MATCH_REGEX ? 'r' : n->match == SIEVE_MATCH_VALUE ? 'v'
+				 : n->match == SIEVE_MATCH_COUNT ? 'n' : 'i';
+			a->comparator = xstrdup(n->cmp == SIEVE_CMP_OCTET ? "i;octet" : n->cmp == SIEVE_CMP_NUMERIC
+						? "i;ascii-numeric" : "i;ascii-casemap");
+			if (pats.n > 0)
+				a->options = strlist_steal(&pats, &a->options_count);
+		}
+	}
+	sl_free(&pats);
+	free(name);
+	return ret;
+}
+
+/* imap4flags: setflag/addflag/removeflag on a variable or the internal variable */
+static int cmd_flags(struct exec *ex, const struct sieve_node *n)
+{
+	struct buf *target = &ex->flags;
+	if (n->npos == 2) {
+		struct buf name;
+		buf_init(&name, 256);
+		if (get_str(ex, n, n->pos[0], &name) < 0) {
+			buf_deinit(&name);
+			return -1;
+		}
+		struct var *v = var_get(ex, name.data, name.len, true);
+		buf_deinit(&name);
+		if (v == NULL) {
+			ex_error(ex, n, "too many variables (the limit is %u)", ex->lim.max_variables);
+			return -1;
+		}
+		target = &v->val;
+	}
+	struct strlist args, add = { 0 }, cur = { 0 };
+	if (get_list(ex, n, n->npos == 2 ? n->pos[1] : n->pos[0], &args) < 0)
+		return -1;
+	for (size_t i = 0; i < args.n; i++)
+		flags_split(args.v[i], args.len[i], &add);
+	sl_free(&args);
+	if (n->id != CMD_SETFLAG)
+		flags_split(target->data, target->len, &cur);
+	if (n->id == CMD_REMOVEFLAG) {
+		struct strlist keep = { 0 };
+		for (size_t i = 0; i < cur.n; i++) {
+			bool rm = false;
+			for (size_t k = 0; k < add.n; k++)
+				if (strcasecmp(cur.v[i], add.v[k]) == 0)
+					rm = true;
+			if (!rm)
+				sl_add(&keep, cur.v[i], cur.len[i]);
+		}
+		sl_free(&cur);
+		cur = keep;
+	} else {
+		for (size_t k = 0; k < add.n; k++) {
+			bool dup = false;
+			for (size_t i = 0; i < cur.n; i++)
+				if (strcasecmp(cur.v[i], add.v[k]) == 0)
+					dup = true;
+			if (!dup)
+				sl_add(&cur, add.v[k], add.len[k]);
+		}
+	}
+	buf_reset(target);
+	for (size_t i = 0; i < cur.n; i++) {
+		if ((i > 0 && buf_append_c(target, ' ') < 0) || buf_append(target, cur.v[i], cur.len[i]) < 0)
+			break;
+	}
+	sl_free(&cur);
+	sl_free(&add);
+	return 0;
+}
+
+static size_t utf8_count(const char *s, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		if (((unsigned char)s[i] & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+static int cmd_set(struct exec *ex, const struct sieve_node *n)
+{
+	struct buf val, tmp;
+	buf_init(&val, ex->lim.max_string_length);
+	buf_init(&tmp, ex->lim.max_string_length * 2 + 16);
+	if (get_str(ex, n, n->pos[1], &val) < 0) {
+		buf_deinit(&val);
+		buf_deinit(&tmp);
+		return -1;
+	}
+	unsigned mods = n->modifiers;
+#define MOD(t) (mods & (1u << ((t) - TAG_LOWER)))
+	if (MOD(TAG_LOWER) || MOD(TAG_UPPER))
+		for (size_t i = 0; i < val.len; i++)
+			val.data[i] = (char)(MOD(TAG_LOWER) ? tolower((unsigned char)val.data[i])
+							    : toupper((unsigned char)val.data[i]));
+	if (val.len > 0 && MOD(TAG_LOWERFIRST))
+		val.data[0] = (char)tolower((unsigned char)val.data[0]);
+	if (val.len > 0 && MOD(TAG_UPPERFIRST))
+		val.data[0] = (char)toupper((unsigned char)val.data[0]);
+	if (MOD(TAG_QUOTEWILDCARD) || MOD(TAG_QUOTEREGEX)) {
+		const char *special = MOD(TAG_QUOTEWILDCARD) ? "*?\\" : "\\^$.[]|()?*+{}";
+		buf_reset(&tmp);
+		for (size_t i = 0; i < val.len; i++) {
+			if (strchr(special, val.data[i]) != NULL && val.data[i] != '\0')
+				buf_append_c(&tmp, '\\');
+			buf_append_c(&tmp, val.data[i]);
+		}
+		buf_reset(&val);
+		buf_append(&val, tmp.data, tmp.len < val.max ? tmp.len : val.max);
+	}
+	if (MOD(TAG_ENCODEURL)) {
+		buf_reset(&tmp);
+		for (size_t i = 0; i < val.len; i++) {
+			unsigned char c = (unsigned char)val.data[i];
+			if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
+				buf_append_c(&tmp, (char)c);
+			else
+				buf_printf(&tmp, "%%%02X", c);
+		}
+		buf_reset(&val);
+		buf_append(&val, tmp.data, tmp.len < val.max ? tmp.len : val.max);
+	}
+	if (MOD(TAG_LENGTH)) {
+		size_t l = utf8_count(val.data, val.len);
+		buf_reset(&val);
+		buf_printf(&val, "%zu", l);
+	}
+#undef MOD
+	struct var *v = var_get(ex, n->pos[0]->strs[0].s, n->pos[0]->strs[0].len, true);
+	if (v == NULL) {
+		ex_error(ex, n, "too many variables (the limit is %u)", ex->lim.max_variables);
+		buf_deinit(&val);
+		buf_deinit(&tmp);
+		return -1;
+	}
+	buf_reset(&v->val);
+	size_t l = val.len < v->val.max ? val.len : v->val.max;
+	/* truncate on a UTF-8 boundary */
+	while (l > 0 && l < val.len && ((unsigned char)val.data[l] & 0xc0) == 0x80)
+		l--;
+	buf_append(&v->val, val.data, l);
+	buf_deinit(&val);
+	buf_deinit(&tmp);
+	return 0;
+}
+
+static int exec_block(struct exec *ex, struct sieve_node *const *cmds, size_t n);
+
+static int run_script(struct exec *ex, const struct sieve_script *s)
+{
+	struct frame fr = { .script = s };
+	struct frame *saved = ex->fr;
+	ex->fr = &fr;
+	int r = exec_block(ex, s->cmds, s->ncmds);
+	ex->ret = false;
+	scope_free(&fr.local);
+	free_strv(fr.globals, fr.nglobals);
+	ex->fr = saved;
+	return r;
+}
+
+static void ts_reset_message(struct exec *ex)
+{
+	sieve_message_free(&ex->m);
+	ex->m_parsed = false;
+}
+
+static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
+{
+	if (n->id == CMD_TS_TEST) {
+		char *name = get_strdup(ex, n, n->pos[0]);
+		if (name == NULL)
+			return -1;
+		ex->res->ts_tests++;
+		free(ex->ts_cur_test);
+		ex->ts_cur_test = name;
+		ex->ts_abort = false;
+		int r = exec_block(ex, n->block, n->nblock);
+		ex->stop = false;
+		if (r < 0 && !ex->ts_abort) {
+			/* a runtime error fails the test, it does not end the suite */
+			ex->res->ts_failed++;
+			if (ex->res->ts_first_failure == NULL)
+				ex->res->ts_first_failure = xasprintf("%s: %s", name, ex->error);
+			free(ex->error);
+			ex->error = NULL;
+		}
+		ex->ts_abort = false;
+		return 0;
+	}
+	if (n->id == CMD_TS_FAIL) {
+		char *m = get_strdup(ex, n, n->pos[0]);
+		ex->res->ts_failed++;
+		if (ex->res->ts_first_failure == NULL)
+			ex->res->ts_first_failure = xasprintf("%s: %d: %s", ex->ts_cur_test ? ex->ts_cur_test : "(top)",
+							      n->line, m ? m : "");
+		free(m);
+		ex->ts_abort = true;
+		return -1;
+	}
+	/* test_set */
+	char *what = get_strdup(ex, n, n->pos[0]);
+	char *val = what ? get_strdup(ex, n, n->pos[1]) : NULL;
+	if (what == NULL || val == NULL) {
+		free(what);
+		return -1;
+	}
+	if (strcmp(what, "message") == 0) {
+		free(ex->ts_raw);
+		ex->ts_raw = val;
+		ex->ts_msg.raw = val;
+		ex->ts_msg.raw_len = strlen(val);
+		ex->ts_msg.size = 0;
+		ts_reset_message(ex);
+		val = NULL;
+	} else if (strcmp(what, "envelope.from") == 0) {
+		free(ex->ts_from);
+		ex->ts_msg.envelope_from = ex->ts_from = val;
+		val = NULL;
+	} else if (strcmp(what, "envelope.to") == 0) {
+		free(ex->ts_to);
+		ex->ts_msg.envelope_to = ex->ts_to = val;
+		val = NULL;
+	} else if (strcmp(what, "envelope.auth") == 0) {
+		free(ex->ts_auth);
+		ex->ts_msg.auth_user = ex->ts_auth = val;
+		val = NULL;
+	} else if (strcmp(what, "envelope.orig_to") == 0) {
+		free(ex->ts_orig);
+		ex->ts_msg.original_to = ex->ts_orig = val;
+		val = NULL;
+	} else {
+		ex_error(ex, n, "test_set: unknown item '%s'", what);
+		free(what);
+		free(val);
+		return -1;
+	}
+	free(what);
+	free(val);
+	return 0;
+}
+
+static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done)
+{
+	if (step(ex, n) < 0)
+		return -1;
+	switch (n->id) {
+	case CMD_REQUIRE:
+		return 0;
+	case CMD_IF:
+	case CMD_ELSIF:
+	case CMD_ELSE: {
+		if (n->id != CMD_IF && *cond_done)
+			return 0;
+		int r = 1;
+		if (n->id != CMD_ELSE) {
+			r = eval_test(ex, n->tests[0]);
+			if (r < 0)
+				return -1;
+			trace_node(ex, n, r ? " -> true" : " -> false");
+		} else {
+			trace_node(ex, n, NULL);
+		}
+		*cond_done = r == 1;
+		if (r == 1)
+			return exec_block(ex, n->block, n->nblock);
+		return 0;
+	}
+	default:
+		break;
+	}
+	trace_node(ex, n, NULL);
+	struct sieve_action *a;
+	switch (n->id) {
+	case CMD_STOP:
+		ex->stop = true;
+		return 0;
+	case CMD_RETURN:
+		ex->ret = true;
+		return 0;
+	case CMD_KEEP:
+		a = find_action(ex, SIEVE_ACT_KEEP, NULL);
+		if (a == NULL && (a = add_action(ex, n, SIEVE_ACT_KEEP)) == NULL)
+			return -1;
+		set_action_flags(ex, n, a);
+		ex->res->keep_cancelled = true;
+		return 0;
+	case CMD_DISCARD:
+		if (find_action(ex, SIEVE_ACT_DISCARD, NULL) == NULL && add_action(ex, n, SIEVE_ACT_DISCARD) == NULL)
+			return -1;
+		ex->res->keep_cancelled = true;
+		return 0;
+	case CMD_REDIRECT: {
+		char *addr = get_strdup(ex, n, n->pos[0]);
+		if (addr == NULL)
+			return -1;
+		if (!valid_redirect_address(addr)) {
+			ex_error(ex, n, "invalid redirect address '%s'", addr);
+			free(addr);
+			return -1;
+		}
+		bool copy = n->tag[TAG_COPY] != NULL;
+		if ((a = find_action(ex, SIEVE_ACT_REDIRECT, addr)) != NULL) {
+			a->copy = a->copy && copy;
+			free(addr);
+		} else {
+			if (++ex->redirects > ex->lim.max_redirects) {
+				ex_error(ex, n, "too many redirects (the limit is %u)", ex->lim.max_redirects);
+				free(addr);
+				return -1;
+			}
+			if ((a = add_action(ex, n, SIEVE_ACT_REDIRECT)) == NULL) {
+				free(addr);
+				return -1;
+			}
+			a->target = addr;
+			a->copy = copy;
+		}
+		if (!copy)
+			ex->res->keep_cancelled = true;
+		return 0;
+	}
+	case CMD_FILEINTO: {
+		char *folder = get_strdup(ex, n, n->pos[0]);
+		if (folder == NULL)
+			return -1;
+		if (*folder == '\0' || memchr(folder, '\0', strlen(folder)) != NULL) {
+			ex_error(ex, n, "invalid mailbox name '%s'", folder);
+			free(folder);
+			return -1;
+		}
+		bool copy = n->tag[TAG_COPY] != NULL;
+		if (strcasecmp(folder, "INBOX") == 0 && (a = find_action(ex, SIEVE_ACT_KEEP, NULL)) != NULL) {
+			free(folder);
+		} else if ((a = find_action(ex, SIEVE_ACT_FILEINTO, folder)) != NULL) {
+			a->copy = a->copy && copy;
+			a->create = a->create || n->tag[TAG_CREATE] != NULL;
+			free(folder);
+		} else {
+			if ((a = add_action(ex, n, SIEVE_ACT_FILEINTO)) == NULL) {
+				free(folder);
+				return -1;
+			}
+			a->target = folder;
+			a->copy = copy;
+			a->create = n->tag[TAG_CREATE] != NULL;
+		}
+		set_action_flags(ex, n, a);
+		if (!copy)
+			ex->res->keep_cancelled = true;
+		return 0;
+	}
+	case CMD_REJECT:
+	case CMD_EREJECT:
+	case CMD_REJECT_CODE: {
+		if (find_reject(ex) != NULL) {
+			ex_error(ex, n, "duplicate reject action");
+			return -1;
+		}
+		if (find_action(ex, SIEVE_ACT_VACATION, NULL) != NULL) {
+			ex_error(ex, n, "reject conflicts with an earlier vacation action");
+			return -1;
+		}
+		char *text = get_strdup(ex, n, n->pos[n->id == CMD_REJECT_CODE ? 2 : 0]);
+		if (text == NULL)
+			return -1;
+		a = add_action(ex, n, n->id == CMD_REJECT ? SIEVE_ACT_REJECT : n->id == CMD_EREJECT ? SIEVE_ACT_EREJECT
+							   : SIEVE_ACT_REJECT_CODE);
+		if (a == NULL) {
+			free(text);
+			return -1;
+		}
+		a->text = text;
+		if (n->id == CMD_REJECT_CODE) {
+			snprintf(a->smtp_code, sizeof(a->smtp_code), "%s", n->pos[0]->strs[0].s);
+			snprintf(a->enhanced_code, sizeof(a->enhanced_code), "%s", n->pos[1]->strs[0].s);
+		}
+		ex->res->keep_cancelled = true;
+		return 0;
+	}
+	case CMD_SET:
+		return cmd_set(ex, n);
+	case CMD_VACATION:
+		return cmd_vacation(ex, n);
+	case CMD_SETFLAG:
+	case CMD_ADDFLAG:
+	case CMD_REMOVEFLAG:
+		return cmd_flags(ex, n);
+	case CMD_ADDHEADER:
+		return cmd_addheader(ex, n, false);
+	case CMD_TAG:
+		return cmd_addheader(ex, n, true);
+	case CMD_DELETEHEADER:
+		return cmd_deleteheader(ex, n);
+	case CMD_NOTIFY:
+		return cmd_notify(ex, n);
+	case CMD_GLOBAL: {
+		struct strlist l;
+		if (get_list(ex, n, n->pos[0], &l) < 0)
+			return -1;
+		for (size_t i = 0; i < l.n; i++) {
+			bool have = false;
+			for (size_t k = 0; k < ex->fr->nglobals; k++)
+				if (strcasecmp(ex->fr->globals[k], l.v[i]) == 0)
+					have = true;
+			if (have)
+				continue;
+			if (ex->fr->nglobals >= ex->lim.max_variables) {
+				sl_free(&l);
+				ex_error(ex, n, "too many global variables");
+				return -1;
+			}
+			ex->fr->globals = xreallocarray(ex->fr->globals, ex->fr->nglobals + 1, sizeof(char *));
+			ex->fr->globals[ex->fr->nglobals++] = xstrdup(l.v[i]);
+		}
+		sl_free(&l);
+		return 0;
+	}
+	case CMD_INCLUDE: {
+		const struct sieve_script *sub = n->included;
+		if (sub == NULL)
+			return 0; /* :optional and missing */
+		if (n->tag[TAG_ONCE] != NULL) {
+			for (size_t i = 0; i < ex->nonce; i++)
+				if (ex->once[i] == sub)
+					return 0;
+		}
+		bool seen = false;
+		for (size_t i = 0; i < ex->nonce; i++)
+			if (ex->once[i] == sub)
+				seen = true;
+		if (!seen && ex->nonce < 1024) {
+			ex->once = xreallocarray(ex->once, ex->nonce + 1, sizeof(*ex->once));
+			ex->once[ex->nonce++] = sub;
+		}
+		if (ex->depth + 1 > ex->lim.max_include_depth) {
+			ex_error(ex, n, "include nesting is deeper than %u levels", ex->lim.max_include_depth);
+			return -1;
+		}
+		ex->depth++;
+		int r = run_script(ex, sub);
+		ex->depth--;
+		return r;
+	}
+	case CMD_ROUTE: {
+		char *name = get_strdup(ex, n, n->pos[0]);
+		if (name == NULL)
+			return -1;
+		enum sieve_action_type t = n->tag[TAG_TRANSPORT] != NULL ? SIEVE_ACT_ROUTE_TRANSPORT
+									 : SIEVE_ACT_ROUTE_RELAY;
+		/* the last route wins: replace an earlier one */
+		a = find_action(ex, SIEVE_ACT_ROUTE_RELAY, NULL);
+		if (a == NULL)
+			a = find_action(ex, SIEVE_ACT_ROUTE_TRANSPORT, NULL);
+		if (a == NULL && (a = add_action(ex, n, t)) == NULL) {
+			free(name);
+			return -1;
+		}
+		free(a->target);
+		a->type = t;
+		a->target = name;
+		a->line = n->line;
+		a->col = n->col;
+		return 0;
+	}
+	case CMD_WEBHOOK: {
+		char *name = get_strdup(ex, n, n->pos[0]);
+		if (name == NULL)
+			return -1;
+		if (find_action(ex, SIEVE_ACT_WEBHOOK, name) != NULL) {
+			free(name);
+			return 0;
+		}
+		if ((a = add_action(ex, n, SIEVE_ACT_WEBHOOK)) == NULL) {
+			free(name);
+			return -1;
+		}
+		a->target = name;
+		return 0;
+	}
+	case CMD_QUARANTINE: {
+		char *reason = n->npos > 0 ? get_strdup(ex, n, n->pos[0]) : xstrdup("");
+		if (reason == NULL)
+			return -1;
+		if ((a = find_action(ex, SIEVE_ACT_QUARANTINE, NULL)) != NULL) {
+			free(a->text);
+			a->text = reason;
+		} else if ((a = add_action(ex, n, SIEVE_ACT_QUARANTINE)) == NULL) {
+			free(reason);
+			return -1;
+		} else {
+			a->text = reason;
+		}
+		ex->res->keep_cancelled = true;
+		return 0;
+	}
+	case CMD_TS_TEST:
+	case CMD_TS_FAIL:
+	case CMD_TS_SET:
+		return cmd_testsuite(ex, n);
+	default:
+		ex_error(ex, n, "unsupported command '%s'", n->ident);
+		return -1;
+	}
+}
+
+static int exec_block(struct exec *ex, struct sieve_node *const *cmds, size_t n)
+{
+	bool cond_done = false;
+	for (size_t i = 0; i < n; i++) {
+		if (ex->stop || ex->ret)
+			return 0;
+		const struct sieve_node *c = cmds[i];
+		if (c->id != CMD_ELSIF && c->id != CMD_ELSE)
+			cond_done = false;
+		if (exec_cmd(ex, c, &cond_done) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void sieve_exec_limits_default(struct sieve_exec_limits *lim)
+{
+	memset(lim, 0, sizeof(*lim));
+	lim->max_steps = 10000;
+	lim->max_actions = 32;
+	lim->max_redirects = 4;
+	lim->max_header_edits = 64;
+	lim->max_variables = 255;
+	lim->max_variable_size = 4096;
+	lim->max_string_length = 65536;
+	lim->regex_match_limit = 100000;
+	lim->max_body_size = 1024 * 1024;
+	lim->max_mime_parts = 64;
+	lim->max_include_depth = 5;
+	lim->max_notifies = 4;
+}
+
+static void fill_limits(struct sieve_exec_limits *dst, const struct sieve_exec_limits *src)
+{
+	sieve_exec_limits_default(dst);
+	if (src == NULL)
+		return;
+#define L(f) if (src->f) dst->f = src->f
+	L(max_steps); L(max_actions); L(max_redirects); L(max_header_edits); L(max_variables);
+	L(max_variable_size); L(max_string_length); L(regex_match_limit); L(max_body_size);
+	L(max_mime_parts); L(max_include_depth); L(max_notifies);
+#undef L
+}
+
+static void action_free(struct sieve_action *a)
+{
+	free(a->target);
+	free(a->text);
+	free_strv(a->flags, a->flags_count);
+	free(a->subject);
+	free(a->from);
+	free(a->handle);
+	free_strv(a->addresses, a->addresses_count);
+	free(a->importance);
+	free_strv(a->options, a->options_count);
+	free(a->comparator);
+}
+
+void sieve_result_init(struct sieve_result *res)
+{
+	memset(res, 0, sizeof(*res));
+}
+
+void sieve_result_deinit(struct sieve_result *res)
+{
+	for (size_t i = 0; i < res->count; i++)
+		action_free(&res->actions[i]);
+	free(res->actions);
+	free(res->ts_first_failure);
+	memset(res, 0, sizeof(*res));
+}
+
+static void add_implicit_keep(struct exec *ex)
+{
+	struct sieve_result *res = ex->res;
+	if (res->count == res->alloc) {
+		res->alloc = res->alloc ? res->alloc * 2 : 8;
+		res->actions = xreallocarray(res->actions, res->alloc, sizeof(*res->actions));
+	}
+	struct sieve_action *a = &res->actions[res->count++];
+	memset(a, 0, sizeof(*a));
+	a->type = SIEVE_ACT_KEEP;
+	a->implicit = true;
+	struct frame *saved = ex->fr;
+	ex->fr = NULL;
+	set_action_flags(ex, NULL, a);
+	ex->fr = saved;
+	res->implicit_keep = true;
+}
+
+int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
+		  const struct sieve_exec_limits *lim, struct sieve_result *res, sieve_trace_fn *trace,
+		  void *trace_ctx, char **error_r)
+{
+	struct exec ex;
+	memset(&ex, 0, sizeof(ex));
+	static const struct sieve_msg_view empty = { .envelope_from = NULL };
+	ex.msg = mv != NULL ? mv : &empty;
+	fill_limits(&ex.lim, lim);
+	sieve_result_deinit(res);
+	ex.res = res;
+	ex.trace = trace;
+	ex.trace_ctx = trace_ctx;
+	for (int i = 0; i < 10; i++)
+		buf_init(&ex.match[i], ex.lim.max_variable_size);
+	buf_init(&ex.flags, ex.lim.max_variable_size);
+	if (s->required & SIEVE_EXT_TESTSUITE) {
+		ex.ts_active = true;
+		ex.ts_msg = *ex.msg;
+	}
+	int r = run_script(&ex, s);
+	if (r < 0 && ex.ts_abort) {
+		/* test_fail outside a test block */
+		r = 0;
+		free(ex.error);
+		ex.error = NULL;
+	}
+	if (r < 0) {
+		sieve_result_deinit(res);
+		add_implicit_keep(&ex);
+		*error_r = ex.error != NULL ? ex.error : xstrdup("runtime error");
+		ex.error = NULL;
+	} else if (!res->keep_cancelled) {
+		add_implicit_keep(&ex);
+	}
+	for (int i = 0; i < 10; i++)
+		buf_deinit(&ex.match[i]);
+	buf_deinit(&ex.flags);
+	scope_free(&ex.globals);
+	sieve_message_free(&ex.m);
+	free(ex.once);
+	free(ex.ts_raw);
+	free(ex.ts_from);
+	free(ex.ts_to);
+	free(ex.ts_auth);
+	free(ex.ts_orig);
+	free(ex.ts_cur_test);
+	free(ex.error);
+	return r < 0 ? -1 : 1;
+}

@@ -1,0 +1,68 @@
+/*
+ * sieve_message: what the interpreter needs from a raw RFC 5322 message:
+ * the header list (unfolded; RFC 2047 decoded copy), MIME parts with decoded
+ * text, address lists and dates. Everything is bounded: header count,
+ * MIME depth and part count, decoded size. Internal to lib-sieve.
+ */
+#ifndef MR_SIEVE_MESSAGE_H
+#define MR_SIEVE_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "lib/buf.h"
+
+struct sieve_hdr {
+	char *name;
+	char *raw;       /* unfolded value, leading/trailing whitespace trimmed */
+	char *decoded;   /* RFC 2047 decoded to UTF-8 */
+	bool deleted;
+};
+
+struct sieve_part {
+	char *type;      /* "text/plain" lowercased; default text/plain */
+	char *raw;       /* undecoded body of this part */
+	size_t raw_len;
+	char *text;      /* decoded + converted to UTF-8 (NULL if not text/) */
+	size_t text_len;
+	bool multipart;
+};
+
+struct sieve_message {
+	struct sieve_hdr *hdrs;
+	size_t nhdrs, alloc;
+	const char *body;
+	size_t body_len;
+	struct sieve_part *parts;
+	size_t nparts;
+	bool parts_parsed;
+};
+
+void sieve_message_parse(struct sieve_message *m, const char *raw, size_t len, size_t max_headers);
+void sieve_message_free(struct sieve_message *m);
+/* Parse MIME structure once (lazily); bounded by max_parts and max_body. */
+void sieve_message_parse_parts(struct sieve_message *m, unsigned max_parts, size_t max_body);
+void sieve_message_add_header(struct sieve_message *m, const char *name, const char *value, bool last);
+
+/* Decode RFC 2047 encoded words into out (UTF-8). */
+void sieve_rfc2047_decode(const char *s, size_t len, struct buf *out);
+/* Convert bytes in charset to UTF-8 (bounded by out->max); returns 0 or -1 (copied raw). */
+int sieve_charset_to_utf8(const char *charset, const char *s, size_t len, struct buf *out);
+
+struct sieve_address {
+	char *local;     /* NULL for a group name or unparsable */
+	char *domain;    /* may be NULL */
+};
+/* Parse an address list header value; returns count (bounded by max). */
+size_t sieve_address_parse_list(const char *s, struct sieve_address *out, size_t max);
+/* Parse a single envelope path ("<a@b>" or "a@b"). 1 ok, 0 null path, -1 invalid. */
+int sieve_address_parse_path(const char *s, struct sieve_address *out);
+void sieve_address_free(struct sieve_address *a);
+
+/* RFC 5322 date-time; 0 ok (*t UTC, *zone_minutes), -1 invalid. */
+int sieve_date_parse(const char *s, time_t *t, int *zone_minutes);
+/* Format a date part (RFC 5260) of time t shown in zone into out. */
+int sieve_date_part(time_t t, int zone_minutes, const char *part, struct buf *out);
+
+#endif

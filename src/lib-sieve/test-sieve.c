@@ -1,0 +1,738 @@
+/*
+ * lib-sieve unit tests: tables of (script, message, envelope) -> the exact
+ * action list, and (script) -> the exact "name:line:col: message" error.
+ * Examples come from each RFC's examples section where it has one.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib-sieve/sieve.h"
+
+/* short positional rows in the error and include tables */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#include "lib/buf.h"
+#include "lib/xalloc.h"
+
+#define MSG1                                                                                      \
+	"Date: Tue, 1 Apr 1997 09:06:31 -0800 (PST)\r\n"                                          \
+	"From: coyote@desert.example.org\r\n"                                                     \
+	"To: roadrunner@acme.example.com\r\n"                                                     \
+	"Cc: Wile <wile+frop@example.com>, \"Bugs\" <bugs@example.com>\r\n"                      \
+	"Subject: I have a present for you\r\n"                                                   \
+	"X-Caffeine: C8H10N4O2\r\n"                                                               \
+	"Message-ID: <1@example.org>\r\n"                                                         \
+	"\r\n"                                                                                    \
+	"Look, I'm sorry about the whole anvil thing, and I really\r\n"                           \
+	"didn't mean to try and drop it on you from the top of the\r\n"                           \
+	"cliff.  I want to try to make it up to you.  I've got some\r\n"                          \
+	"great birdseed over here at my place--top of the line\r\n"                               \
+	"stuff--and if you come by, I'll have it all wrapped up\r\n"                              \
+	"for you.  I'm really sorry for all the problems I've caused.\r\n"                        \
+	"    Wile E. Coyote\r\n"
+
+#define MSG_MIME                                                                                  \
+	"From: a@example.com\r\n"                                                                 \
+	"To: b@example.net\r\n"                                                                   \
+	"Subject: =?utf-8?q?Caf=C3=A9_invoice?=\r\n"                                              \
+	"MIME-Version: 1.0\r\n"                                                                   \
+	"Content-Type: multipart/mixed; boundary=\"XX\"\r\n"                                      \
+	"\r\n"                                                                                    \
+	"preamble\r\n"                                                                            \
+	"--XX\r\n"                                                                                \
+	"Content-Type: text/plain; charset=iso-8859-1\r\n"                                        \
+	"Content-Transfer-Encoding: quoted-printable\r\n"                                         \
+	"\r\n"                                                                                    \
+	"Gr=FC=DFe, please pay the invoice=\r\n"                                                  \
+	" today\r\n"                                                                              \
+	"--XX\r\n"                                                                                \
+	"Content-Type: text/html; charset=utf-8\r\n"                                              \
+	"Content-Transfer-Encoding: base64\r\n"                                                   \
+	"\r\n"                                                                                    \
+	"PGI+c2VjcmV0IGtleXdvcmQ8L2I+\r\n"                                                        \
+	"--XX\r\n"                                                                                \
+	"Content-Type: application/octet-stream\r\n"                                              \
+	"\r\n"                                                                                    \
+	"binaryblob\r\n"                                                                          \
+	"--XX--\r\n"
+
+struct run_case {
+	const char *name;
+	const char *script;
+	const char *msg;          /* NULL: MSG1 */
+	const char *from, *to;    /* NULL: defaults */
+	const char *auth;
+	uint64_t size;
+	const char *want;         /* actions joined by "; " */
+	const char *want_error;   /* runtime error substring */
+	unsigned ext;             /* 0: SIEVE_EXT_SYSTEM_DEFAULT */
+};
+
+static const struct run_case run_cases[] = {
+	/* ---- RFC 5228 core ---- */
+	{ .name = "empty script keeps", .script = "", .want = "keep (implicit)" },
+	{ .name = "explicit keep", .script = "keep;", .want = "keep" },
+	{ .name = "discard", .script = "discard;", .want = "discard" },
+	{ .name = "stop before discard", .script = "stop; discard;", .want = "keep (implicit)" },
+	{ .name = "redirect", .script = "redirect \"bob@example.com\";", .want = "redirect \"bob@example.com\"" },
+	{ .name = "redirect twice merges", .script = "redirect \"bob@example.com\"; redirect \"bob@example.com\";",
+	  .want = "redirect \"bob@example.com\"" },
+	{ .name = "redirect bad address", .script = "redirect \"not an address\";",
+	  .want_error = "t:1:1: invalid redirect address 'not an address'" },
+	{ .name = "if/elsif/else 1",
+	  .script = "require \"fileinto\";\n"
+		    "if header :contains \"subject\" \"present\" { fileinto \"A\"; }\n"
+		    "elsif true { fileinto \"B\"; } else { fileinto \"C\"; }",
+	  .want = "fileinto \"A\"" },
+	{ .name = "if/elsif/else 2",
+	  .script = "require \"fileinto\";\n"
+		    "if false { fileinto \"A\"; } elsif header :is \"x-caffeine\" \"C8H10N4O2\" { fileinto \"B\"; }"
+		    " else { fileinto \"C\"; }",
+	  .want = "fileinto \"B\"" },
+	{ .name = "if/elsif/else 3",
+	  .script = "require \"fileinto\";\nif false { fileinto \"A\"; } elsif false { fileinto \"B\"; }"
+		    " else { fileinto \"C\"; }",
+	  .want = "fileinto \"C\"" },
+	{ .name = "fileinto twice merges", .script = "require \"fileinto\"; fileinto \"A\"; fileinto \"A\";",
+	  .want = "fileinto \"A\"" },
+	{ .name = "keep twice merges", .script = "keep; keep;", .want = "keep" },
+	/* RFC 5228 section 9 example */
+	{ .name = "rfc5228 9 example (coyote)",
+	  .script = "require \"fileinto\";\n"
+		    "if header :is \"Sender\" \"owner-ietf-mta-filters@imc.org\" { fileinto \"filter\"; }\n"
+		    "elsif address :DOMAIN :is [\"From\", \"To\"] \"example.com\" { keep; }\n"
+		    "elsif anyof (NOT address :all :contains [\"To\", \"Cc\", \"Bcc\"] \"me@example.com\",\n"
+		    "             header :matches \"subject\" [\"*make*money*fast*\", \"*university*dipl*mas*\"]) {\n"
+		    "  fileinto \"spam\";\n"
+		    "} else { fileinto \"personal\"; }\n",
+	  .want = "fileinto \"spam\"" },
+	{ .name = "address :localpart", .script = "if address :localpart \"from\" \"coyote\" { discard; }",
+	  .want = "discard" },
+	{ .name = "address :domain cc list",
+	  .script = "if address :domain :is \"cc\" \"example.com\" { discard; }", .want = "discard" },
+	{ .name = "address :all in display name",
+	  .script = "if address :is \"cc\" \"bugs@example.com\" { discard; }", .want = "discard" },
+	{ .name = "header :matches ?",
+	  .script = "if header :matches \"x-caffeine\" \"C?H10N4O?\" { discard; }", .want = "discard" },
+	{ .name = "header octet case", .script =
+	  "if header :comparator \"i;octet\" :is \"x-caffeine\" \"c8h10n4o2\" { discard; }",
+	  .want = "keep (implicit)" },
+	{ .name = "header casemap", .script = "if header :is \"X-CAFFEINE\" \"c8h10n4o2\" { discard; }",
+	  .want = "discard" },
+	{ .name = "exists", .script = "if exists [\"From\",\"Date\"] { discard; }", .want = "discard" },
+	{ .name = "exists missing", .script = "if exists [\"From\",\"X-None\"] { discard; }",
+	  .want = "keep (implicit)" },
+	{ .name = "size over", .script = "if size :over 1K { discard; }", .size = 2048, .want = "discard" },
+	{ .name = "size under", .script = "if size :under 1K { discard; }", .size = 2048,
+	  .want = "keep (implicit)" },
+	{ .name = "allof", .script = "if allof (true, exists \"from\") { discard; }", .want = "discard" },
+	{ .name = "allof false", .script = "if allof (true, false) { discard; }", .want = "keep (implicit)" },
+	{ .name = "anyof", .script = "if anyof (false, true) { discard; }", .want = "discard" },
+	{ .name = "not", .script = "if not false { discard; }", .want = "discard" },
+	{ .name = "envelope from", .script = "require \"envelope\";\n"
+					     "if envelope :domain :is \"from\" \"example.org\" { discard; }",
+	  .from = "someone@example.org", .want = "discard" },
+	{ .name = "envelope null sender", .script = "require \"envelope\";\n"
+						    "if envelope :is \"from\" \"\" { discard; }",
+	  .from = "", .want = "discard" },
+	{ .name = "envelope to localpart", .script = "require \"envelope\";\n"
+						     "if envelope :localpart :is \"to\" \"rcpt\" { discard; }",
+	  .to = "rcpt@example.net", .want = "discard" },
+	{ .name = "ascii-numeric", .script = "require [\"relational\", \"comparator-i;ascii-numeric\"];\n"
+					    "if header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-n\" \"9\" "
+					    "{ discard; }",
+	  .msg = "X-N: 10\r\n\r\n", .want = "discard" },
+	/* ---- copy (RFC 3894) ---- */
+	{ .name = "redirect :copy keeps", .script = "require \"copy\"; redirect :copy \"a@example.com\";",
+	  .want = "redirect :copy \"a@example.com\"; keep (implicit)" },
+	{ .name = "fileinto :copy keeps", .script = "require [\"copy\",\"fileinto\"]; fileinto :copy \"X\";",
+	  .want = "fileinto :copy \"X\"; keep (implicit)" },
+	/* ---- variables (RFC 5229) ---- */
+	{ .name = "rfc5229 set/modifiers",
+	  .script = "require [\"variables\", \"fileinto\"];\n"
+		    "set \"honorific\" \"Mr\"; set \"first_name\" \"Wile\"; set \"last_name\" \"Coyote\";\n"
+		    "set \"vacation\" text:\nDear ${HONORIFIC} ${last_name},\n.\n;\n"
+		    "set :length \"n\" \"${vacation}\";\n"
+		    "set :upperfirst \"u\" \"abc\"; set :lower :upperfirst \"l\" \"ABC\";\n"
+		    "fileinto \"${n}-${u}-${l}-${unknown}\";",
+	  .want = "fileinto \"17-Abc-Abc-\"" },
+	{ .name = "rfc5229 match variables",
+	  .script = "require [\"variables\", \"fileinto\"];\n"
+		    "if header :matches \"From\" \"*@*.example.org\" { fileinto \"${2}/${1}\"; }",
+	  .want = "fileinto \"desert/coyote\"" },
+	{ .name = "rfc5229 list example",
+	  .script = "require [\"variables\", \"fileinto\"];\n"
+		    "if header :matches \"Subject\" \"I have * for *\" { fileinto \"INBOX.${1}.${2}\"; }",
+	  .want = "fileinto \"INBOX.a present.you\"" },
+	{ .name = "string test + quotewildcard",
+	  .script = "require \"variables\";\nset :quotewildcard \"q\" \"a*b?\";\n"
+		    "if string :is \"${q}\" \"a\\\\*b\\\\?\" { discard; }",
+	  .want = "discard" },
+	{ .name = "string :count skips empty",
+	  .script = "require [\"variables\",\"relational\",\"comparator-i;ascii-numeric\"];\n"
+		    "if string :count \"eq\" :comparator \"i;ascii-numeric\" [\"a\",\"\",\"b\"] \"2\" { discard; }",
+	  .want = "discard" },
+	/* ---- imap4flags (RFC 5232) ---- */
+	{ .name = "imap4flags internal variable",
+	  .script = "require [\"imap4flags\", \"fileinto\"];\n"
+		    "addflag \"\\\\Seen\"; addflag [\"$Work\", \"\\\\seen\"]; removeflag \"$Work\";\n"
+		    "if hasflag :is \"\\\\SEEN\" { fileinto \"Read\"; }",
+	  .want = "fileinto :flags [\"\\Seen\"] \"Read\"" },
+	{ .name = "imap4flags :flags on keep",
+	  .script = "require \"imap4flags\";\nkeep :flags [\"\\\\Flagged\", \"\\\\Answered\"];",
+	  .want = "keep :flags [\"\\Flagged\", \"\\Answered\"]" },
+	{ .name = "imap4flags implicit keep carries flags",
+	  .script = "require \"imap4flags\";\nsetflag \"\\\\Deleted\";",
+	  .want = "keep (implicit) :flags [\"\\Deleted\"]" },
+	{ .name = "imap4flags variable form",
+	  .script = "require [\"imap4flags\",\"variables\"];\nsetflag \"f\" \"a b\"; addflag \"f\" \"c\";"
+		    "if hasflag \"f\" \"c\" { if string \"${f}\" \"a b c\" { discard; } }",
+	  .want = "discard" },
+	/* ---- subaddress (RFC 5233) ---- */
+	{ .name = "subaddress user/detail",
+	  .script = "require [\"subaddress\",\"fileinto\"];\n"
+		    "if address :detail \"cc\" \"frop\" { if address :user \"cc\" \"wile\" { fileinto \"ok\"; } }",
+	  .want = "fileinto \"ok\"" },
+	{ .name = "subaddress envelope detail",
+	  .script = "require [\"subaddress\",\"envelope\",\"variables\",\"fileinto\"];\n"
+		    "if envelope :detail :matches \"to\" \"*\" { fileinto \"box-${1}\"; }",
+	  .to = "user+lists@example.net", .want = "fileinto \"box-lists\"" },
+	{ .name = "subaddress no detail fails",
+	  .script = "require [\"subaddress\",\"envelope\"];\nif envelope :detail :matches \"to\" \"*\" { discard; }",
+	  .to = "user@example.net", .want = "keep (implicit)" },
+	/* ---- relational (RFC 5231) ---- */
+	{ .name = "rfc5231 :count header",
+	  .script = "require [\"relational\",\"comparator-i;ascii-numeric\"];\n"
+		    "if address :count \"ge\" :comparator \"i;ascii-numeric\" [\"to\", \"cc\"] [\"3\"] { discard; }",
+	  .want = "discard" },
+	{ .name = "rfc5231 :value lt",
+	  .script = "require \"relational\";\nif header :value \"lt\" \"x-caffeine\" \"D\" { discard; }",
+	  .want = "discard" },
+	/* ---- body (RFC 5173) ---- */
+	{ .name = "body :text decodes qp + latin1",
+	  .script = "require \"body\";\nif body :contains \"Grüße\" { discard; }", .msg = MSG_MIME,
+	  .want = "discard" },
+	{ .name = "body :text qp soft break",
+	  .script = "require \"body\";\nif body :contains \"invoice today\" { discard; }", .msg = MSG_MIME,
+	  .want = "discard" },
+	{ .name = "body :content text/html base64",
+	  .script = "require \"body\";\nif body :content \"text/html\" :contains \"secret keyword\" { discard; }",
+	  .msg = MSG_MIME, .want = "discard" },
+	{ .name = "body :raw sees base64",
+	  .script = "require \"body\";\nif body :raw :contains \"PGI+c2VjcmV0\" { discard; }", .msg = MSG_MIME,
+	  .want = "discard" },
+	{ .name = "body :text skips application",
+	  .script = "require \"body\";\nif body :text :contains \"binaryblob\" { discard; }", .msg = MSG_MIME,
+	  .want = "keep (implicit)" },
+	{ .name = "header RFC 2047 decoded",
+	  .script = "if header :contains \"subject\" \"Café\" { discard; }", .msg = MSG_MIME, .want = "discard" },
+	/* ---- reject/ereject (RFC 5429) ---- */
+	{ .name = "reject", .script = "require \"reject\";\nreject \"go away\";", .want = "reject \"go away\"" },
+	{ .name = "ereject", .script = "require \"ereject\";\nereject \"no\";", .want = "ereject \"no\"" },
+	{ .name = "reject twice", .script = "require \"reject\";\nreject \"a\";\nreject \"b\";",
+	  .want_error = "t:3:1: duplicate reject action" },
+	{ .name = "reject + vacation", .script = "require [\"reject\",\"vacation\"];\nvacation \"x\";\nreject \"b\";",
+	  .want_error = "reject conflicts with an earlier vacation action" },
+	/* ---- vacation (RFC 5230) ---- */
+	{ .name = "vacation params",
+	  .script = "require \"vacation\";\n"
+		    "vacation :days 3 :subject \"Out\" :from \"me@example.com\" :addresses [\"a@x.org\"] :mime "
+		    ":handle \"h1\" \"I'm away\";",
+	  .want = "vacation :seconds 259200 :subject \"Out\" :from \"me@example.com\" :mime \"I'm away\"; "
+		  "keep (implicit)" },
+	{ .name = "vacation-seconds", .script = "require \"vacation-seconds\";\nvacation :seconds 60 \"x\";",
+	  .want = "vacation :seconds 60 \"x\"; keep (implicit)" },
+	{ .name = "vacation default 7 days", .script = "require \"vacation\";\nvacation \"x\";",
+	  .want = "vacation :seconds 604800 \"x\"; keep (implicit)" },
+	{ .name = "vacation twice", .script = "require \"vacation\";\nvacation \"x\";\nvacation \"y\";",
+	  .want_error = "t:3:1: duplicate vacation action" },
+	/* ---- date/index (RFC 5260) ---- */
+	{ .name = "date :originalzone",
+	  .script = "require \"date\";\nif date :originalzone \"date\" \"hour\" \"09\" { discard; }",
+	  .want = "discard" },
+	{ .name = "date :zone",
+	  .script = "require \"date\";\nif date :zone \"+0000\" \"date\" \"time\" \"17:06:31\" { discard; }",
+	  .want = "discard" },
+	{ .name = "date weekday/julian",
+	  .script = "require \"date\";\nif allof(date :zone \"-0800\" \"date\" \"weekday\" \"2\","
+		    " date :zone \"-0800\" \"date\" \"julian\" \"50539\") { discard; }",
+	  .want = "discard" },
+	{ .name = "currentdate",
+	  .script = "require [\"date\",\"relational\"];\nif currentdate :zone \"+0000\" :value \"ge\" \"date\" "
+		    "\"2020-01-01\" { discard; }",
+	  .want = "discard" },
+	{ .name = "index :last",
+	  .script = "require \"index\";\nif header :index 1 :last :is \"received\" \"first\" { discard; }",
+	  .msg = "Received: first\r\nReceived: second\r\n\r\n", .want = "keep (implicit)" },
+	{ .name = "index 2",
+	  .script = "require \"index\";\nif header :index 2 :is \"received\" \"second\" { discard; }",
+	  .msg = "Received: first\r\nReceived: second\r\n\r\n", .want = "discard" },
+	/* ---- editheader (RFC 5293) ---- */
+	{ .name = "addheader then test",
+	  .script = "require \"editheader\";\naddheader \"X-Hello\" \"World\";\n"
+		    "if header :is \"x-hello\" \"World\" { discard; }",
+	  .want = "addheader \"X-Hello\" \"World\"; discard" },
+	{ .name = "deleteheader",
+	  .script = "require \"editheader\";\ndeleteheader \"X-Caffeine\";\n"
+		    "if not exists \"x-caffeine\" { discard; }",
+	  .want = "deleteheader \"X-Caffeine\"; discard" },
+	{ .name = "deleteheader protected Received",
+	  .script = "require \"editheader\";\ndeleteheader \"Received\";\nif exists \"received\" { discard; }",
+	  .msg = "Received: x\r\n\r\n", .want = "discard" },
+	/* ---- mailbox (RFC 5490) ---- */
+	{ .name = "fileinto :create", .script = "require [\"fileinto\",\"mailbox\"];\nfileinto :create \"New\";",
+	  .want = "fileinto :create \"New\"" },
+	{ .name = "mailboxexists without host", .script = "require \"mailbox\";\n"
+							  "if mailboxexists \"INBOX\" { discard; }",
+	  .want = "keep (implicit)" },
+	/* ---- duplicate (RFC 7352) ---- */
+	{ .name = "duplicate records", .script = "require \"duplicate\";\nif duplicate { discard; }",
+	  .want = "duplicate :seconds 1209600; keep (implicit)" },
+	/* ---- regex ---- */
+	{ .name = "regex captures",
+	  .script = "require [\"regex\",\"variables\",\"fileinto\"];\n"
+		    "if header :regex \"subject\" \"^I have (.*) for (you)$\" { fileinto \"${1}|${2}\"; }",
+	  .want = "fileinto \"a present|you\"" },
+	{ .name = "regex catastrophic pattern is bounded",
+	  .script = "require \"regex\";\nif header :regex \"x-a\" \"(a+)+$\" { discard; }",
+	  .msg = "X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\r\n\r\n",
+	  .want_error = "regular expression exceeded its match limit" },
+	/* ---- enotify (RFC 5435) ---- */
+	{ .name = "notify mailto",
+	  .script = "require \"enotify\";\nnotify :importance \"1\" :message \"hi\" \"mailto:a@example.com\";",
+	  .want = "notify :importance \"1\" :message \"hi\" \"mailto:a@example.com\"; keep (implicit)" },
+	{ .name = "valid_notify_method",
+	  .script = "require \"enotify\";\nif valid_notify_method \"mailto:x@y.org\" { discard; }",
+	  .want = "discard" },
+	/* ---- encoded-character (RFC 5228 2.4.2.4) ---- */
+	{ .name = "encoded-character",
+	  .script = "require [\"encoded-character\",\"fileinto\"];\nfileinto \"${hex:42 43}${unicode:263a}\";",
+	  .want = "fileinto \"BC\xe2\x98\xba\"" },
+	/* ---- include (RFC 6609) is tested in test_include ---- */
+	/* ---- vnd.mailroute ---- */
+	{ .name = "mailroute route relay",
+	  .script = "require [\"vnd.mailroute\",\"envelope\"];\n"
+		    "if envelope :domain :is \"to\" \"partner.example\" { route :relay \"partner-smarthost\"; }",
+	  .to = "x@partner.example", .want = "route :relay \"partner-smarthost\"; keep (implicit)" },
+	{ .name = "mailroute route transport last wins",
+	  .script = "require \"vnd.mailroute\";\nroute :relay \"a\";\nroute :transport \"b\";",
+	  .want = "route :transport \"b\"; keep (implicit)" },
+	{ .name = "mailroute webhook + tag",
+	  .script = "require \"vnd.mailroute\";\n"
+		    "if header :contains \"subject\" \"present\" { webhook \"crm\"; tag \"X-Tag\" \"gift\"; }\n"
+		    "if header :is \"x-tag\" \"gift\" { webhook \"crm\"; }",
+	  .want = "webhook \"crm\"; addheader :last \"X-Tag\" \"gift\"; keep (implicit)" },
+	{ .name = "mailroute quarantine",
+	  .script = "require \"vnd.mailroute\";\nif size :over 1M { quarantine \"too big\"; }", .size = 2000000,
+	  .want = "quarantine \"too big\"" },
+	{ .name = "mailroute reject_code",
+	  .script = "require [\"vnd.mailroute\", \"body\"];\n"
+		    "if body :contains \"anvil\" { reject_code \"550\" \"5.7.1\" \"no anvils\"; }",
+	  .ext = SIEVE_EXT_SYSTEM_DEFAULT, .want = "reject_code \"550\" \"5.7.1\" \"no anvils\"" },
+	{ .name = "mailroute archive copy",
+	  .script = "require \"vnd.mailroute\";\nredirect :copy \"archive@example.com\";",
+	  .want = "redirect :copy \"archive@example.com\"; keep (implicit)" },
+	{ .name = "mailroute sender routing",
+	  .script = "require [\"vnd.mailroute\",\"envelope\"];\n"
+		    "if envelope :domain :is \"from\" \"bulk.example\" { route :transport \"slow\"; }",
+	  .from = "news@bulk.example", .want = "route :transport \"slow\"; keep (implicit)" },
+	/* ---- limits ---- */
+	{ .name = "action limit",
+	  .script = "require [\"fileinto\"];\nfileinto \"1\"; fileinto \"2\"; fileinto \"3\"; fileinto \"4\";"
+		    "fileinto \"5\"; fileinto \"6\"; fileinto \"7\"; fileinto \"8\"; fileinto \"9\"; fileinto \"10\";"
+		    "fileinto \"11\"; fileinto \"12\"; fileinto \"13\"; fileinto \"14\"; fileinto \"15\";"
+		    "fileinto \"16\"; fileinto \"17\"; fileinto \"18\"; fileinto \"19\"; fileinto \"20\";"
+		    "fileinto \"21\"; fileinto \"22\"; fileinto \"23\"; fileinto \"24\"; fileinto \"25\";"
+		    "fileinto \"26\"; fileinto \"27\"; fileinto \"28\"; fileinto \"29\"; fileinto \"30\";"
+		    "fileinto \"31\"; fileinto \"32\"; fileinto \"33\";",
+	  .want_error = "t:2:466: too many actions (the limit is 32)" },
+	{ .name = "redirect limit",
+	  .script = "redirect \"a@x.org\"; redirect \"b@x.org\"; redirect \"c@x.org\"; redirect \"d@x.org\";\n"
+		    "redirect \"e@x.org\";",
+	  .want_error = "t:2:1: too many redirects (the limit is 4)" },
+	{ .name = "variable size limit",
+	  .script = "require \"variables\";\nset \"a\" \"0123456789012345678901234567890123456789\";\n"
+		    "set \"a\" \"${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}\";\n"
+		    "set \"a\" \"${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}\";\n"
+		    "set :length \"l\" \"${a}\";\nif string \"${l}\" \"4096\" { discard; }",
+	  .want = "discard" },
+};
+
+static char *describe(const struct sieve_result *res)
+{
+	struct buf b;
+	buf_init(&b, 65536);
+	for (size_t i = 0; i < res->count; i++) {
+		char *d = sieve_action_describe(&res->actions[i]);
+		if (i > 0)
+			buf_append_str(&b, "; ");
+		buf_append_str(&b, d);
+		free(d);
+	}
+	char *s = buf_steal(&b);
+	buf_deinit(&b);
+	return s;
+}
+
+static void test_run_cases(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(run_cases) / sizeof(run_cases[0]); i++) {
+		const struct run_case *c = &run_cases[i];
+		struct sieve_compile_options opt = { .extensions = c->ext ? c->ext : SIEVE_EXT_SYSTEM_DEFAULT };
+		char *err = NULL;
+		struct sieve_script *s = sieve_compile(c->script, strlen(c->script), "t", &opt, &err);
+		if (s == NULL)
+			fail_msg("%s: compile: %s", c->name, err);
+		struct sieve_msg_view mv = {
+			.envelope_from = c->from ? c->from : "coyote@desert.example.org",
+			.envelope_to = c->to ? c->to : "roadrunner@acme.example.com",
+			.auth_user = c->auth,
+			.raw = c->msg ? c->msg : MSG1,
+			.size = c->size,
+			.now = 1700000000,
+			.zone_set = true,
+		};
+		mv.raw_len = strlen(mv.raw);
+		struct sieve_result res;
+		sieve_result_init(&res);
+		int r = sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err);
+		if (c->want_error != NULL) {
+			if (r != -1 || strstr(err, c->want_error) == NULL)
+				fail_msg("%s: want error '%s', got %d '%s'", c->name, c->want_error, r, r < 0 ? err : "");
+			/* the host applies the implicit keep: the result says so */
+			assert_int_equal(res.count, 1);
+			assert_true(res.actions[0].implicit);
+			free(err);
+		} else {
+			if (r != 1)
+				fail_msg("%s: runtime error %s", c->name, err);
+			char *d = describe(&res);
+			if (strcmp(d, c->want) != 0)
+				fail_msg("%s:\n got  %s\n want %s", c->name, d, c->want);
+			free(d);
+		}
+		sieve_result_deinit(&res);
+		sieve_script_free(&s);
+	}
+}
+
+struct error_case {
+	const char *script;
+	const char *want;
+	unsigned ext;
+};
+
+static const struct error_case error_cases[] = {
+	{ "fileint \"x\";", "t:1:1: unknown command 'fileint'" },
+	{ "keep;\n\n  fileinto \"x\";", "t:3:3: unknown command 'fileinto' (missing require \"fileinto\")" },
+	{ "require \"frobnicate\";", "t:1:9: unknown Sieve capability 'frobnicate'" },
+	{ "keep;\nrequire \"fileinto\";", "t:2:1: require must come before any other command, at the top level" },
+	{ "if true { require \"fileinto\"; }", "t:1:11: require must come before any other command, at the top level" },
+	{ "elsif true { keep; }", "t:1:1: elsif without a preceding if or elsif" },
+	{ "keep; else { keep; }", "t:1:7: else without a preceding if or elsif" },
+	{ "if foo { keep; }", "t:1:4: unknown test 'foo'" },
+	{ "header \"a\" \"b\";", "t:1:1: 'header' is a test, not a command" },
+	{ "if keep { }", "t:1:4: 'keep' is a command, not a test" },
+	{ "if true keep;", "t:1:1: the if command needs a block" },
+	{ "if true { keep; } keep", "t:1:23: expected ';' or '{' after 'keep', found end of script" },
+	{ "if true { keep; ", "t:1:17: end of script inside a block (missing '}')" },
+	{ "keep }", "t:1:6: expected ';' or '{' after 'keep', found '}'" },
+	{ "}", "t:1:1: unexpected '}' outside a block" },
+	{ "if true { keep; }\n}", "t:2:1: unexpected '}' outside a block" },
+	{ "if header :frob \"a\" \"b\" { }", "t:1:11: unknown tagged argument ':frob' for the header test" },
+	{ "if header :is :contains \"a\" \"b\" { }", "t:1:15: multiple match types specified for the header test" },
+	{ "if header :comparator \"i;frob\" \"a\" \"b\" { }", "t:1:23: unknown comparator 'i;frob'" },
+	{ "if header :comparator \"i;ascii-numeric\" \"a\" \"b\" { }",
+	  "t:1:23: unknown comparator 'i;ascii-numeric'" },
+	{ "require \"comparator-i;ascii-numeric\";\nif header :contains :comparator \"i;ascii-numeric\" \"a\" \"b\" {}",
+	  "t:2:4: comparator 'i;ascii-numeric' does not support the :contains match type" },
+	{ "if header :comparator 5 \"a\" \"b\" { }", "t:1:11: the :comparator tag of the header test needs a string argument" },
+	{ "if header \"a\" { }", "t:1:4: the header test expects 2 arguments, found 1" },
+	{ "if header \"a\" \"b\" \"c\" { }", "t:1:19: too many arguments for the header test (expected 2)" },
+	{ "redirect 5;", "t:1:10: argument 1 of the redirect command must be a string, not a number" },
+	{ "redirect [\"a\",\"b\"];", "t:1:10: argument 1 of the redirect command must be a string, not a string list" },
+	{ "if size 100 { }", "t:1:9: too many arguments for the size test (expected 0)" },
+	{ "if size :under 1 :over 2 { }", "t:1:18: multiple options specified for the size test" },
+	{ "if size { }", "t:1:4: the size test needs exactly one of :over or :under" },
+	{ "if true { }\nif not (true, false) { }", "t:2:4: the not test needs exactly one test, not a test list" },
+	{ "if allof true { }", "t:1:4: the allof test needs a test list" },
+	{ "keep { }", "t:1:1: the keep command takes no block" },
+	{ "if true;", "t:1:1: the if command needs a block" },
+	{ "require \"relational\";\nif header :value \"xx\" \"a\" \"b\" {}", "t:2:18: invalid relational match 'xx'" },
+	{ "if header :value \"gt\" \"a\" \"b\" {}", "t:1:11: unknown tagged argument ':value' for the header test" },
+	{ "require \"variables\";\nset \"1a\" \"x\";", "t:2:5: invalid variable name '1a'" },
+	{ "require \"regex\";\nif header :regex \"a\" \"(\" {}",
+	  "t:2:22: invalid regular expression '(': missing closing parenthesis" },
+	{ "require \"date\";\nif date \"date\" \"fortnight\" \"x\" {}", "t:2:16: invalid date part 'fortnight'" },
+	{ "require \"date\";\nif date :zone \"PST\" \"date\" \"year\" \"x\" {}", "t:2:15: invalid time zone 'PST'" },
+	{ "require \"editheader\";\naddheader \"Bad Name\" \"x\";", "t:2:11: invalid header field name 'Bad Name'" },
+	{ "require \"index\";\nif header :last \"a\" \"b\" {}", "t:2:11: the :last tag needs :index" },
+	{ "require \"enotify\";\nnotify :importance \"4\" \"mailto:a@b.c\";",
+	  "t:2:20: invalid :importance '4' (must be \"1\", \"2\" or \"3\")" },
+	{ "require \"enotify\";\nnotify \"xmpp:a@b.c\";", "t:2:8: unsupported notification method 'xmpp:a@b.c'" },
+	{ "require \"include\";\ninclude \"other\";", "t:2:9: included script 'other' not found (no include resolver)" },
+	{ "require \"vnd.mailroute\";", "t:1:9: unknown Sieve capability 'vnd.mailroute'", SIEVE_EXT_USER_DEFAULT },
+	{ "require \"vnd.mailroute\";\nreject_code \"250\" \"2.0.0\" \"x\";",
+	  "t:2:13: reject_code needs a 4xx or 5xx reply code, not '250'" },
+	{ "require \"vnd.mailroute\";\nreject_code \"550\" \"4.7.1\" \"x\";",
+	  "t:2:19: reject_code needs an enhanced status code of the same class, not '4.7.1'" },
+	{ "require \"vnd.dovecot.testsuite\";", "t:1:9: unknown Sieve capability 'vnd.dovecot.testsuite'" },
+	{ "keep;\n\"str\";", "t:2:1: expected a command, found string" },
+	{ "if anyof (true,) {}", "t:1:16: expected a test in the test list, found ')'" },
+	{ "redirect [\"a\" \"b\"];", "t:1:15: expected ',' or ']' in the string list, found string" },
+	{ "redirect [];", "t:1:11: expected a string in the string list, found ']'" },
+	{ "redirect :copy \"a@b.c\";", "t:1:10: unknown tagged argument ':copy' for the redirect command" },
+	{ "require \"fileinto\";\nfileinto :copy :copy \"x\";", "t:2:10: unknown tagged argument ':copy' for the fileinto command" },
+	{ "require [\"fileinto\",\"copy\"];\nfileinto :copy :copy \"x\";", "t:2:16: tagged argument ':copy' specified more than once" },
+	{ "require \"variables\";\nset :lower :upper \"a\" \"b\";",
+	  "t:2:12: modifier ':upper' conflicts with an earlier modifier of the same precedence" },
+};
+
+static void test_error_cases(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++) {
+		const struct error_case *c = &error_cases[i];
+		struct sieve_compile_options opt = { .extensions = c->ext ? c->ext : SIEVE_EXT_SYSTEM_DEFAULT };
+		char *err = NULL;
+		struct sieve_script *s = sieve_compile(c->script, strlen(c->script), "t", &opt, &err);
+		if (s != NULL)
+			fail_msg("case %zu compiled: %s", i, c->script);
+		if (strcmp(err, c->want) != 0)
+			fail_msg("case %zu: %s\n got  %s\n want %s", i, c->script, err, c->want);
+		free(err);
+	}
+}
+
+static void test_nesting_limit(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	buf_append_str(&b, "if ");
+	for (int i = 0; i < 5000; i++)
+		buf_append_str(&b, "not ");
+	buf_append_str(&b, "true { keep; }");
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(b.data, b.len, "t", NULL, &err);
+	assert_null(s);
+	assert_non_null(strstr(err, "test nesting is deeper than 32 levels"));
+	free(err);
+	buf_reset(&b);
+	for (int i = 0; i < 5000; i++)
+		buf_append_str(&b, "if true {");
+	s = sieve_compile(b.data, b.len, "t", NULL, &err);
+	assert_null(s);
+	assert_non_null(strstr(err, "nesting is deeper than 32 levels"));
+	free(err);
+	buf_deinit(&b);
+}
+
+static void test_step_limit(void **state)
+{
+	(void)state;
+	/* 4000 x (if + test + keep) = 12000 steps */
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	for (int i = 0; i < 4000; i++)
+		buf_append_str(&b, "if true { keep; }\n");
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(b.data, b.len, "t", NULL, &err);
+	assert_non_null(s);
+	struct sieve_exec_limits lim;
+	sieve_exec_limits_default(&lim);
+	struct sieve_result res;
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, NULL, &lim, &res, NULL, NULL, &err), -1);
+	assert_non_null(strstr(err, "execution exceeded the limit of 10000 steps"));
+	free(err);
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+	buf_deinit(&b);
+}
+
+/* ---- include (RFC 6609) ---- */
+
+static int resolver(void *ctx, const char *name, bool global, char **src_r, size_t *len_r, char **error_r)
+{
+	(void)ctx;
+	static const struct {
+		const char *name;
+		bool global;
+		const char *src;
+	} scripts[] = {
+		{ "spam", true, "require [\"fileinto\"];\nif header :contains \"subject\" \"present\" "
+				"{ fileinto \"Spam\"; stop; }" },
+		{ "vars", false, "require [\"include\",\"variables\"];\nglobal \"who\";\nset \"who\" \"inner\";\n"
+				 "set \"local\" \"x\";\nreturn;\nset \"who\" \"after return\";" },
+		{ "loop", false, "require \"include\";\ninclude \"loop\";" },
+		{ "bad", false, "require \"fileinto\";\nfileint \"x\";" },
+	};
+	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+		if (strcmp(scripts[i].name, name) == 0 && scripts[i].global == global) {
+			*src_r = xstrdup(scripts[i].src);
+			*len_r = strlen(scripts[i].src);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static const struct {
+	const char *script;
+	const char *want;
+	const char *want_error;
+} include_cases[] = {
+	{ "require \"include\";\ninclude :global \"spam\";\ndiscard;", "fileinto \"Spam\"", NULL },
+	{ "require [\"include\",\"variables\",\"fileinto\"];\nglobal \"who\";\ninclude \"vars\";\n"
+	  "fileinto \"${who}-${local}\";", "fileinto \"inner-\"", NULL },
+	{ "require \"include\";\ninclude \"nope\";", NULL, "t:2:9: included personal script 'nope' does not exist" },
+	{ "require \"include\";\ninclude :optional \"nope\";\nkeep;", "keep", NULL },
+	{ "require \"include\";\ninclude \"loop\";", NULL, "circular include of script 'loop'" },
+	{ "require \"include\";\ninclude \"bad\";", NULL,
+	  "t:2:9: failed to compile included script 'bad': 2:1: unknown command 'fileint'" },
+	{ "require \"include\";\ninclude :personal :global \"x\";", NULL,
+	  "t:2:19: multiple options specified for the include command" },
+};
+
+static void test_include(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(include_cases) / sizeof(include_cases[0]); i++) {
+		struct sieve_compile_options opt = { .include_resolver = resolver };
+		char *err = NULL;
+		struct sieve_script *s = sieve_compile(include_cases[i].script, strlen(include_cases[i].script), "t", &opt,
+						       &err);
+		if (include_cases[i].want_error != NULL) {
+			if (s != NULL || strstr(err, include_cases[i].want_error) == NULL)
+				fail_msg("include case %zu: got '%s'", i, s ? "(compiled)" : err);
+			free(err);
+			continue;
+		}
+		if (s == NULL)
+			fail_msg("include case %zu: %s", i, err);
+		struct sieve_msg_view mv = { .raw = MSG1, .raw_len = strlen(MSG1), .envelope_from = "a@b.c" };
+		struct sieve_result res;
+		sieve_result_init(&res);
+		assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+		char *d = describe(&res);
+		if (strcmp(d, include_cases[i].want) != 0)
+			fail_msg("include case %zu: got %s want %s", i, d, include_cases[i].want);
+		free(d);
+		sieve_result_deinit(&res);
+		sieve_script_free(&s);
+	}
+}
+
+/* ---- trace ---- */
+
+static void trace_fn(void *ctx, int line, int col, const char *text)
+{
+	struct buf *b = ctx;
+	buf_printf(b, "line %d: %s\n", line, text);
+	(void)col;
+}
+
+static void test_trace(void **state)
+{
+	(void)state;
+	const char *src = "require \"fileinto\";\n"
+			  "if header :contains \"subject\" \"present\" {\n"
+			  "  fileinto \"Billing\";\n"
+			  "}\n";
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(src, strlen(src), "t", NULL, &err);
+	assert_non_null(s);
+	struct sieve_msg_view mv = { .raw = MSG1, .raw_len = strlen(MSG1) };
+	struct sieve_result res;
+	sieve_result_init(&res);
+	struct buf b;
+	buf_init(&b, 4096);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, trace_fn, &b, &err), 1);
+	assert_string_equal(b.data, "line 2: if header :contains \"subject\" \"present\" -> true\n"
+				    "line 3: fileinto \"Billing\"\n");
+	buf_deinit(&b);
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+}
+
+/* ---- vacation rules (RFC 3834) ---- */
+
+static const struct {
+	const char *from;
+	const char *msg;
+	int want;
+} vacation_cases[] = {
+	{ "user@example.com", "Subject: hi\r\n\r\n", 1 },
+	{ "", "Subject: hi\r\n\r\n", 0 },
+	{ NULL, "Subject: hi\r\n\r\n", 0 },
+	{ "MAILER-DAEMON@example.com", "Subject: hi\r\n\r\n", 0 },
+	{ "owner-list@example.com", "Subject: hi\r\n\r\n", 0 },
+	{ "list-request@example.com", "Subject: hi\r\n\r\n", 0 },
+	{ "user@example.com", "List-Id: <x.example.com>\r\n\r\n", 0 },
+	{ "user@example.com", "List-Unsubscribe: <mailto:x@y>\r\n\r\n", 0 },
+	{ "user@example.com", "Precedence: bulk\r\n\r\n", 0 },
+	{ "user@example.com", "Precedence: junk\r\n\r\n", 0 },
+	{ "user@example.com", "Precedence: first-class\r\n\r\n", 1 },
+	{ "user@example.com", "Auto-Submitted: auto-replied\r\n\r\n", 0 },
+	{ "user@example.com", "Auto-Submitted: no\r\n\r\n", 1 },
+	{ "user@example.com", "Auto-Submitted: No (comment)\r\n\r\n", 1 },
+};
+
+static void test_vacation_allowed(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(vacation_cases) / sizeof(vacation_cases[0]); i++) {
+		struct sieve_msg_view mv = { .envelope_from = vacation_cases[i].from, .raw = vacation_cases[i].msg };
+		mv.raw_len = strlen(mv.raw);
+		if (sieve_vacation_allowed(&mv) != vacation_cases[i].want)
+			fail_msg("vacation case %zu", i);
+	}
+}
+
+static int dup_seen(void *ctx, const char *id, size_t len, unsigned secs)
+{
+	(void)ctx;
+	(void)secs;
+	return len > 0 && strstr(id, "<1@example.org>") != NULL;
+}
+
+static void test_duplicate_callback(void **state)
+{
+	(void)state;
+	const char *src = "require \"duplicate\";\nif duplicate :seconds 60 { discard; }";
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(src, strlen(src), "t", NULL, &err);
+	assert_non_null(s);
+	struct sieve_msg_view mv = { .raw = MSG1, .raw_len = strlen(MSG1), .duplicate_check = dup_seen };
+	struct sieve_result res;
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+	char *d = describe(&res);
+	assert_string_equal(d, "duplicate :seconds 60; discard");
+	free(d);
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_run_cases),
+		cmocka_unit_test(test_error_cases),
+		cmocka_unit_test(test_nesting_limit),
+		cmocka_unit_test(test_step_limit),
+		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_trace),
+		cmocka_unit_test(test_vacation_allowed),
+		cmocka_unit_test(test_duplicate_callback),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

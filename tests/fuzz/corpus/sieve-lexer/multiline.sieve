@@ -1,0 +1,6 @@
+require "vacation";
+vacation :days 7 :subject "away" text:
+I am away.
+..
+.
+;
