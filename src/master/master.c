@@ -219,6 +219,11 @@ static void drop_privileges(enum role_id role)
 static void child_main(struct child *c)
 {
 	log_set_role(role_names[c->role]);
+	/* The master's loop is not ours: drop it (and its signal handling) before making our own. */
+	if (M.base != NULL) {
+		event_base_free(M.base);
+		M.base = NULL;
+	}
 	/* Signals: back to defaults; the role's own loop installs what it needs. */
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);

@@ -414,7 +414,7 @@ static void finish_message(struct smtp_session *s)
 	ipc_msg_init(&m, PROTO_QUEUE_COMMIT, 0);
 	ipc_put_str(&m, s->qid);
 	ipc_put_str(&m, s->sender);
-	ipc_put_u64(&m, s->msg_size);
+	ipc_put_u64(&m, 0); /* the queue takes the size from the spool file */
 	ipc_put_str(&m, s->mail.envid[0] ? s->mail.envid : NULL);
 	ipc_put_u32(&m, (uint32_t)s->mail.ret);
 	ipc_put_str(&m, s->helo);
