@@ -372,11 +372,19 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 		env->size = (uint64_t)st.st_size;
 		if (env->arrival == 0)
 			env->arrival = now;
-		if (queue_fsync_fd(q, it->fd, true) < 0) {
-			queue_item_fail(it, xasprintf("queue: fdatasync %s: %s", env->id, strerror(errno)));
-			continue;
-		}
+		/* Start writeback of every file first, so their block allocations land in
+		 * one journal transaction and the fdatasyncs below mostly wait on one commit. */
+		(void)sync_file_range(it->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		live++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct queue_commit_item *it = &items[i];
+		if (it->result != 0)
+			continue;
+		if (queue_fsync_fd(q, it->fd, true) < 0) {
+			queue_item_fail(it, xasprintf("queue: fdatasync %s: %s", it->env->id, strerror(errno)));
+			live--;
+		}
 	}
 
 	/* 2. the directory entries of the new files */

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -9,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -361,6 +365,14 @@ static void gc_fail_cb(void *arg, int result, const char *error)
 	assert_non_null(error);
 }
 
+static void gc_fail_cb_any(void *arg, int result, const char *error)
+{
+	int *r = arg;
+	*r = result;
+	if (result < 0)
+		assert_non_null(error);
+}
+
 static void test_group_commit_failure(void **state)
 {
 	struct queue_store *q = open_store();
@@ -389,6 +401,195 @@ static void test_group_commit_failure(void **state)
 	queue_committer_free(&c);
 	event_base_free(evb);
 	queue_store_close(&q);
+}
+
+/* ---- kill -9 while committing: every acknowledged message survives ---- */
+
+struct crash_session {
+	struct queue_store *q;
+	struct queue_committer *c;
+	int ack_fd;
+	char id[QUEUE_ID_SIZE];
+};
+
+static void crash_submit(struct crash_session *s);
+
+static void crash_done(void *arg, int result, const char *error)
+{
+	struct crash_session *s = arg;
+	if (result != 1)
+		_exit(3);
+	/* acknowledged: tell the parent (the "250") */
+	if (write(s->ack_fd, s->id, QUEUE_ID_LEN) != QUEUE_ID_LEN)
+		_exit(4);
+	crash_submit(s);
+}
+
+static void crash_submit(struct crash_session *s)
+{
+	int fd;
+	struct queue_envelope *env = queue_envelope_new("crash@example.org");
+	if (queue_spool_create(s->q, env->id, &fd, NULL) != 1)
+		_exit(5);
+	memcpy(s->id, env->id, QUEUE_ID_SIZE);
+	char body[128];
+	int n = snprintf(body, sizeof(body), "Subject: %s\r\n\r\nbody of %s\r\n", env->id, env->id);
+	if (write(fd, body, (size_t)n) != n)
+		_exit(6);
+	queue_envelope_add_rcpt(env, "r@example.test", NULL, 0, QUEUE_RCPT_LOCAL, "/m/r", NULL);
+	queue_committer_submit(s->c, env, fd, crash_done, s);
+}
+
+static void test_kill9(void **state)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		struct queue_store *q = queue_store_open(qdir, NULL);
+		struct event_base *evb = event_base_new();
+		struct queue_committer *c = q == NULL ? NULL : queue_committer_new(q, evb, 0, NULL);
+		if (c == NULL)
+			_exit(2);
+		struct crash_session sessions[8];
+		for (int i = 0; i < 8; i++) {
+			sessions[i] = (struct crash_session){ .q = q, .c = c, .ack_fd = p[1] };
+			crash_submit(&sessions[i]);
+		}
+		event_base_dispatch(evb);
+		_exit(7);
+	}
+	close(p[1]);
+	/* let it acknowledge a good number of messages, then kill it mid-flight */
+	size_t cap = 4096, n = 0;
+	char (*acked)[QUEUE_ID_SIZE] = xcalloc(cap, QUEUE_ID_SIZE);
+	char id[QUEUE_ID_LEN];
+	while (n < 150 && read(p[0], id, QUEUE_ID_LEN) == QUEUE_ID_LEN) {
+		memcpy(acked[n], id, QUEUE_ID_LEN);
+		acked[n++][QUEUE_ID_LEN] = '\0';
+	}
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	while (n < cap && read(p[0], id, QUEUE_ID_LEN) == QUEUE_ID_LEN) {
+		memcpy(acked[n], id, QUEUE_ID_LEN);
+		acked[n++][QUEUE_ID_LEN] = '\0';
+	}
+	close(p[0]);
+	assert_true(n >= 150);
+
+	struct queue_store *q = open_store();
+	struct queue_recover_stats rs;
+	assert_int_equal(queue_store_recover(q, &rs, NULL), 0);
+	assert_int_equal(rs.missing_spool, 0);
+	assert_true(rs.messages >= n);
+	for (size_t i = 0; i < n; i++) {
+		struct queue_envelope *env = NULL;
+		assert_int_equal(queue_store_get(q, acked[i], &env, NULL), 1);
+		assert_int_equal(env->rcpt_count, 1);
+		int fd = queue_store_open_spool(q, acked[i]);
+		assert_true(fd >= 0);
+		char want[128], got[128];
+		int wn = snprintf(want, sizeof(want), "Subject: %s\r\n\r\nbody of %s\r\n", acked[i], acked[i]);
+		assert_int_equal(read(fd, got, sizeof(got)), wn);
+		assert_memory_equal(got, want, (size_t)wn);
+		assert_int_equal(env->size, (uint64_t)wn);
+		close(fd);
+		queue_envelope_free(&env);
+	}
+	/* after recovery every spool file belongs to a row */
+	char *spool = xasprintf("%s/spool", qdir);
+	DIR *d = opendir(spool);
+	assert_non_null(d);
+	unsigned files = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			files++;
+	closedir(d);
+	assert_int_equal(files, rs.messages);
+	print_message("kill -9: %zu acknowledged, %u rows, %u orphans removed\n", n, rs.messages,
+		      rs.orphans_removed);
+	free(spool);
+	free(acked);
+	queue_store_close(&q);
+}
+
+/* ---- full disk: the batch fails with an error, bodies removed, acknowledged mail intact ---- */
+
+static void test_full_disk(void **state)
+{
+	char *mnt = xasprintf("%s/small", base);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=384k") < 0) {
+		free(mnt);
+		skip(); /* not allowed to mount here */
+	}
+	free(qdir);
+	qdir = xasprintf("%s/queue", mnt);
+	struct queue_store *q = open_store();
+	struct event_base *evb = event_base_new();
+	struct queue_committer *c = queue_committer_new(q, evb, 0, NULL);
+	assert_non_null(c);
+	int fd, result = 0;
+	struct queue_envelope *env = make_msg(q, "Subject: kept\r\n\r\nkept\r\n", 1, &fd);
+	char kept[QUEUE_ID_SIZE];
+	memcpy(kept, env->id, sizeof(kept));
+	queue_committer_submit(c, env, fd, gc_fail_cb_any, &result);
+	while (result == 0)
+		event_base_loop(evb, EVLOOP_ONCE);
+	assert_int_equal(result, 1);
+
+	/* bodies written, then the disk fills up before the commit */
+	enum { N = 5 };
+	int fds[N], results[N] = { 0 };
+	struct queue_envelope *envs[N];
+	char ids[N][QUEUE_ID_SIZE];
+	char big[16384];
+	memset(big, 'x', sizeof(big));
+	for (int i = 0; i < N; i++) {
+		envs[i] = make_msg(q, "Subject: doomed\r\n\r\n", 40, &fds[i]);
+		memcpy(ids[i], envs[i]->id, QUEUE_ID_SIZE);
+	}
+	char *filler = xasprintf("%s/filler", mnt);
+	int ffd = open(filler, O_WRONLY | O_CREAT, 0600);
+	assert_true(ffd >= 0);
+	while (write(ffd, big, sizeof(big)) > 0)
+		;
+	assert_int_equal(errno, ENOSPC);
+	for (int i = 0; i < N; i++)
+		queue_committer_submit(c, envs[i], fds[i], gc_fail_cb_any, &results[i]);
+	for (int i = 0; i < N; i++)
+		while (results[i] == 0)
+			event_base_loop(evb, EVLOOP_ONCE);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(results[i], -1);
+		assert_false(spool_exists(ids[i]));
+	}
+	/* space again: the earlier message is intact and new ones commit */
+	close(ffd);
+	unlink(filler);
+	free(filler);
+	struct queue_envelope *got = NULL;
+	assert_int_equal(queue_store_get(q, kept, &got, NULL), 1);
+	queue_envelope_free(&got);
+	assert_true(spool_exists(kept));
+	for (int i = 0; i < N; i++)
+		assert_int_equal(queue_store_get(q, ids[i], &got, NULL), 0);
+	result = 0;
+	env = make_msg(q, "Subject: after\r\n\r\n", 1, &fd);
+	queue_committer_submit(c, env, fd, gc_fail_cb_any, &result);
+	while (result == 0)
+		event_base_loop(evb, EVLOOP_ONCE);
+	assert_int_equal(result, 1);
+	queue_committer_free(&c);
+	event_base_free(evb);
+	queue_store_close(&q);
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	free(mnt);
 }
 
 /* ---- recovery ---- */
@@ -648,6 +849,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_and_results, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_delay, setup, teardown),
