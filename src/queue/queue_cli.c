@@ -1,9 +1,10 @@
 #include "queue/queue_cli.h"
 
-#include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -192,7 +193,10 @@ static int queue_cli_show(struct queue_store *q, const char *id, FILE *out, FILE
 	for (size_t i = 0; i < env->rcpt_count; i++) {
 		const struct queue_rcpt *r = &env->rcpts[i];
 		char next[64], last[64];
-		queue_cli_time(next, sizeof(next), r->status == QUEUE_RCPT_PENDING ? r->next_attempt : 0);
+		if (r->status == QUEUE_RCPT_PENDING && r->next_attempt <= now)
+			snprintf(next, sizeof(next), "now");
+		else
+			queue_cli_time(next, sizeof(next), r->status == QUEUE_RCPT_PENDING ? r->next_attempt : 0);
 		queue_cli_time(last, sizeof(last), r->last_attempt);
 		fprintf(out, "  %u <", r->idx);
 		queue_cli_print_clean(out, r->address, 1024);
@@ -248,6 +252,22 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 		return 1;
 	}
 	char *error = NULL;
+	struct stat st;
+	if (stat(dir, &st) < 0 && errno == ENOENT) {
+		/* no queue yet (server never started): empty, and nothing is created */
+		if (strcmp(cmd, "list") == 0)
+			fputs("ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n", out);
+		else if (strcmp(cmd, "stats") == 0)
+			fputs("messages: 0\nactive: 0\nhold: 0\nquarantine: 0\nrecipients_pending: 0\n"
+			      "bytes: 0\noldest: -\n", out);
+		else if (strcmp(cmd, "flush") == 0 && id == NULL)
+			fputs("0 message(s) scheduled for immediate delivery\n", out);
+		else {
+			fprintf(err, "mailroute: no message %s in the queue\n", id != NULL ? id : "");
+			return 1;
+		}
+		return 0;
+	}
 	struct queue_store *q = queue_store_open(dir, &error);
 	if (q == NULL) {
 		fprintf(err, "mailroute: %s\n", error);

@@ -148,7 +148,11 @@ struct queue_store *queue_store_open(const char *dir, char **error_r)
 	q->dir = xstrdup(dir);
 	q->spool_path = xasprintf("%s/spool", dir);
 
-	if (queue_mkdir(dir) < 0 || queue_mkdir(q->spool_path) < 0) {
+	if (queue_mkdir(dir) < 0) {
+		queue_set_error(error_r, "queue: mkdir %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (queue_mkdir(q->spool_path) < 0) {
 		queue_set_error(error_r, "queue: mkdir %s: %s", q->spool_path, strerror(errno));
 		goto fail;
 	}
@@ -158,6 +162,10 @@ struct queue_store *queue_store_open(const char *dir, char **error_r)
 		goto fail;
 	}
 	char *db_path = xasprintf("%s/queue.db", dir);
+	/* Envelopes are private: create the file 0600 (SQLite gives -wal/-shm the same mode). */
+	int dbfd = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (dbfd >= 0)
+		close(dbfd);
 	int rc = sqlite3_open_v2(db_path, &q->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

@@ -137,6 +137,10 @@ static void test_roundtrip(void **state)
 	struct stat st;
 	assert_int_equal(fstat(fd, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+	char *dbp = xasprintf("%s/queue.db", qdir);
+	assert_int_equal(stat(dbp, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	free(dbp);
 	const char *body = "From: a@b\r\nSubject: round trip\r\n\r\nbody\r\n";
 	assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
 	env->arrival = 1700000000;
@@ -777,6 +781,22 @@ static int run_cli(char **out_r, char **err_r, int argc, ...)
 	return r;
 }
 
+static void test_cli_no_queue(void **state)
+{
+	/* the server never ran: read-only commands see an empty queue and create nothing */
+	char *out, *err;
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "list"), 0);
+	assert_string_equal(out, "ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n");
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "stats"), 0);
+	assert_non_null(strstr(out, "messages: 0\n"));
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "show", "0123456789ABCDEF"), 1);
+	assert_string_equal(err, "mailroute: no message 0123456789ABCDEF in the queue\n");
+	free(out); free(err);
+	assert_int_equal(access(qdir, F_OK), -1);
+}
+
 static void test_cli(void **state)
 {
 	struct queue_store *q = open_store();
@@ -855,6 +875,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_due_and_results, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_delay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli_no_queue, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
