@@ -50,7 +50,7 @@ struct exec {
 	unsigned long work;
 	struct sieve_message m;
 	bool m_parsed;
-	struct buf match[10];
+	struct buf match[SIEVE_MAX_MATCH_VALUES];
 	unsigned nmatch;
 	struct scope globals;
 	struct frame *fr;
@@ -59,7 +59,7 @@ struct exec {
 	char *error;
 	bool stop, ret, ts_abort;
 	unsigned redirects, notifies, edits;
-	const struct sieve_script **once;
+	char **once;
 	size_t nonce;
 	/* testsuite overrides */
 	struct sieve_msg_view ts_msg;
@@ -144,7 +144,15 @@ static struct scope *scope_for(struct exec *ex, const char *name, size_t len)
 
 static struct var *var_get(struct exec *ex, const char *name, size_t len, bool create)
 {
-	struct scope *sc = scope_for(ex, name, len);
+	struct scope *sc;
+	if (len > 7 && strncasecmp(name, "global.", 7) == 0) {
+		/* RFC 6609 3.5: the "global" namespace */
+		sc = &ex->globals;
+		name += 7;
+		len -= 7;
+	} else {
+		sc = scope_for(ex, name, len);
+	}
 	struct var *v = scope_find(sc, name, len);
 	if (v != NULL || !create)
 		return v;
@@ -192,12 +200,14 @@ static int expand(struct exec *ex, const struct sieve_str *s, struct buf *out)
 					if (name[k] == '.')
 						dotted = true;
 				}
-				bool valid_ident = !dotted && (isalpha((unsigned char)name[0]) || name[0] == '_');
+				bool valid_ident = (!dotted || (nlen > 7 && strncasecmp(name, "global.", 7) == 0 &&
+								uses(ex, SIEVE_EXT_INCLUDE))) &&
+						   (isalpha((unsigned char)name[0]) || name[0] == '_');
 				if (numeric) {
 					unsigned long idx = 0;
 					for (size_t k = 0; k < nlen && idx < 100; k++)
 						idx = idx * 10 + (unsigned long)(name[k] - '0');
-					if (idx < ex->nmatch && idx < 10 && buf_append(out, ex->match[idx].data,
+					if (idx < ex->nmatch && idx < SIEVE_MAX_MATCH_VALUES && buf_append(out, ex->match[idx].data,
 										   ex->match[idx].len) < 0)
 						return -1;
 					i = j + 1;
@@ -341,7 +351,7 @@ static void set_matches(struct exec *ex, struct buf *caps, unsigned ncaps)
 {
 	if (!uses(ex, SIEVE_EXT_VARIABLES))
 		return;
-	for (unsigned i = 0; i < 10; i++) {
+	for (unsigned i = 0; i < SIEVE_MAX_MATCH_VALUES; i++) {
 		buf_reset(&ex->match[i]);
 		if (i < ncaps)
 			buf_append(&ex->match[i], caps[i].data, caps[i].len);
@@ -371,15 +381,15 @@ static int regex_match(struct exec *ex, const struct sieve_node *n, const char *
 		ret = 1;
 		if (capture) {
 			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-			struct buf caps[10];
-			unsigned nc = (unsigned)rc < 10 ? (unsigned)rc : 10;
-			for (unsigned i = 0; i < 10; i++)
+			struct buf caps[SIEVE_MAX_MATCH_VALUES];
+			unsigned nc = (unsigned)rc < SIEVE_MAX_MATCH_VALUES ? (unsigned)rc : SIEVE_MAX_MATCH_VALUES;
+			for (unsigned i = 0; i < SIEVE_MAX_MATCH_VALUES; i++)
 				buf_init(&caps[i], ex->lim.max_variable_size);
 			for (unsigned i = 0; i < nc; i++)
 				if (ov[2 * i] != PCRE2_UNSET)
 					buf_append(&caps[i], val + ov[2 * i], ov[2 * i + 1] - ov[2 * i]);
 			set_matches(ex, caps, nc);
-			for (unsigned i = 0; i < 10; i++)
+			for (unsigned i = 0; i < SIEVE_MAX_MATCH_VALUES; i++)
 				buf_deinit(&caps[i]);
 		}
 	}
@@ -405,7 +415,28 @@ static int do_match(struct exec *ex, const struct sieve_node *n, const struct st
 				return 1;
 		return 0;
 	}
-	bool capture = uses(ex, SIEVE_EXT_VARIABLES);
+	/* the body test never sets match variables (as in Pigeonhole) */
+	bool capture = uses(ex, SIEVE_EXT_VARIABLES) && n->id != TST_BODY;
+	struct strlist fv = { 0 }, fk = { 0 };
+	if (n->cmp == SIEVE_CMP_UNICODE) {
+		struct buf fb;
+		buf_init(&fb, ex->lim.max_string_length * 2);
+		for (size_t i = 0; i < vals->n; i++) {
+			sieve_unicode_fold(vals->v[i], vals->len[i], &fb);
+			sl_add(&fv, fb.data, fb.len);
+		}
+		for (size_t i = 0; i < keys->n; i++) {
+			sieve_unicode_fold(keys->v[i], keys->len[i], &fb);
+			sl_add(&fk, fb.data, fb.len);
+		}
+		buf_deinit(&fb);
+		struct sieve_node tmp = *n;
+		tmp.cmp = SIEVE_CMP_OCTET;
+		int r = do_match(ex, &tmp, &fv, &fk, count_skip_empty);
+		sl_free(&fv);
+		sl_free(&fk);
+		return r;
+	}
 	for (size_t i = 0; i < vals->n; i++) {
 		for (size_t k = 0; k < keys->n; k++) {
 			if (work(ex, n, 1 + (vals->len[i] + keys->len[k]) / 4096) < 0)
@@ -428,16 +459,16 @@ static int do_match(struct exec *ex, const struct sieve_node *n, const struct st
 			case SIEVE_MATCH_MATCHES: {
 				if (work(ex, n, (vl * (kl + 1)) / 65536) < 0)
 					return -1;
-				struct buf caps[10];
+				struct buf caps[SIEVE_MAX_MATCH_VALUES];
 				unsigned nc = 0;
 				if (capture)
-					for (int c = 0; c < 10; c++)
+					for (int c = 0; c < SIEVE_MAX_MATCH_VALUES; c++)
 						buf_init(&caps[c], ex->lim.max_variable_size);
 				bool ok = sieve_match_wildcard(v, vl, key, kl, n->cmp, capture ? caps : NULL, &nc);
 				if (ok && capture)
 					set_matches(ex, caps, nc);
 				if (capture)
-					for (int c = 0; c < 10; c++)
+					for (int c = 0; c < SIEVE_MAX_MATCH_VALUES; c++)
 						buf_deinit(&caps[c]);
 				if (ok)
 					return 1;
@@ -490,6 +521,12 @@ static void add_addr_part(const struct sieve_address *a, int part, struct strlis
 {
 	if (a->local == NULL)
 		return;
+	if (a->domain == NULL || *a->local == '\0') {
+		/* not a valid address: only :all sees it, as written (RFC 5228 5.1) */
+		if (part == SIEVE_ADDR_ALL)
+			sl_add(out, a->local, strlen(a->local));
+		return;
+	}
 	const char *local = a->local, *dom = a->domain ? a->domain : "";
 	char tmp[1024];
 	switch (part) {
@@ -553,6 +590,93 @@ static const char *env_from(struct exec *ex)
 	return msgv(ex)->envelope_from;
 }
 
+static bool path_domain(const char *p, const char *e)
+{
+	if (p >= e)
+		return false;
+	if (*p == '[')
+		return e[-1] == ']' && e - p > 2;
+	bool label_start = true;
+	for (; p < e; p++) {
+		if (*p == '.') {
+			if (label_start)
+				return false;
+			label_start = true;
+		} else if (isalnum((unsigned char)*p) || *p == '-') {
+			label_start = false;
+		} else {
+			return false;
+		}
+	}
+	return !label_start;
+}
+
+static bool atext(char c)
+{
+	return isalnum((unsigned char)c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~.", c) != NULL) ||
+	       (unsigned char)c >= 0x80;
+}
+
+/* RFC 5321 path: "<local@domain>", "local@domain", source routes, or "<>"; 1 ok, 0 null, -1 invalid. */
+static int sieve_envelope_path_parse(const char *s, struct sieve_address *a)
+{
+	a->local = a->domain = NULL;
+	size_t len = strlen(s);
+	const char *p = s;
+	if (len > 0 && p[0] == '<') {
+		if (len < 2 || p[len - 1] != '>')
+			return -1;
+		p++;
+		len -= 2;
+	}
+	if (len == 0)
+		return 0;
+	const char *e = p + len;
+	if (*p == '@') {
+		/* source route: @d1,@d2:mailbox */
+		for (;;) {
+			p++; /* the '@' */
+			const char *d = p;
+			while (p < e && *p != ',' && *p != ':')
+				p++;
+			if (p >= e || !path_domain(d, p))
+				return -1;
+			if (*p == ':') {
+				p++;
+				break;
+			}
+			p++; /* the ',' */
+			if (p >= e || *p != '@')
+				return -1;
+		}
+	}
+	const char *lp = p;
+	if (p < e && *p == '"') {
+		p++;
+		while (p < e && *p != '"') {
+			if (*p == '\\')
+				p++;
+			p++;
+		}
+		if (p >= e)
+			return -1;
+		p++;
+	} else {
+		while (p < e && atext(*p))
+			p++;
+	}
+	if (p == e && p > lp && lp == (*s == '<' ? s + 1 : s)) {
+		/* a local part alone, like <MAILER-DAEMON> */
+		a->local = xstrndup(lp, (size_t)(p - lp));
+		return 1;
+	}
+	if (p == lp || p >= e || *p != '@' || !path_domain(p + 1, e))
+		return -1;
+	a->local = xstrndup(lp, (size_t)(p - lp));
+	a->domain = xstrndup(p + 1, (size_t)(e - p - 1));
+	return 1;
+}
+
 static int test_envelope(struct exec *ex, const struct sieve_node *n)
 {
 	struct strlist parts, vals = { 0 };
@@ -572,7 +696,8 @@ static int test_envelope(struct exec *ex, const struct sieve_node *n)
 		if (src == NULL)
 			continue;
 		struct sieve_address a;
-		int r = sieve_address_parse_path(src, &a);
+		bool auth = strcasecmp(parts.v[i], "auth") == 0;
+		int r = auth ? sieve_address_parse_path(src, &a) : sieve_envelope_path_parse(src, &a);
 		if (r == 0) {
 			/* null reverse-path: only :all (and :localpart/:domain) see "" */
 			if (n->addrpart != SIEVE_ADDR_USER && n->addrpart != SIEVE_ADDR_DETAIL)
@@ -597,6 +722,8 @@ static int test_address(struct exec *ex, const struct sieve_node *n)
 		for (size_t j = 0; j < hv.n; j++) {
 			struct sieve_address addrs[64];
 			size_t na = sieve_address_parse_list(hv.v[j], addrs, 64);
+			if (na == 0 && n->addrpart == SIEVE_ADDR_ALL)
+				sl_add(&vals, hv.v[j], hv.len[j]);
 			for (size_t k = 0; k < na; k++) {
 				add_addr_part(&addrs[k], n->addrpart, &vals);
 				sieve_address_free(&addrs[k]);
@@ -619,10 +746,49 @@ static int test_header(struct exec *ex, const struct sieve_node *n)
 	return test_match_values(ex, n, &vals, n->pos[1], false);
 }
 
+/* body :text of text/html: the text without markup (tags dropped, basic entities decoded) */
+static char *html_to_text(const char *s, size_t len)
+{
+	struct buf b;
+	buf_init(&b, len + 1);
+	static const struct { const char *ent; char c; } ents[] = {
+		{ "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' }, { "&quot;", '"' }, { "&nbsp;", ' ' }, { "&#39;", '\'' },
+	};
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '<') {
+			const char *close = memchr(s + i, '>', len - i);
+			if (close == NULL)
+				break;
+			i = (size_t)(close - s);
+			continue;
+		}
+		if (s[i] == '&') {
+			bool done = false;
+			for (size_t k = 0; k < sizeof(ents) / sizeof(ents[0]) && !done; k++) {
+				size_t el = strlen(ents[k].ent);
+				if (len - i >= el && strncasecmp(s + i, ents[k].ent, el) == 0) {
+					buf_append_c(&b, ents[k].c);
+					i += el - 1;
+					done = true;
+				}
+			}
+			if (done)
+				continue;
+		}
+		buf_append_c(&b, s[i]);
+	}
+	char *r = buf_steal(&b);
+	buf_deinit(&b);
+	return r;
+}
+
 static bool content_type_matches(const char *type, const char *want)
 {
 	if (*want == '\0')
 		return true;
+	const char *slash = strchr(want, '/');
+	if (slash != NULL && (strchr(slash + 1, '/') != NULL || slash == want || slash[1] == '\0'))
+		return false;
 	if (strchr(want, '/') != NULL)
 		return strcasecmp(type, want) == 0;
 	size_t l = strlen(want);
@@ -634,7 +800,9 @@ static int test_body(struct exec *ex, const struct sieve_node *n)
 	struct sieve_message *m = msg(ex);
 	struct strlist vals = { 0 };
 	size_t maxb = ex->lim.max_body_size;
-	if (n->tag[TAG_RAW] != NULL) {
+	if (!m->has_body) {
+		/* header only: every body test is false */
+	} else if (n->tag[TAG_RAW] != NULL) {
 		sl_add(&vals, m->body, m->body_len < maxb ? m->body_len : maxb);
 	} else {
 		sieve_message_parse_parts(m, ex->lim.max_mime_parts, maxb);
@@ -652,16 +820,26 @@ static int test_body(struct exec *ex, const struct sieve_node *n)
 						ok = true;
 				if (!ok)
 					continue;
-				if (p->multipart) {
-					/* a multipart's own content is its prologue/epilogue: skip the children */
+				if (p->multipart && strcmp(p->type, "message/rfc822") != 0) {
+					/* RFC 5173 5.2: a multipart's own content is its prologue and epilogue */
+					if (p->prologue != NULL)
+						sl_add(&vals, p->prologue, strlen(p->prologue));
+					if (p->epilogue != NULL)
+						sl_add(&vals, p->epilogue, strlen(p->epilogue));
 					continue;
 				}
 				if (p->text != NULL)
 					sl_add(&vals, p->text, p->text_len);
 				else
 					sl_add(&vals, p->raw, p->raw_len);
-			} else if (p->text != NULL) {
-				sl_add(&vals, p->text, p->text_len);
+			} else if (p->text != NULL && !p->multipart) {
+				if (strcmp(p->type, "text/html") == 0) {
+					char *t = html_to_text(p->text, p->text_len);
+					sl_add(&vals, t, strlen(t));
+					free(t);
+				} else {
+					sl_add(&vals, p->text, p->text_len);
+				}
 			}
 		}
 		sl_free(&types);
@@ -806,28 +984,80 @@ out:
 	return ret;
 }
 
+/* RFC 6068 mailto: each recipient (percent-decoded) must be local@domain; header names must be tokens. */
+static bool mailto_pct_decode(const char *s, size_t len, struct buf *out)
+{
+	buf_reset(out);
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == '%') {
+			if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]))
+				return false;
+			char hex[3] = { s[i + 1], s[i + 2], 0 };
+			c = (char)strtol(hex, NULL, 16);
+			i += 2;
+		}
+		if (buf_append_c(out, c) < 0)
+			return false;
+	}
+	return true;
+}
+
+static bool mailto_recipients(const char *s, size_t len, unsigned *count)
+{
+	struct buf b;
+	buf_init(&b, 4096);
+	bool ok = mailto_pct_decode(s, len, &b);
+	const char *p = b.data, *e = b.data + b.len;
+	while (ok && p < e) {
+		const char *c = memchr(p, ',', (size_t)(e - p));
+		const char *ae = c ? c : e;
+		while (p < ae && *p == ' ')
+			p++;
+		const char *at = NULL;
+		for (const char *q = p; q < ae; q++) {
+			if (*q == '@')
+				at = q;
+			if ((unsigned char)*q <= 32 || *q == '<' || *q == '>' || *q == '"' || *q == '(' || *q == ')')
+				ok = false;
+		}
+		if (at == NULL || at == p || at + 1 >= ae)
+			ok = false;
+		(*count)++;
+		p = c ? c + 1 : e;
+	}
+	buf_deinit(&b);
+	return ok;
+}
+
 static bool valid_mailto(const char *uri)
 {
 	if (strncasecmp(uri, "mailto:", 7) != 0)
 		return false;
 	const char *p = uri + 7;
 	size_t l = strcspn(p, "?");
-	if (l == 0)
-		return strstr(p, "to=") != NULL;
-	/* each comma separated recipient must look like local@domain */
-	const char *e = p + l;
-	while (p < e) {
-		const char *c = memchr(p, ',', (size_t)(e - p));
-		const char *ae = c ? c : e;
-		const char *at = memchr(p, '@', (size_t)(ae - p));
-		if (at == NULL || at == p || at + 1 >= ae)
-			return false;
-		for (const char *q = p; q < ae; q++)
-			if ((unsigned char)*q <= 32 || *q == '<' || *q == '>' || *q == '"')
+	unsigned count = 0;
+	if (l > 0 && !mailto_recipients(p, l, &count))
+		return false;
+	if (p[l] == '?') {
+		const char *q = p + l + 1;
+		while (*q) {
+			size_t fl = strcspn(q, "&");
+			const char *eq = memchr(q, '=', fl);
+			if (eq == NULL || eq == q)
 				return false;
-		p = c ? c + 1 : e;
+			for (const char *h = q; h < eq; h++)
+				if (!(isalnum((unsigned char)*h) || *h == '-' || *h == '_' || *h == '.'))
+					return false;
+			if ((size_t)(eq - q) == 2 && strncasecmp(q, "to", 2) == 0 &&
+			    !mailto_recipients(eq + 1, fl - (size_t)(eq + 1 - q), &count))
+				return false;
+			q += fl;
+			if (*q == '&')
+				q++;
+		}
 	}
-	return true;
+	return count > 0;
 }
 
 static int test_environment(struct exec *ex, const struct sieve_node *n)
@@ -857,9 +1087,10 @@ static int test_environment(struct exec *ex, const struct sieve_node *n)
 	else if (strcasecmp(name.data, "version") == 0)
 		val = MR_VERSION;
 	buf_deinit(&name);
+	if (val == NULL)
+		return 0; /* unknown items never match, not even with :count */
 	struct strlist vals = { 0 };
-	if (val != NULL)
-		sl_add(&vals, val, strlen(val));
+	sl_add(&vals, val, strlen(val));
 	return test_match_values(ex, n, &vals, n->pos[1], false);
 }
 
@@ -1784,18 +2015,20 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 		const struct sieve_script *sub = n->included;
 		if (sub == NULL)
 			return 0; /* :optional and missing */
-		if (n->tag[TAG_ONCE] != NULL) {
-			for (size_t i = 0; i < ex->nonce; i++)
-				if (ex->once[i] == sub)
-					return 0;
-		}
+		char *key = xasprintf("%c%s", n->tag[TAG_GLOBAL] != NULL ? 'g' : 'p', sub->name);
 		bool seen = false;
 		for (size_t i = 0; i < ex->nonce; i++)
-			if (ex->once[i] == sub)
+			if (strcmp(ex->once[i], key) == 0)
 				seen = true;
+		if (seen && n->tag[TAG_ONCE] != NULL) {
+			free(key);
+			return 0;
+		}
 		if (!seen && ex->nonce < 1024) {
 			ex->once = xreallocarray(ex->once, ex->nonce + 1, sizeof(*ex->once));
-			ex->once[ex->nonce++] = sub;
+			ex->once[ex->nonce++] = key;
+		} else {
+			free(key);
 		}
 		if (ex->depth + 1 > ex->lim.max_include_depth) {
 			ex_error(ex, n, "include nesting is deeper than %u levels", ex->lim.max_include_depth);
@@ -1971,7 +2204,7 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	ex.res = res;
 	ex.trace = trace;
 	ex.trace_ctx = trace_ctx;
-	for (int i = 0; i < 10; i++)
+	for (int i = 0; i < SIEVE_MAX_MATCH_VALUES; i++)
 		buf_init(&ex.match[i], ex.lim.max_variable_size);
 	buf_init(&ex.flags, ex.lim.max_variable_size);
 	if (s->required & SIEVE_EXT_TESTSUITE) {
@@ -1993,12 +2226,12 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	} else if (!res->keep_cancelled) {
 		add_implicit_keep(&ex);
 	}
-	for (int i = 0; i < 10; i++)
+	for (int i = 0; i < SIEVE_MAX_MATCH_VALUES; i++)
 		buf_deinit(&ex.match[i]);
 	buf_deinit(&ex.flags);
 	scope_free(&ex.globals);
 	sieve_message_free(&ex.m);
-	free(ex.once);
+	free_strv(ex.once, ex.nonce);
 	free(ex.ts_raw);
 	free(ex.ts_from);
 	free(ex.ts_to);

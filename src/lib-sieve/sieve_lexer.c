@@ -151,7 +151,12 @@ static void lx_quoted(struct sieve_lexer *lx, struct sieve_token *tok)
 			}
 			c = *lx->p;
 		}
-		/* RFC 5228 2.4.2: a bare CR or LF inside a quoted string is kept as CRLF semantics; keep bytes. */
+		/* line breaks inside a quoted string are CRLF, like in multi-line strings */
+		if (c == '\n' && (lx->str.len == 0 || lx->str.data[lx->str.len - 1] != '\r') &&
+		    buf_append_c(&lx->str, '\r') < 0) {
+			lx_string_too_long(lx, tok);
+			return;
+		}
 		if (buf_append_c(&lx->str, c) < 0) {
 			lx_string_too_long(lx, tok);
 			return;
@@ -207,7 +212,9 @@ static void lx_multiline(struct sieve_lexer *lx, struct sieve_token *tok)
 					lx_adv(lx);
 				break;
 			}
-			lx_adv(lx); /* dot-stuffing: drop the first dot */
+			/* dot-stuffing: ".." at the start of a line stands for "." */
+			if (q < lx->end && *q == '.')
+				lx_adv(lx);
 		}
 		while (lx->p < lx->end && *lx->p != '\n') {
 			if (*lx->p == '\r' && lx->p + 1 < lx->end && lx->p[1] == '\n') {

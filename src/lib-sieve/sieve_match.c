@@ -17,6 +17,8 @@ int sieve_cmp_lookup(const char *name, unsigned required)
 		return SIEVE_CMP_CASEMAP;
 	if (strcmp(name, "i;ascii-numeric") == 0 && (required & SIEVE_EXT_CMP_NUMERIC))
 		return SIEVE_CMP_NUMERIC;
+	if (strcmp(name, "i;unicode-casemap") == 0)
+		return SIEVE_CMP_UNICODE;
 	return -1;
 }
 
@@ -187,7 +189,7 @@ bool sieve_match_wildcard(const char *val, size_t vlen, const char *pat, size_t 
 			wlen[nw - 1] = v - wstart[nw - 1];
 	}
 	if (caps != NULL) {
-		unsigned n = nw < 9 ? nw : 9;
+		unsigned n = nw < SIEVE_MAX_MATCH_VALUES - 1 ? nw : SIEVE_MAX_MATCH_VALUES - 1;
 		buf_reset(&caps[0]);
 		buf_append(&caps[0], val, vlen);
 		for (unsigned i = 0; i < n; i++) {
@@ -198,4 +200,36 @@ bool sieve_match_wildcard(const char *val, size_t vlen, const char *pat, size_t 
 		*ncaps = n + 1;
 	}
 	return true;
+}
+
+void sieve_unicode_fold(const char *s, size_t len, struct buf *out)
+{
+	buf_reset(out);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x80) {
+			buf_append_c(out, (char)(c >= 'A' && c <= 'Z' ? c + 32 : c));
+			i++;
+			continue;
+		}
+		size_t n = utf8_len(s + i, len - i);
+		if (n == 2) {
+			unsigned cp = ((c & 0x1fu) << 6) | ((unsigned char)s[i + 1] & 0x3fu);
+			if ((cp >= 0xc0 && cp <= 0xde && cp != 0xd7) || (cp >= 0x391 && cp <= 0x3ab && cp != 0x3a2) ||
+			    (cp >= 0x410 && cp <= 0x42f))
+				cp += 0x20;
+			else if (cp >= 0x400 && cp <= 0x40f)
+				cp += 0x50;
+			else if (cp >= 0x100 && cp <= 0x17f && cp != 0x130 && cp != 0x131 && cp != 0x138 && cp != 0x149 &&
+				 cp != 0x17f && ((cp < 0x139 || cp > 0x148) && (cp < 0x179 || cp > 0x17e)))
+				cp |= 1u;
+			else if (((cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17e)) && (cp & 1u))
+				cp += 1;
+			char u[2] = { (char)(0xc0 | (cp >> 6)), (char)(0x80 | (cp & 0x3f)) };
+			buf_append(out, u, 2);
+		} else {
+			buf_append(out, s + i, n);
+		}
+		i += n;
+	}
 }

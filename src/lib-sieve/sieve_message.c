@@ -42,17 +42,22 @@ static char *unfold(const char *s, size_t len)
  * Parse a header block. Returns the offset of the body (after the empty line),
  * or len when there is none. Calls add for every field.
  */
-static size_t parse_header_block(const char *raw, size_t len, size_t max,
-				 void (*add)(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen),
-				 void *ctx)
+static size_t parse_header_block_end(const char *raw, size_t len, size_t max,
+				     void (*add)(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen),
+				     void *ctx, bool *ended)
 {
 	size_t i = 0, count = 0;
+	*ended = false;
 	while (i < len) {
 		/* empty line: end of header */
-		if (raw[i] == '\n')
+		if (raw[i] == '\n') {
+			*ended = true;
 			return i + 1;
-		if (raw[i] == '\r' && i + 1 < len && raw[i + 1] == '\n')
+		}
+		if (raw[i] == '\r' && i + 1 < len && raw[i + 1] == '\n') {
+			*ended = true;
 			return i + 2;
+		}
 		size_t start = i;
 		/* find end of the field including continuation lines */
 		size_t end = i;
@@ -86,6 +91,14 @@ static size_t parse_header_block(const char *raw, size_t len, size_t max,
 	return len;
 }
 
+static size_t parse_header_block(const char *raw, size_t len, size_t max,
+				 void (*add)(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen),
+				 void *ctx)
+{
+	bool ended;
+	return parse_header_block_end(raw, len, max, add, ctx, &ended);
+}
+
 static void msg_add(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen)
 {
 	struct sieve_message *m = ctx;
@@ -111,9 +124,11 @@ void sieve_message_parse(struct sieve_message *m, const char *raw, size_t len, s
 		m->body = "";
 		return;
 	}
-	size_t off = parse_header_block(raw, len, max_headers ? max_headers : 1000, msg_add, m);
+	bool ended = false;
+	size_t off = parse_header_block_end(raw, len, max_headers ? max_headers : 1000, msg_add, m, &ended);
 	m->body = raw + off;
 	m->body_len = len - off;
+	m->has_body = ended;
 }
 
 void sieve_message_add_header(struct sieve_message *m, const char *name, const char *value, bool last)
@@ -138,6 +153,8 @@ void sieve_message_free(struct sieve_message *m)
 		free(m->parts[i].type);
 		free(m->parts[i].raw);
 		free(m->parts[i].text);
+		free(m->parts[i].prologue);
+		free(m->parts[i].epilogue);
 	}
 	free(m->parts);
 	memset(m, 0, sizeof(*m));
@@ -400,12 +417,20 @@ static const char *find_boundary(const char *s, size_t len, const char *b, size_
 	return NULL;
 }
 
-static void add_multipart(struct mime_ctx *mc, const char *boundary, const char *subdefault, const char *body,
-			  size_t len, unsigned depth)
+static char *trimmed_text(const char *s, size_t len)
+{
+	while (len > 0 && (s[len - 1] == '\r' || s[len - 1] == '\n'))
+		len--;
+	return len > 0 ? xstrndup(s, len) : NULL;
+}
+
+static void add_multipart(struct mime_ctx *mc, size_t self, const char *boundary, const char *subdefault,
+			  const char *body, size_t len, unsigned depth)
 {
 	size_t blen = strlen(boundary);
 	bool final = false;
 	const char *p = find_boundary(body, len, boundary, blen, &final);
+	mc->m->parts[self].prologue = trimmed_text(body, p != NULL ? (size_t)(p - body) : len);
 	while (p != NULL && !final && mc->m->nparts < mc->max_parts) {
 		const char *start = memchr(p, '\n', (size_t)(body + len - p));
 		if (start == NULL)
@@ -427,6 +452,11 @@ static void add_multipart(struct mime_ctx *mc, const char *boundary, const char 
 		p = next;
 		final = fin2;
 	}
+	if (p != NULL && final) {
+		const char *ep = memchr(p, '\n', (size_t)(body + len - p));
+		if (ep != NULL)
+			mc->m->parts[self].epilogue = trimmed_text(ep + 1, (size_t)(body + len - ep - 1));
+	}
 }
 
 static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char *default_type, const char *body,
@@ -443,8 +473,11 @@ static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char
 		for (size_t i = 0; i < l; i++)
 			type[i] = (char)tolower((unsigned char)ph->ctype[i]);
 		type[l] = '\0';
-		if (strchr(type, '/') == NULL)
+		char *slash = strchr(type, '/');
+		if (slash == NULL)
 			snprintf(type, sizeof(type), "%s", default_type);
+		else if (strchr(slash + 1, '/') != NULL || slash == type || slash[1] == '\0')
+			snprintf(type, sizeof(type), "application/octet-stream");
 	} else {
 		snprintf(type, sizeof(type), "%s", default_type);
 	}
@@ -461,7 +494,7 @@ static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char
 		pt->multipart = true;
 		char *boundary = ph->ctype ? get_param(ph->ctype, "boundary") : NULL;
 		if (boundary != NULL && *boundary != '\0')
-			add_multipart(mc, boundary, strcmp(type, "multipart/digest") == 0 ? "message/rfc822" : "text/plain",
+			add_multipart(mc, m->nparts - 1, boundary, strcmp(type, "multipart/digest") == 0 ? "message/rfc822" : "text/plain",
 				      body, len, depth);
 		free(boundary);
 		return;
@@ -469,6 +502,15 @@ static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char
 	if (strcmp(type, "message/rfc822") == 0) {
 		struct part_hdrs sub = { NULL, NULL };
 		size_t off = parse_header_block(body, len, 100, part_add, &sub);
+		/* RFC 5173 5.2: the content of a message/rfc822 part is its header */
+		size_t hl = off;
+		if (hl >= 2 && body[hl - 2] == '\r' && body[hl - 1] == '\n')
+			hl -= 2;
+		else if (hl >= 1 && body[hl - 1] == '\n')
+			hl -= 1;
+		pt->text = xstrndup(body, hl);
+		pt->text_len = hl;
+		pt->multipart = true; /* not text: only :content "message" sees it */
 		add_part(mc, &sub, "text/plain", body + off, len - off, depth + 1);
 		free(sub.ctype);
 		free(sub.cte);

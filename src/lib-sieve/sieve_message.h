@@ -27,6 +27,7 @@ struct sieve_part {
 	char *text;      /* decoded + converted to UTF-8 (NULL if not text/) */
 	size_t text_len;
 	bool multipart;
+	char *prologue, *epilogue;   /* multipart only (may be NULL) */
 };
 
 struct sieve_message {
@@ -34,6 +35,7 @@ struct sieve_message {
 	size_t nhdrs, alloc;
 	const char *body;
 	size_t body_len;
+	bool has_body;   /* false: header only, no empty line (RFC 5173: body tests fail) */
 	struct sieve_part *parts;
 	size_t nparts;
 	bool parts_parsed;

@@ -95,7 +95,9 @@ enum sieve_tag_id {
 enum sieve_match { SIEVE_MATCH_IS, SIEVE_MATCH_CONTAINS, SIEVE_MATCH_MATCHES, SIEVE_MATCH_REGEX,
 		   SIEVE_MATCH_VALUE, SIEVE_MATCH_COUNT };
 enum sieve_rel { SIEVE_REL_GT, SIEVE_REL_GE, SIEVE_REL_LT, SIEVE_REL_LE, SIEVE_REL_EQ, SIEVE_REL_NE };
-enum sieve_cmp { SIEVE_CMP_OCTET, SIEVE_CMP_CASEMAP, SIEVE_CMP_NUMERIC };
+enum sieve_cmp { SIEVE_CMP_OCTET, SIEVE_CMP_CASEMAP, SIEVE_CMP_NUMERIC, SIEVE_CMP_UNICODE };
+/* i;unicode-casemap: fold to lower case (ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic) */
+void sieve_unicode_fold(const char *s, size_t len, struct buf *out);
 enum sieve_addrpart { SIEVE_ADDR_ALL, SIEVE_ADDR_LOCALPART, SIEVE_ADDR_DOMAIN, SIEVE_ADDR_USER,
 		      SIEVE_ADDR_DETAIL };
 
@@ -163,9 +165,10 @@ int sieve_validate(struct sieve_script *s, const struct sieve_compile_options *o
 unsigned sieve_ext_lookup(const char *name);
 
 /* match helpers (sieve_match.c) */
+#define SIEVE_MAX_MATCH_VALUES 32
 int sieve_cmp_lookup(const char *name, unsigned required);
 int sieve_rel_lookup(const char *s, size_t len);
-/* Wildcard :matches; captures (up to 10) when caps != NULL. */
+/* Wildcard :matches; captures (up to SIEVE_MAX_MATCH_VALUES) when caps != NULL. */
 bool sieve_match_wildcard(const char *val, size_t vlen, const char *pat, size_t plen,
 			  int cmp, struct buf *caps, unsigned *ncaps);
 bool sieve_cmp_equal(int cmp, const char *a, size_t alen, const char *b, size_t blen);

@@ -334,7 +334,7 @@ static int decode_encoded(struct validator *v, const struct sieve_arg *a, struct
 		const char *q = p + j, *qe = close;
 		struct buf dec;
 		buf_init(&dec, body_len * 4 + 4);
-		bool ok = true;
+		bool ok = true, any = false;
 		while (q < qe) {
 			while (q < qe && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
 				q++;
@@ -353,6 +353,7 @@ static int decode_encoded(struct validator *v, const struct sieve_arg *a, struct
 				ok = false;
 				break;
 			}
+			any = true;
 			if (hex) {
 				if (q - st > 2) {
 					ok = false;
@@ -376,6 +377,8 @@ static int decode_encoded(struct validator *v, const struct sieve_arg *a, struct
 				buf_append(&dec, u, n);
 			}
 		}
+		if (!any)
+			ok = false;
 		if (!ok) {
 			/* not a valid encoding: left as is (RFC 5228 2.4.2.4) */
 			buf_append_c(&out, *p);
@@ -753,7 +756,9 @@ static int validate_specific(struct validator *v, struct sieve_node *n)
 		return 0;
 	case CMD_SET:
 		a = n->pos[0];
-		if (!valid_identifier(a->strs[0].s, a->strs[0].len)) {
+		if (!valid_identifier(a->strs[0].s, a->strs[0].len) &&
+		    !((v->s->required & SIEVE_EXT_INCLUDE) && a->strs[0].len > 7 &&
+		      strncasecmp(a->strs[0].s, "global.", 7) == 0 && valid_identifier(a->strs[0].s + 7, a->strs[0].len - 7))) {
 			v_error(v, a->line, a->col, "invalid variable name '%s'", a->strs[0].s);
 			return -1;
 		}
@@ -870,7 +875,8 @@ static int validate_specific(struct validator *v, struct sieve_node *n)
 		a = n->pos[0];
 		for (size_t i = 0; i < a->nstrs; i++) {
 			unsigned e = sieve_ext_lookup(a->strs[i].s);
-			if (e == 0 || (e != EXT_BUILTIN && (v->s->allowed & e) == 0))
+			if (e == 0 || (e != EXT_BUILTIN && (v->s->allowed & e) == 0) ||
+			    e == SIEVE_EXT_ENCODED_CHARACTER || e == SIEVE_EXT_VARIABLES)
 				n->ihave_ok = false;
 		}
 		return 0;
