@@ -1,0 +1,166 @@
+/*
+ * smtp_client: the asynchronous outbound SMTP engine (RFC 5321 client side) on
+ * the caller's libevent base. One call delivers one message to one destination
+ * (a domain's MX hosts, or explicit relay hosts) and reports one result per
+ * recipient through a callback that runs later on the loop, exactly once,
+ * unless the delivery is cancelled first. It is not the queue scheduler: retry
+ * timing, bouncing and DSN generation belong to the caller.
+ *
+ * Within one delivery every MX host (in preference order, equal preferences
+ * shuffled) and each of its addresses (A first, then AAAA) is tried in order;
+ * a connection failure, timeout, malformed reply or a 4xx/5xx before MAIL, or
+ * a 4xx at MAIL or after DATA moves the recipients still undecided to the next
+ * address. A 5xx at RCPT fails that recipient only; a 4xx at RCPT defers it.
+ * Recipients never get a final result from a host that did not answer them.
+ *
+ * Protocol: banner, EHLO (HELO fallback on 5xx), STARTTLS when offered and the
+ * policy is not NONE (REQUIRE: never MAIL in clear, defer instead; MAY: a failed
+ * handshake retries that address once without TLS), AUTH PLAIN/LOGIN only inside
+ * TLS, PIPELINING (MAIL+RCPTs in one batch), SIZE (peer limit too small →
+ * permanent 552 5.3.4), 8BITMIME (8-bit body without it → permanent 554 5.6.3),
+ * SMTPUTF8 (needed but missing → permanent 553 5.6.7), DSN (NOTIFY/ORCPT/RET/ENVID
+ * passed on only when offered), DATA with dot-stuffing and CRLF normalization.
+ * Every wait has a timeout (RFC 5321 4.5.3.2 defaults, configurable). Replies
+ * are limited in line length and line count; anything malformed is a temporary
+ * failure of that session, never a crash or a stuck state.
+ *
+ * Sessions can be reused: after a successful transaction the connection is
+ * parked in a per-client pool keyed by destination (MX domain or relay host
+ * list, TLS policy, AUTH user) for idle_ms; the next delivery to the same key
+ * starts with RSET on it, and falls back to a fresh connection if that fails.
+ *
+ * Memory: smtp_deliver copies the envelope and destination; the caller keeps
+ * only the fd open (read with pread from offset 0; not closed by us) until the
+ * callback. The result passed to the callback lives only during the call.
+ */
+#ifndef MR_SMTP_CLIENT_H
+#define MR_SMTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+struct event_base;
+struct dns_resolver;
+struct smtp_client;
+struct smtp_delivery;
+
+enum smtp_tls_policy {
+	SMTP_TLS_NONE,    /* never STARTTLS */
+	SMTP_TLS_MAY,     /* STARTTLS when offered (opportunistic, no verification unless tls_verify) */
+	SMTP_TLS_REQUIRE, /* defer rather than send in clear */
+};
+
+/* All in milliseconds; 0 selects the RFC 5321 default shown. */
+struct smtp_client_timeouts {
+	unsigned connect;    /* 30 s */
+	unsigned banner;     /* 5 min */
+	unsigned helo;       /* 5 min (EHLO, STARTTLS, AUTH, RSET, TLS handshake) */
+	unsigned mail;       /* 5 min */
+	unsigned rcpt;       /* 5 min */
+	unsigned data_init;  /* 2 min */
+	unsigned data_block; /* 3 min without write progress */
+	unsigned data_final; /* 10 min */
+	unsigned quit;       /* 10 s; QUIT's reply is not waited for longer */
+};
+
+struct smtp_client_settings {
+	const char *helo_name;           /* required: our hostname */
+	struct dns_resolver *dns;        /* required for MX destinations and host names */
+	SSL_CTX *tls_ctx;                /* client context; NULL = create one (system CAs) */
+	const char *tls_ca_file;         /* extra CA file when tls_ctx is NULL (tests) */
+	struct smtp_client_timeouts timeouts;
+	unsigned mx_port;                /* port for MX delivery; default 25 (tests override) */
+	unsigned max_mx_hosts;           /* default 5 */
+	unsigned max_addresses;          /* addresses tried per delivery; default 10 */
+	unsigned max_reply_lines;        /* default 100 */
+	size_t max_reply_line;           /* bytes incl. CRLF; default 4096 */
+	unsigned idle_ms;                /* pooled session lifetime; 0 = no reuse */
+	unsigned max_reuse;              /* transactions per connection; default 100 */
+	const char *const *own_names;    /* our hostnames, for MX loop detection */
+	size_t own_name_count;
+	const char *const *own_addrs;    /* our IP addresses (text), for MX loop detection */
+	size_t own_addr_count;
+	const char *const *backup_domains; /* domains we are a backup MX for: MX list cut at our preference */
+	size_t backup_domain_count;
+};
+
+struct smtp_client *smtp_client_new(struct event_base *base, const struct smtp_client_settings *set,
+                                    char **error_r);
+/* Cancels pending deliveries (no callbacks) and closes pooled sessions. */
+void smtp_client_free(struct smtp_client **c);
+/* Number of parked sessions (tests, metrics). */
+size_t smtp_client_idle_count(const struct smtp_client *c);
+
+struct smtp_relay_host {
+	const char *host;   /* name, IPv4/IPv6 literal ("[::1]" allowed) */
+	unsigned port;      /* 0 = 25 */
+};
+
+struct smtp_destination {
+	const char *domain;                    /* MX delivery when relays == NULL */
+	const struct smtp_relay_host *relays;  /* explicit hosts, tried in order (no MX lookup) */
+	size_t relay_count;
+	enum smtp_tls_policy tls;
+	bool tls_verify;                       /* verify the chain and the host name */
+	const char *auth_user;                 /* AUTH PLAIN/LOGIN, only ever inside TLS */
+	const char *auth_pass;
+};
+
+struct smtp_envelope_rcpt {
+	const char *address;   /* without <> */
+	const char *notify;    /* DSN NOTIFY value ("SUCCESS,FAILURE", "NEVER") or NULL */
+	const char *orcpt;     /* DSN ORCPT value ("rfc822;x@y", xtext) or NULL */
+};
+
+struct smtp_envelope {
+	const char *queue_id;  /* for log lines; may be NULL */
+	const char *sender;    /* "" for the null reverse-path */
+	const char *envid;     /* DSN ENVID (xtext) or NULL */
+	const char *ret;       /* DSN RET: "FULL" / "HDRS" or NULL */
+	bool smtputf8;         /* the envelope or headers need SMTPUTF8 */
+	bool body_8bit;        /* body has 8-bit octets: needs BODY=8BITMIME */
+	off_t size;            /* message size; 0 = fstat(fd) */
+	const struct smtp_envelope_rcpt *rcpts;
+	size_t rcpt_count;
+};
+
+enum smtp_rcpt_status {
+	SMTP_RCPT_DELIVERED = 1, /* 2xx after the end of data */
+	SMTP_RCPT_TEMPFAIL,      /* 4xx, connection failure, timeout: retry later */
+	SMTP_RCPT_PERMFAIL,      /* 5xx (or a local permanent condition): bounce */
+};
+
+struct smtp_rcpt_result {
+	enum smtp_rcpt_status status;
+	int code;              /* the reply code, or a synthesized one (4xx/5xx) for local conditions */
+	const char *enh;       /* enhanced status code "5.1.1" (synthesized when the peer sent none) */
+	const char *text;      /* the peer's reply text (lines joined by '\n') or our diagnostic */
+	bool remote;           /* true when code/text came from the peer (DSN Diagnostic-Code: smtp;) */
+	const char *host;      /* the host that answered, or the last one tried ("" if none) */
+	const char *addr;      /* its address "ip" or "" */
+};
+
+struct smtp_delivery_result {
+	const struct smtp_rcpt_result *rcpts; /* same order as the envelope's */
+	size_t rcpt_count;
+	unsigned delivered, tempfail, permfail;
+	bool tls;              /* the last session used TLS */
+};
+
+typedef void smtp_delivery_cb(void *arg, const struct smtp_delivery_result *res);
+
+/*
+ * Start delivering. Never calls cb before returning. Returns a handle valid until
+ * cb runs or smtp_delivery_cancel. env->rcpt_count must be >= 1.
+ */
+struct smtp_delivery *smtp_deliver(struct smtp_client *c, const struct smtp_envelope *env, int fd,
+                                   const struct smtp_destination *dest, smtp_delivery_cb *cb, void *arg);
+/* Abort: the session is closed, cb never runs. Sets *d to NULL. */
+void smtp_delivery_cancel(struct smtp_delivery **d);
+
+const char *smtp_rcpt_status_name(enum smtp_rcpt_status st);
+
+#endif

@@ -1,0 +1,220 @@
+/* Pure logic of the outbound module: reply assembly, MX loop rules, relay groups. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include "outbound/client_reply.h"
+#include "outbound/mx_select.h"
+#include "outbound/relay.h"
+
+struct reply_case {
+	const char *name;
+	const char *lines[6]; /* NULL-terminated */
+	int ret;              /* of the last line fed */
+	int code;
+	const char *enh;
+	const char *text;
+};
+
+static void test_reply_table(void **state)
+{
+	static const struct reply_case cases[] = {
+		{ "single", { "250 ok", NULL }, 1, 250, "", "ok" },
+		{ "enh", { "550 5.1.1 no such user", NULL }, 1, 550, "5.1.1", "5.1.1 no such user" },
+		{ "multi", { "250-mx.test hello", "250-PIPELINING", "250 SIZE 1000", NULL }, 1, 250, "",
+		  "mx.test hello\nPIPELINING\nSIZE 1000" },
+		{ "bare code", { "250", NULL }, 1, 250, "", "" },
+		{ "partial", { "250-a", NULL }, 0, 250, "", "a" },
+		{ "code changes", { "250-a", "251 b", NULL }, -1, 0, NULL, NULL },
+		{ "not digits", { "25x ok", NULL }, -1, 0, NULL, NULL },
+		{ "bad sep", { "250+ok", NULL }, -1, 0, NULL, NULL },
+		{ "1xx", { "150 what", NULL }, -1, 0, NULL, NULL },
+		{ "short", { "25", NULL }, -1, 0, NULL, NULL },
+		{ "enh mismatch kept raw", { "451 4.7.1x greylisted", NULL }, 1, 451, "", "4.7.1x greylisted" },
+		{ "control chars", { "250 a\tb", NULL }, 1, 250, "", "a?b" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct reply_case *c = &cases[i];
+		struct client_reply r;
+		const char *err = NULL;
+		int ret = 0;
+		client_reply_init(&r, 5);
+		for (size_t k = 0; c->lines[k] != NULL; k++) {
+			ret = client_reply_feed_line(&r, c->lines[k], strlen(c->lines[k]), &err);
+			if (ret != 0)
+				break;
+		}
+		if (ret != c->ret)
+			fail_msg("case %s: ret %d", c->name, ret);
+		if (ret >= 0) {
+			assert_int_equal(r.code, c->code);
+			assert_string_equal(r.enh, c->enh);
+			assert_string_equal(r.text.data, c->text);
+		} else {
+			assert_non_null(err);
+		}
+		client_reply_deinit(&r);
+	}
+}
+
+static void test_reply_limits(void **state)
+{
+	struct client_reply r;
+	const char *err = NULL;
+	char line[64], out[16];
+	client_reply_init(&r, 10);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(client_reply_feed_line(&r, "250-x", 5, &err), 0);
+	assert_int_equal(client_reply_feed_line(&r, "250-x", 5, &err), -1);
+	client_reply_reset(&r);
+	/* text cap: long replies stay valid, text is truncated */
+	memset(line, 'a', sizeof(line));
+	memcpy(line, "250-", 4);
+	struct client_reply big;
+	client_reply_init(&big, 1000);
+	for (int i = 0; i < 500; i++)
+		assert_int_equal(client_reply_feed_line(&big, line, sizeof(line), &err), 0);
+	assert_int_equal(client_reply_feed_line(&big, "250 end", 7, &err), 1);
+	assert_true(big.text.len <= CLIENT_REPLY_TEXT_MAX);
+	assert_true(client_reply_line(&big, 0, out, sizeof(out)));
+	assert_string_equal(out, "aaaaaaaaaaaaaaa");
+	/* a new reply after a complete one starts fresh */
+	assert_int_equal(client_reply_feed_line(&big, "354 go", 6, &err), 1);
+	assert_int_equal(big.code, 354);
+	assert_string_equal(big.text.data, "go");
+	client_reply_deinit(&big);
+	client_reply_deinit(&r);
+}
+
+struct cut_case {
+	const char *name;
+	struct dns_mx mx[4];
+	size_t n;
+	size_t keep;
+	bool self;
+};
+
+static void test_mx_self_cut(void **state)
+{
+	static const char *const own[] = { "mx2.example.test", "ME.example.test." };
+	static const struct cut_case cases[] = {
+		{ "not us", { { 10, "a.test" }, { 20, "b.test" } }, 2, 2, false },
+		{ "we are backup", { { 10, "a.test" }, { 20, "mx2.example.test" }, { 30, "c.test" } }, 3, 1, true },
+		{ "we are best", { { 10, "me.example.test" }, { 20, "b.test" } }, 2, 0, true },
+		{ "tie with us", { { 10, "a.test" }, { 10, "mx2.example.test." }, { 20, "c.test" } }, 3, 0, true },
+		{ "two better", { { 5, "a.test" }, { 6, "b.test" }, { 9, "Me.Example.Test" } }, 3, 2, true },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct cut_case *c = &cases[i];
+		bool self;
+		size_t keep = mx_self_cut(c->mx, c->n, own, 2, &self);
+		if (keep != c->keep || self != c->self)
+			fail_msg("case %s: keep %zu self %d", c->name, keep, self);
+	}
+	assert_true(mx_name_equal("A.test.", "a.TEST"));
+	assert_false(mx_name_equal("a.test", "a.test.x"));
+	assert_false(mx_name_equal(".", ""));
+
+	static const char *const addrs[] = { "192.0.2.1", "2001:db8::1" };
+	struct dns_addr a = { .family = AF_INET };
+	inet_pton(AF_INET, "192.0.2.1", &a.u.v4);
+	assert_true(mx_addr_is_self(&a, addrs, 2));
+	inet_pton(AF_INET, "192.0.2.2", &a.u.v4);
+	assert_false(mx_addr_is_self(&a, addrs, 2));
+	a.u.v4.s_addr = 0;
+	assert_true(mx_addr_is_self(&a, addrs, 2));
+	struct dns_addr b = { .family = AF_INET6 };
+	inet_pton(AF_INET6, "2001:db8::1", &b.u.v6);
+	assert_true(mx_addr_is_self(&b, addrs, 2));
+}
+
+static void test_relay_weights(void **state)
+{
+	struct relay_group *g = relay_group_new("g", 3, 1000);
+	assert_int_equal(relay_group_add(g, "r1", "h1", 25, 1, SMTP_TLS_MAY), 0);
+	assert_int_equal(relay_group_add(g, "r2", "h2", 25, 1, SMTP_TLS_MAY), 1);
+	assert_int_equal(relay_group_add(g, "r3", "h3", 0, 2, SMTP_TLS_MAY), 2);
+	assert_int_equal(relay_group_add(g, "bad", "h", 25, 0, SMTP_TLS_MAY), -1);
+	assert_int_equal(relay_group_get(g, 2)->port, 25);
+	unsigned counts[3] = { 0 };
+	int last = -1, repeats = 0;
+	for (int i = 0; i < 1000; i++) {
+		int k = relay_group_pick(g, 0);
+		assert_true(k >= 0 && k < 3);
+		counts[k]++;
+		if (k == last && k != 2)
+			repeats++;
+		last = k;
+	}
+	/* smooth WRR is exact over full rounds: 250/250/500 */
+	assert_true(counts[0] >= 240 && counts[0] <= 260);
+	assert_true(counts[1] >= 240 && counts[1] <= 260);
+	assert_true(counts[2] >= 490 && counts[2] <= 510);
+	/* interleaved: the weight-1 relays never get two picks in a row */
+	assert_int_equal(repeats, 0);
+	relay_group_free(&g);
+	assert_null(g);
+}
+
+static void test_relay_health(void **state)
+{
+	struct relay_group *g = relay_group_new("g", 3, 1000);
+	relay_group_add(g, "r1", "h1", 25, 1, SMTP_TLS_NONE);
+	relay_group_add(g, "r2", "h2", 25, 1, SMTP_TLS_NONE);
+	uint64_t now = 10000;
+	/* r1 fails three times in a row: out */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(relay_group_get(g, 0)->health, RELAY_UP);
+		relay_report(g, 0, false, now);
+	}
+	assert_int_equal(relay_group_get(g, 0)->health, RELAY_DOWN);
+	unsigned counts[2] = { 0 };
+	for (int i = 0; i < 100; i++)
+		counts[relay_group_pick(g, now + 10)]++;
+	assert_int_equal(counts[0], 0);
+	assert_int_equal(counts[1], 100);
+	/* both down: nothing to pick, retry time is the earliest cool-down end */
+	for (int i = 0; i < 3; i++)
+		relay_report(g, 1, false, now + 500);
+	assert_int_equal(relay_group_pick(g, now + 600), -1);
+	assert_int_equal(relay_group_retry_at(g, now + 600), now + 1000);
+	/* cool-down over: exactly one probe for r1 */
+	assert_int_equal(relay_group_pick(g, now + 1000), 0);
+	assert_int_equal(relay_group_get(g, 0)->health, RELAY_PROBING);
+	assert_int_equal(relay_group_pick(g, now + 1001), -1);
+	/* the probe fails: down again for a full cool-down */
+	relay_report(g, 0, false, now + 1002);
+	assert_int_equal(relay_group_get(g, 0)->health, RELAY_DOWN);
+	assert_int_equal(relay_group_pick(g, now + 1100), -1);
+	/* r2's probe succeeds: back in rotation */
+	assert_int_equal(relay_group_pick(g, now + 1500), 1);
+	relay_report(g, 1, true, now + 1501);
+	assert_int_equal(relay_group_get(g, 1)->health, RELAY_UP);
+	assert_int_equal(relay_group_pick(g, now + 1502), 1);
+	/* success resets the failure count: two failures keep it up */
+	relay_report(g, 1, false, now + 1503);
+	relay_report(g, 1, false, now + 1504);
+	relay_report(g, 1, true, now + 1505);
+	relay_report(g, 1, false, now + 1506);
+	relay_report(g, 1, false, now + 1507);
+	assert_int_equal(relay_group_get(g, 1)->health, RELAY_UP);
+	relay_group_free(&g);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reply_table),
+		cmocka_unit_test(test_reply_limits),
+		cmocka_unit_test(test_mx_self_cut),
+		cmocka_unit_test(test_relay_weights),
+		cmocka_unit_test(test_relay_health),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
