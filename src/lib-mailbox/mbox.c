@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -912,4 +913,46 @@ void mbox_cache_set(struct mbox *mb, uint32_t uid, const char *field, const char
 	sqlite3_bind_int64(st, 2, uid);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
+}
+
+char *mbox_all_keywords(struct mbox *mb)
+{
+	sqlite3_stmt *st = prep(mb, "SELECT DISTINCT keywords FROM msg WHERE keywords != ''");
+	struct buf out;
+	buf_init(&out, 64 * 1024);
+	while (st != NULL && sqlite3_step(st) == SQLITE_ROW) {
+		char *kw = xstrdup((const char *)sqlite3_column_text(st, 0));
+		char *save = NULL;
+		for (char *w = strtok_r(kw, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+			/* dedupe against what we have */
+			bool dup = false;
+			size_t wl = strlen(w);
+			for (const char *p = out.data; *p && !dup;) {
+				const char *e = strchr(p, ' ');
+				size_t l = e ? (size_t)(e - p) : strlen(p);
+				dup = l == wl && strncasecmp(p, w, l) == 0;
+				p = e ? e + 1 : p + l;
+			}
+			if (!dup) {
+				if (out.len > 0)
+					buf_append_c(&out, ' ');
+				buf_append_str(&out, w);
+			}
+		}
+		free(kw);
+	}
+	sqlite3_finalize(st);
+	char *r = buf_steal(&out);
+	buf_deinit(&out);
+	return r;
+}
+
+uint32_t mbox_first_unseen(struct mbox *mb)
+{
+	sqlite3_stmt *st = prep(mb, "SELECT MIN(uid) FROM msg WHERE (flags & 1) = 0");
+	uint32_t uid = 0;
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+		uid = (uint32_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return uid;
 }

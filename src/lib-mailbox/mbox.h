@@ -91,6 +91,11 @@ int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *uid_r,
  */
 int mbox_msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out);
 
+/* Lowest UID without \Seen, 0 when all are seen. */
+uint32_t mbox_first_unseen(struct mbox *mb);
+/* Every keyword used in the folder, space-separated (allocated). */
+char *mbox_all_keywords(struct mbox *mb);
+
 /* \Recent bookkeeping: the first UID not yet announced as recent; set it to uidnext. */
 uint32_t mbox_take_recent(struct mbox *mb);
 
