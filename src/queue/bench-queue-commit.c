@@ -159,6 +159,7 @@ int main(int argc, char **argv)
 		}
 		free(items);
 		st.fsyncs = queue_store_fsync_count(b.q);
+		queue_store_commit_times(b.q, &st.file_sync_us, &st.dir_sync_us, &st.db_us);
 		st.max_batch = (uint64_t)sync_batch;
 		st.messages = (uint64_t)(b.done - b.failed);
 	} else {
@@ -182,12 +183,13 @@ int main(int argc, char **argv)
 	double elapsed = now_s() - t0;
 	printf("mode=%s concurrency=%ld size=%ld window_us=%ld messages=%ld failed=%ld seconds=%.3f "
 	       "msgs_per_s=%.0f batches=%llu avg_batch=%.1f max_batch=%llu fsyncs=%llu "
-	       "lat_avg_ms=%.2f lat_max_ms=%.2f\n",
+	       "lat_avg_ms=%.2f lat_max_ms=%.2f file_sync_ms=%.0f dir_sync_ms=%.0f db_ms=%.0f\n",
 	       sync_mode ? "sync" : "group", sync_mode ? 1 : concurrency, size, window, b.done, b.failed,
 	       elapsed, (double)b.done / elapsed, (unsigned long long)st.batches,
 	       st.batches > 0 ? (double)st.messages / (double)st.batches : 0.0,
 	       (unsigned long long)st.max_batch, (unsigned long long)st.fsyncs,
-	       b.done > 0 ? b.lat_sum / (double)b.done * 1000 : 0.0, b.lat_max * 1000);
+	       b.done > 0 ? b.lat_sum / (double)b.done * 1000 : 0.0, b.lat_max * 1000,
+	       (double)st.file_sync_us / 1000, (double)st.dir_sync_us / 1000, (double)st.db_us / 1000);
 	queue_store_close(&b.q);
 	if (dir_arg == NULL)
 		nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

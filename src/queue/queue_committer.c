@@ -92,6 +92,8 @@ static void queue_committer_run_batch(struct queue_committer *c, struct queue_su
 	c->stats.fsyncs += fsyncs;
 	if (n > c->stats.max_batch)
 		c->stats.max_batch = n;
+	queue_store_commit_times(c->store, &c->stats.file_sync_us, &c->stats.dir_sync_us,
+				 &c->stats.db_us);
 	*c->done_tail = list;
 	while (*c->done_tail != NULL)
 		c->done_tail = &(*c->done_tail)->next;

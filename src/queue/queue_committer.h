@@ -38,6 +38,7 @@ struct queue_committer_stats {
 	uint64_t failures;   /* submissions answered with -1 */
 	uint64_t fsyncs;     /* fsync/fdatasync calls incl. one per WAL commit */
 	uint64_t max_batch;  /* largest batch so far */
+	uint64_t file_sync_us, dir_sync_us, db_us; /* time in the commit phases */
 };
 
 /*

@@ -22,6 +22,7 @@ struct queue_store {
 	int spool_fd; /* O_DIRECTORY fd of spool/, for *at() calls and the directory fsync */
 	sqlite3 *db;
 	uint64_t fsyncs;
+	uint64_t file_sync_us, dir_sync_us, db_us; /* time spent in commit_batch phases */
 };
 
 static const char queue_schema[] =
@@ -202,6 +203,12 @@ struct queue_store *queue_store_open(const char *dir, char **error_r)
 			goto fail;
 		}
 	}
+	/* the directory entries of queue.db and spool/ (SQLite syncs the directory for its -wal) */
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
 	return q;
 fail:
 	queue_store_close(&q);
@@ -231,6 +238,21 @@ const char *queue_store_dir(const struct queue_store *q)
 uint64_t queue_store_fsync_count(const struct queue_store *q)
 {
 	return q->fsyncs;
+}
+
+void queue_store_commit_times(const struct queue_store *q, uint64_t *file_sync_us_r,
+			      uint64_t *dir_sync_us_r, uint64_t *db_us_r)
+{
+	*file_sync_us_r = q->file_sync_us;
+	*dir_sync_us_r = q->dir_sync_us;
+	*db_us_r = q->db_us;
+}
+
+static uint64_t queue_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* ---- spool ---- */
@@ -385,6 +407,7 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 		(void)sync_file_range(it->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		live++;
 	}
+	uint64_t t0 = queue_now_us();
 	for (size_t i = 0; i < n; i++) {
 		struct queue_commit_item *it = &items[i];
 		if (it->result != 0)
@@ -395,6 +418,9 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 		}
 	}
 
+	uint64_t t1 = queue_now_us();
+	q->file_sync_us += t1 - t0;
+
 	/* 2. the directory entries of the new files */
 	if (live > 0 && queue_fsync_fd(q, q->spool_fd, false) < 0) {
 		int e = errno;
@@ -404,6 +430,9 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 								     strerror(e)));
 		live = 0;
 	}
+
+	uint64_t t2 = queue_now_us();
+	q->dir_sync_us += t2 - t1;
 
 	/* 3. the envelopes, in one transaction (one WAL fsync) */
 	if (live > 0) {
@@ -454,6 +483,8 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 		}
 		free(error);
 	}
+
+	q->db_us += queue_now_us() - t2;
 
 	/* 4. results; failed items never were acknowledged: remove their files */
 	size_t ok = 0;
@@ -679,72 +710,100 @@ static void queue_unlink_spool(struct queue_store *q, const char *id)
 		log_warn("event=queue_unlink_failed id=%s error=\"%s\"", id, strerror(errno));
 }
 
-int queue_store_rcpt_result(struct queue_store *q, const char *id, unsigned idx,
-			    enum queue_result result, const char *error_text, time_t next_attempt,
-			    bool *finished_r, char **error_r)
+/* One update inside the open transaction: 1 recorded, 0 no such pending recipient, -1 error. */
+static int queue_rcpt_update_one(struct queue_store *q, struct queue_rcpt_update *u, time_t now,
+				 char **error_r)
 {
-	if (finished_r != NULL)
-		*finished_r = false;
-	if (!queue_id_is_valid(id))
+	u->ret = 0;
+	u->finished = false;
+	if (!queue_id_is_valid(u->id))
 		return 0;
-	const char *status = result == QUEUE_RESULT_DONE ? "done"
-			     : result == QUEUE_RESULT_FAILED ? "failed"
-			     : result == QUEUE_RESULT_BOUNCED ? "bounced" : "pending";
-	if (queue_exec(q, "BEGIN IMMEDIATE", error_r) < 0)
-		return -1;
+	const char *status = u->result == QUEUE_RESULT_DONE ? "done"
+			     : u->result == QUEUE_RESULT_FAILED ? "failed"
+			     : u->result == QUEUE_RESULT_BOUNCED ? "bounced" : "pending";
 	sqlite3_stmt *st = queue_prepare(q,
 		"UPDATE recipients SET status = ?1, attempts = attempts + 1, last_error = ?2,"
 		" last_attempt = ?3, next_attempt = CASE WHEN ?1 = 'pending' THEN ?4 ELSE next_attempt END"
 		" WHERE msg_id = ?5 AND idx = ?6 AND status = 'pending'", error_r);
 	if (st == NULL)
-		goto fail;
+		return -1;
 	queue_bind_text(st, 1, status);
-	queue_bind_text(st, 2, error_text);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)time(NULL));
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)next_attempt);
-	queue_bind_text(st, 5, id);
-	sqlite3_bind_int64(st, 6, (sqlite3_int64)idx);
+	queue_bind_text(st, 2, u->error_text);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)u->next_attempt);
+	queue_bind_text(st, 5, u->id);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)u->idx);
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		queue_db_error(q, error_r, "update recipient");
-		goto fail;
-	}
-	if (sqlite3_changes(q->db) == 0) {
-		queue_rollback(q);
+	if (rc != SQLITE_DONE)
+		return queue_db_error(q, error_r, "update recipient");
+	if (sqlite3_changes(q->db) == 0)
 		return 0;
+	u->ret = 1;
+	if (u->result == QUEUE_RESULT_DEFERRED)
+		return 1;
+	st = queue_prepare(q, "SELECT 1 FROM recipients WHERE msg_id = ?1 AND status = 'pending' LIMIT 1",
+			   error_r);
+	if (st == NULL)
+		return -1;
+	queue_bind_text(st, 1, u->id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return queue_db_error(q, error_r, "pending check");
+	if (rc == SQLITE_DONE) {
+		if (queue_delete_row(q, u->id, error_r) < 0)
+			return -1;
+		u->finished = true;
 	}
-	bool finished = false;
-	if (result != QUEUE_RESULT_DEFERRED) {
-		st = queue_prepare(q, "SELECT 1 FROM recipients WHERE msg_id = ?1 AND status = 'pending' LIMIT 1",
-				   error_r);
-		if (st == NULL)
+	return 1;
+}
+
+int queue_store_rcpt_results(struct queue_store *q, struct queue_rcpt_update *updates, size_t n,
+			     char **error_r)
+{
+	for (size_t i = 0; i < n; i++) {
+		updates[i].ret = 0;
+		updates[i].finished = false;
+	}
+	if (n == 0)
+		return 1;
+	if (queue_exec(q, "BEGIN IMMEDIATE", error_r) < 0)
+		return -1;
+	time_t now = time(NULL);
+	for (size_t i = 0; i < n; i++) {
+		if (queue_rcpt_update_one(q, &updates[i], now, error_r) < 0)
 			goto fail;
-		queue_bind_text(st, 1, id);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-			queue_db_error(q, error_r, "pending check");
-			goto fail;
-		}
-		if (rc == SQLITE_DONE) {
-			if (queue_delete_row(q, id, error_r) < 0)
-				goto fail;
-			finished = true;
-		}
 	}
 	q->fsyncs++;
 	if (queue_exec(q, "COMMIT", error_r) < 0)
 		goto fail;
 	/* DB first, then the file: a crash in between leaves an orphan that recovery removes. */
-	if (finished)
-		queue_unlink_spool(q, id);
-	if (finished_r != NULL)
-		*finished_r = finished;
+	for (size_t i = 0; i < n; i++)
+		if (updates[i].finished)
+			queue_unlink_spool(q, updates[i].id);
 	return 1;
 fail:
 	queue_rollback(q);
+	for (size_t i = 0; i < n; i++) {
+		updates[i].ret = -1;
+		updates[i].finished = false;
+	}
 	return -1;
+}
+
+int queue_store_rcpt_result(struct queue_store *q, const char *id, unsigned idx,
+			    enum queue_result result, const char *error_text, time_t next_attempt,
+			    bool *finished_r, char **error_r)
+{
+	struct queue_rcpt_update u = {
+		.id = id, .idx = idx, .result = result, .error_text = error_text,
+		.next_attempt = next_attempt,
+	};
+	int ret = queue_store_rcpt_results(q, &u, 1, error_r);
+	if (finished_r != NULL)
+		*finished_r = u.finished;
+	return ret < 0 ? -1 : u.ret;
 }
 
 static char *queue_column_strdup(sqlite3_stmt *st, int col)

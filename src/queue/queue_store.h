@@ -76,6 +76,9 @@ struct queue_commit_item {
 size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item *items, size_t n);
 /* Number of fsync/fdatasync calls made by this store (including one per commit for the WAL). */
 uint64_t queue_store_fsync_count(const struct queue_store *q);
+/* Microseconds spent by commit_batch in: spool file syncs, the spool/ fsync, the DB transaction. */
+void queue_store_commit_times(const struct queue_store *q, uint64_t *file_sync_us_r,
+			      uint64_t *dir_sync_us_r, uint64_t *db_us_r);
 
 /*
  * Startup recovery; call before accepting mail (it cannot tell an orphan from a
@@ -130,6 +133,25 @@ enum queue_result {
 int queue_store_rcpt_result(struct queue_store *q, const char *id, unsigned idx,
 			    enum queue_result result, const char *error_text, time_t next_attempt,
 			    bool *finished_r, char **error_r);
+
+/*
+ * The same for many results in ONE transaction (one WAL fsync): the queue role
+ * can collect the results that arrive in one loop iteration. Per update, ret is
+ * 1 recorded / 0 no such pending recipient, finished as above. Updates of the
+ * same message are applied in order. Returns 1, or -1 (nothing recorded, every
+ * ret -1) on a database error.
+ */
+struct queue_rcpt_update {
+	const char *id;
+	unsigned idx;
+	enum queue_result result;
+	const char *error_text;
+	time_t next_attempt;
+	int ret;        /* out */
+	bool finished;  /* out: the message is gone */
+};
+int queue_store_rcpt_results(struct queue_store *q, struct queue_rcpt_update *updates, size_t n,
+			     char **error_r);
 
 /* Envelope with every recipient and its state; *env_r freed with queue_envelope_free. 1/0/-1. */
 int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope **env_r,

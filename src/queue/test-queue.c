@@ -739,6 +739,32 @@ static void test_due_and_results(void **state)
 	assert_int_equal(queue_store_rcpt_result(q, ids[2], 1, QUEUE_RESULT_FAILED, "550", 0, NULL, &error), 1);
 	assert_int_equal(queue_store_next_due_time(q, &next, &error), 1);
 	assert_int_equal(next, now + 10);
+	/* several results in one transaction */
+	{
+		int fd;
+		struct queue_envelope *e2 = make_msg(q, "m", 3, &fd);
+		char id2[QUEUE_ID_SIZE];
+		memcpy(id2, e2->id, sizeof(id2));
+		commit_one(q, e2, fd);
+		queue_envelope_free(&e2);
+		struct queue_rcpt_update u[] = {
+			{ .id = id2, .idx = 0, .result = QUEUE_RESULT_DONE },
+			{ .id = id2, .idx = 1, .result = QUEUE_RESULT_DEFERRED, .error_text = "421", .next_attempt = now + 99 },
+			{ .id = id2, .idx = 7, .result = QUEUE_RESULT_DONE },          /* no such recipient */
+			{ .id = "bad", .idx = 0, .result = QUEUE_RESULT_DONE },        /* invalid id */
+			{ .id = id2, .idx = 1, .result = QUEUE_RESULT_DONE },          /* same rcpt again, in order */
+			{ .id = id2, .idx = 2, .result = QUEUE_RESULT_FAILED, .error_text = "550" },
+		};
+		assert_int_equal(queue_store_rcpt_results(q, u, 6, &error), 1);
+		static const int want_ret[] = { 1, 1, 0, 0, 1, 1 };
+		static const bool want_fin[] = { false, false, false, false, false, true };
+		for (int i = 0; i < 6; i++) {
+			assert_int_equal(u[i].ret, want_ret[i]);
+			assert_int_equal(u[i].finished, want_fin[i]);
+		}
+		assert_false(spool_exists(id2));
+		assert_int_equal(queue_store_rcpt_results(q, u, 0, &error), 1);
+	}
 	/* flush one message: due now */
 	assert_int_equal(queue_store_flush(q, ids[0], now, &error), 1);
 	assert_int_equal(queue_store_next_due_time(q, &next, &error), 1);
