@@ -23,6 +23,7 @@ struct queue_store {
 	sqlite3 *db;
 	uint64_t fsyncs;
 	uint64_t file_sync_us, dir_sync_us, db_us; /* time spent in commit_batch phases */
+	int64_t data_version; /* last PRAGMA data_version seen; -1 = never */
 };
 
 static const char queue_schema[] =
@@ -146,6 +147,7 @@ struct queue_store *queue_store_open(const char *dir, char **error_r)
 {
 	struct queue_store *q = xcalloc(1, sizeof(*q));
 	q->spool_fd = -1;
+	q->data_version = -1;
 	q->dir = xstrdup(dir);
 	q->spool_path = xasprintf("%s/spool", dir);
 
@@ -659,6 +661,21 @@ int queue_store_due(struct queue_store *q, time_t now, unsigned limit, queue_due
 	}
 	free(rows);
 	return ret;
+}
+
+int queue_store_changed(struct queue_store *q, char **error_r)
+{
+	sqlite3_stmt *st = queue_prepare(q, "PRAGMA data_version", error_r);
+	if (st == NULL)
+		return -1;
+	int rc = sqlite3_step(st);
+	int64_t v = rc == SQLITE_ROW ? (int64_t)sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (v < 0)
+		return queue_db_error(q, error_r, "data_version");
+	int changed = v != q->data_version;
+	q->data_version = v;
+	return changed;
 }
 
 int queue_store_next_due_time(struct queue_store *q, time_t *next_r, char **error_r)

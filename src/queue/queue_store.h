@@ -114,6 +114,13 @@ struct queue_due {
 typedef void queue_due_cb(void *ctx, const struct queue_due *due);
 int queue_store_due(struct queue_store *q, time_t now, unsigned limit, queue_due_cb *cb, void *ctx,
 		    char **error_r);
+/*
+ * 1 when another connection (the CLI: flush, hold, release, delete; or the
+ * committer) committed a change since the previous call, else 0; -1 on error.
+ * Cheap (PRAGMA data_version reads shared memory): poll it from a timer, e.g.
+ * every second, and rescan when it returns 1. The first call returns 1.
+ */
+int queue_store_changed(struct queue_store *q, char **error_r);
 /* Earliest next_attempt of a pending recipient of an active message: 1 (*next_r set), 0 none, -1. */
 int queue_store_next_due_time(struct queue_store *q, time_t *next_r, char **error_r);
 

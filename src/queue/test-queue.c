@@ -765,6 +765,17 @@ static void test_due_and_results(void **state)
 		assert_false(spool_exists(id2));
 		assert_int_equal(queue_store_rcpt_results(q, u, 0, &error), 1);
 	}
+	/* another connection (the CLI) changes something: visible through queue_store_changed */
+	assert_int_equal(queue_store_changed(q, &error), 1);
+	assert_int_equal(queue_store_changed(q, &error), 0);
+	assert_int_equal(queue_store_flush(q, NULL, now, &error), 1); /* own change: not reported */
+	assert_int_equal(queue_store_changed(q, &error), 0);
+	struct queue_store *other = open_store();
+	assert_int_equal(queue_store_set_state(other, ids[0], QUEUE_STATE_HOLD, &error), 1);
+	assert_int_equal(queue_store_set_state(other, ids[0], QUEUE_STATE_ACTIVE, &error), 1);
+	queue_store_close(&other);
+	assert_int_equal(queue_store_changed(q, &error), 1);
+	assert_int_equal(queue_store_changed(q, &error), 0);
 	/* flush one message: due now */
 	assert_int_equal(queue_store_flush(q, ids[0], now, &error), 1);
 	assert_int_equal(queue_store_next_due_time(q, &next, &error), 1);
