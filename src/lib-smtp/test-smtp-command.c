@@ -5,6 +5,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "lib-smtp/smtp_address.h"
 #include "lib-smtp/smtp_command.h"
 #include "lib-smtp/smtp_line.h"
 #include "test-smtp-common.h"
@@ -316,12 +317,70 @@ static void test_xtext(void **state)
 	assert_int_equal(smtp_xtext_decode("+4", 2, out, sizeof(out)), -1);
 }
 
+/*
+ * The way the session uses both parsers: command line -> path -> address, with
+ * SMTPUTF8 from the MAIL parameters. expect: "ERR code enh" from whichever
+ * parser refused, else the canonical address.
+ */
+struct session_case {
+	const char *line;
+	const char *expect;
+};
+
+static const struct session_case session_cases[] = {
+	{ "MAIL FROM:<>", "" },
+	{ "RCPT TO:<>", "ERR 501 5.1.3" },
+	{ "RCPT TO:<postmaster>", "postmaster" },
+	{ "MAIL FROM:<postmaster>", "ERR 501 5.1.3" },
+	{ "RCPT TO:<@relay.test:user@example.test>", "user@example.test" },
+	{ "RCPT TO:<user%evil.test@example.test>", "user%evil.test@example.test" },
+	{ "RCPT TO:<evil.test!user@example.test>", "evil.test!user@example.test" },
+	{ "RCPT TO:<\"user@evil.test\"@example.test>", "\"user@evil.test\"@example.test" },
+	{ "RCPT TO:<user@evil.test.>", "user@evil.test" },
+	{ "RCPT TO:<user@[127.0.0.1]>", "user@[127.0.0.1]" },
+	{ "RCPT TO:<USER@EXAMPLE.TEST>", "USER@example.test" },
+	{ "RCPT TO:<user@-bad.test>", "ERR 501 5.1.3" },
+	{ "RCPT TO:<user@a..b>", "ERR 501 5.1.3" },
+	{ "RCPT TO:user@example.test", "ERR 501 5.5.4" },
+	{ "RCPT TO:<user@example.test", "ERR 501 5.1.3" },
+	{ "RCPT TO:<<user@example.test>", "ERR 501 5.1.3" },
+	{ "MAIL FROM:<j\xc3\xb6rg@example.test>", "ERR 553 5.6.7" },
+	{ "MAIL FROM:<j\xc3\xb6rg@example.test> SMTPUTF8", "j\xc3\xb6rg@example.test" },
+	{ "MAIL FROM:<j\xc3\xb6rg@example.test> SMTPUTF8=x", "ERR 501 5.5.4" },
+};
+
+static void test_command_with_address(void **state)
+{
+	for (size_t i = 0; i < sizeof(session_cases) / sizeof(session_cases[0]); i++) {
+		const struct session_case *c = &session_cases[i];
+		struct smtp_command cmd;
+		struct smtp_address addr;
+		struct smtp_parse_error err;
+		char got[SMTP_ADDRESS_FORMAT_MAX + 32];
+		if (smtp_command_parse(c->line, strlen(c->line), &cmd, &err) == 0) {
+			unsigned flags = cmd.verb == SMTP_VERB_MAIL ? SMTP_ADDRESS_ALLOW_NULL
+								    : SMTP_ADDRESS_ALLOW_POSTMASTER;
+			if (cmd.mail.smtputf8)
+				flags |= SMTP_ADDRESS_ALLOW_UTF8;
+			if (smtp_address_parse(cmd.path.data, cmd.path.len, flags, &addr, &err) == 0) {
+				assert_true(smtp_address_format(&addr, got, sizeof(got)) >= 0);
+				goto check;
+			}
+		}
+		snprintf(got, sizeof(got), "ERR %d %s", err.code, err.enhanced);
+check:
+		if (strcmp(got, c->expect) != 0)
+			fail_msg("session case '%s': got '%s' want '%s'", c->line, got, c->expect);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_command_table),
 		cmocka_unit_test(test_command_trickle),
 		cmocka_unit_test(test_xtext),
+		cmocka_unit_test(test_command_with_address),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
