@@ -107,6 +107,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		imap_session_new(base, fd, &iset, k->tls, ip);
 }
 
+static struct evconnlistener *listeners[4];
+static size_t nlisteners;
+
 static int listen_on(struct lst *k)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -116,6 +119,7 @@ static int listen_on(struct lst *k)
 		perror("bind");
 		exit(1);
 	}
+	listeners[nlisteners++] = l;
 	struct sockaddr_in got;
 	socklen_t gl = sizeof(got);
 	getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&got, &gl);
@@ -187,6 +191,8 @@ int main(int argc, char **argv)
 	event_base_dispatch(base);
 	event_free(t);
 	event_free(in);
+	for (size_t i = 0; i < nlisteners; i++)
+		evconnlistener_free(listeners[i]);
 	event_base_free(base);
 	if (ctx)
 		SSL_CTX_free(ctx);

@@ -51,7 +51,12 @@ void imap_send_raw(struct imap_session *s, const void *data, size_t len)
 
 size_t imap_out_pending(struct imap_session *s)
 {
-	return evbuffer_get_length(bufferevent_get_output(s->bev));
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+	/* after STARTTLS the bytes sit in the underlying socket bufferevent too */
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
 }
 
 void imap_complete(struct imap_session *s, const char *tag, bool allow_expunge, const char *fmt, ...)
@@ -474,8 +479,12 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct imap_session *s = arg;
 	if (s->closing) {
-		if (imap_out_pending(s) == 0)
+		if (imap_out_pending(s) == 0) {
 			session_free(s);
+		} else {
+			struct timeval tv = { 0, 20000 };
+			event_add(s->resume_ev, &tv); /* the TLS filter does not call back when the socket drains */
+		}
 		return;
 	}
 	process_input(s);

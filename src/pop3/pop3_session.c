@@ -77,7 +77,11 @@ static void send_fmt(struct pop3_session *s, const char *fmt, ...)
 
 static size_t out_pending(struct pop3_session *s)
 {
-	return evbuffer_get_length(bufferevent_get_output(s->bev));
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
 }
 
 static void close_after_flush(struct pop3_session *s)
@@ -92,8 +96,14 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 	struct pop3_session *s = arg;
 	if (!s->closing)
 		process_input(s);
-	if (s->closing && out_pending(s) == 0)
-		session_free(s);
+	if (s->closing) {
+		if (out_pending(s) == 0) {
+			session_free(s);
+		} else {
+			struct timeval tv = { 0, 20000 };
+			event_add(s->resume_ev, &tv); /* the TLS filter does not call back when the socket drains */
+		}
+	}
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
