@@ -323,6 +323,37 @@ static void test_address(void **state)
 	}
 }
 
+/*
+ * The loader is not incremental, so the "trickle" test feeds every prefix of
+ * the demo config: each loads or fails with a located error that points inside
+ * the prefix (never past its end).
+ */
+static void test_prefixes(void **state)
+{
+	size_t len = strlen(demo);
+	int ok = 0, failed = 0;
+	for (size_t n = 0; n <= len; n++) {
+		char *error = NULL;
+		struct mr_config *cfg = conf_load_buffer("p.yaml", demo, n, &error);
+		if (cfg != NULL) {
+			assert_null(error);
+			conf_free(&cfg);
+			ok++;
+			continue;
+		}
+		failed++;
+		int line = -1, col = -1, lines = 1;
+		for (size_t i = 0; i < n; i++)
+			lines += demo[i] == '\n';
+		if (sscanf(error, "p.yaml:%d:%d: ", &line, &col) != 2 || line < 0 || line > lines + 1)
+			fail_msg("prefix %zu: %s", n, error);
+		free(error);
+	}
+	assert_int_equal(ok + failed, (int)len + 1);
+	assert_true(ok > 20);     /* cut at a line end: a shorter valid config */
+	assert_true(failed > 20); /* cut inside a flow mapping or a quoted string */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +363,7 @@ int main(void)
 		cmocka_unit_test(test_separator),
 		cmocka_unit_test(test_file),
 		cmocka_unit_test(test_address),
+		cmocka_unit_test(test_prefixes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,6 +260,17 @@ static void test_check_config(void **state)
 	config_path = bad;
 	const struct cli_case fail_case = { cli_check_config_main, { "check-config" }, .exit_code = 2, .err = bad_err };
 	run(&fail_case, 1);
+	char *tls = xasprintf("%s/tls.yaml", tmpdir);
+	f = fopen(tls, "w");
+	assert_non_null(f);
+	fprintf(f, "tls: { cert: %s, key: %s/missing.pem }\n", config_path, tmpdir);
+	fclose(f);
+	char *tls_err = xasprintf("%s:0:0: tls.key: %s/missing.pem: No such file or directory\n", tls, tmpdir);
+	config_path = tls;
+	const struct cli_case tls_case = { cli_check_config_main, { "check-config" }, .exit_code = 2, .err = tls_err };
+	run(&tls_case, 4);
+	free(tls_err);
+	free(tls);
 	config_path = "/nonexistent.yaml";
 	const struct cli_case missing = { cli_check_config_main, { "check-config" }, .exit_code = 2,
 					  .err = "/nonexistent.yaml:0:0: cannot open: No such file or directory\n" };
