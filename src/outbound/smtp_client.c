@@ -24,6 +24,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "outbound/client_reply.h"
+#include "outbound/mime7bit.h"
 #include "outbound/mx_select.h"
 
 #define CAP_PIPELINING 0x01
@@ -129,6 +130,11 @@ struct smtp_delivery {
 	char *last_text;
 	bool last_remote;
 	char *last_host, *last_addr;
+
+	bool downgrade;         /* this transaction sends the body converted to quoted-printable */
+	struct buf conv_hdr;    /* the rewritten header for the downgrade */
+	size_t body_off;
+	struct mime7bit_qp qp;
 
 	bool last_tls;
 	bool reused_session;    /* d->s came from the pool */
@@ -740,12 +746,24 @@ static void start_transaction(struct smtp_session *s)
 		delivery_finish(d);
 		return;
 	}
+	d->downgrade = false;
 	if (d->body_8bit && (s->caps & CAP_8BITMIME) == 0) {
-		snprintf(msg, sizeof(msg), "%s does not support 8BITMIME and the message has 8-bit content",
-		         s->host);
-		fail_all_pending(d, SMTP_RCPT_PERMFAIL, 554, "5.6.3", msg, false);
-		delivery_finish(d);
-		return;
+		/* RFC 6152 3: convert to 7 bits when we can, else bounce */
+		const char *why = "cannot read the message";
+		char *head = xmalloc(MIME7BIT_MAX_HEADER);
+		ssize_t n = pread(d->fd, head, MIME7BIT_MAX_HEADER, 0);
+		buf_reset(&d->conv_hdr);
+		if (n < 0 || mime7bit_header(head, (size_t)n, &d->conv_hdr, &d->body_off, &why) != 1) {
+			free(head);
+			snprintf(msg, sizeof(msg),
+			         "%s does not support 8BITMIME and the 8-bit message cannot be converted: %s", s->host,
+			         why);
+			fail_all_pending(d, SMTP_RCPT_PERMFAIL, 554, "5.6.3", msg, false);
+			delivery_finish(d);
+			return;
+		}
+		free(head);
+		d->downgrade = true;
 	}
 
 	d->tx_count = d->tx_sent = d->tx_replied = 0;
@@ -762,7 +780,7 @@ static void start_transaction(struct smtp_session *s)
 	evbuffer_add_printf(out, "MAIL FROM:<%s>", d->sender);
 	if (s->caps & CAP_SIZE)
 		evbuffer_add_printf(out, " SIZE=%lld", (long long)d->size);
-	if (d->body_8bit)
+	if (d->body_8bit && !d->downgrade)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
 	if (d->smtputf8)
 		evbuffer_add_printf(out, " SMTPUTF8");
@@ -888,20 +906,50 @@ static void start_body(struct smtp_session *s)
 	body_fill(s);
 }
 
-/* Append up to one chunk of the message, dot-stuffed with CRLF line ends; the end marker at EOF. */
+/* Dot-stuffing (RFC 5321 4.5.2) and bare LF → CRLF, across chunk boundaries. */
+static void stuff(struct smtp_session *s, const char *in, size_t n, struct evbuffer *out, char *o)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = in[i];
+		if (s->data_bol && ch == '.')
+			o[k++] = '.';
+		if (ch == '\n' && !s->data_prev_cr)
+			o[k++] = '\r';
+		o[k++] = ch;
+		s->data_prev_cr = ch == '\r';
+		s->data_bol = ch == '\n';
+	}
+	evbuffer_add(out, o, k);
+}
+
+/* Append up to about one chunk of the message; the end marker at EOF. */
 static void body_fill(struct smtp_session *s)
 {
 	struct smtp_delivery *d = s->d;
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	char in[BODY_CHUNK];
-	char *o = xmalloc(BODY_CHUNK * 2 + 8);
+	char *in = xmalloc(BODY_CHUNK);
+	struct buf qp;
+	/* worst case per input byte: "=XX" plus soft breaks, then doubled by stuffing */
+	char *o = xmalloc(BODY_CHUNK * 10 + 64);
 
+	buf_init(&qp, BODY_CHUNK * 4 + 64);
+	if (d->downgrade && s->data_off == 0) {
+		for (size_t off = 0; off < d->conv_hdr.len; off += BODY_CHUNK) {
+			size_t n = d->conv_hdr.len - off < BODY_CHUNK ? d->conv_hdr.len - off : BODY_CHUNK;
+			stuff(s, d->conv_hdr.data + off, n, out, o);
+		}
+		s->data_off = (off_t)d->body_off;
+		mime7bit_qp_init(&d->qp);
+	}
 	while (!s->data_eof && evbuffer_get_length(out) < BODY_HIGH_WATER) {
-		ssize_t n = pread(d->fd, in, sizeof(in), s->data_off);
+		ssize_t n = pread(d->fd, in, BODY_CHUNK, s->data_off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
+			free(in);
 			free(o);
+			buf_deinit(&qp);
 			/* our own problem, not the peer's: defer everything, drop the connection mid-DATA */
 			set_last_error(d, 451, "4.3.0", "cannot read the queued message", false);
 			fail_all_pending(d, SMTP_RCPT_TEMPFAIL, 451, "4.3.0", "cannot read the queued message", false);
@@ -911,26 +959,28 @@ static void body_fill(struct smtp_session *s)
 		}
 		if (n == 0) {
 			s->data_eof = true;
+			if (d->downgrade) {
+				buf_reset(&qp);
+				(void)mime7bit_qp_finish(&d->qp, &qp);
+				stuff(s, qp.data, qp.len, out, o);
+			}
 			if (!s->data_bol)
 				evbuffer_add(out, "\r\n", 2);
 			evbuffer_add(out, ".\r\n", 3);
 			break;
 		}
-		size_t k = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			char ch = in[i];
-			if (s->data_bol && ch == '.')
-				o[k++] = '.';
-			if (ch == '\n' && !s->data_prev_cr)
-				o[k++] = '\r';
-			o[k++] = ch;
-			s->data_prev_cr = ch == '\r';
-			s->data_bol = ch == '\n';
+		if (d->downgrade) {
+			buf_reset(&qp);
+			(void)mime7bit_qp_feed(&d->qp, in, (size_t)n, &qp); /* sized for the worst case */
+			stuff(s, qp.data, qp.len, out, o);
+		} else {
+			stuff(s, in, (size_t)n, out, o);
 		}
-		evbuffer_add(out, o, k);
 		s->data_off += n;
 	}
+	free(in);
 	free(o);
+	buf_deinit(&qp);
 	if (s->data_eof) {
 		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 		s->state = S_DOT;
@@ -1175,6 +1225,7 @@ static void delivery_free(struct smtp_delivery *d)
 	if (d->auth_pass != NULL)
 		secret_free(d->auth_pass);
 	free(d->key);
+	buf_deinit(&d->conv_hdr);
 	free(d->last_text);
 	free(d->last_host);
 	free(d->last_addr);
@@ -1570,6 +1621,7 @@ struct smtp_delivery *smtp_deliver(struct smtp_client *c, const struct smtp_enve
 	if (d->auth_user != NULL && d->auth_pass == NULL)
 		d->auth_pass = xstrdup("");
 	d->key = dest_key(dest);
+	buf_init(&d->conv_hdr, MIME7BIT_MAX_HEADER + 256);
 	if (dest->relays != NULL) {
 		d->hosts = xcalloc(dest->relay_count + 1, sizeof(*d->hosts));
 		for (size_t i = 0; i < dest->relay_count; i++) {

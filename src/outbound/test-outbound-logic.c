@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "outbound/client_reply.h"
+#include "outbound/mime7bit.h"
 #include "outbound/mx_select.h"
 #include "outbound/relay.h"
 
@@ -207,6 +208,110 @@ static void test_relay_health(void **state)
 	relay_group_free(&g);
 }
 
+
+struct qp_case {
+	const char *name;
+	const char *in;
+	const char *out;
+};
+
+static void qp_run(const char *in, size_t len, size_t step, struct buf *out)
+{
+	struct mime7bit_qp q;
+	mime7bit_qp_init(&q);
+	for (size_t i = 0; i < len; i += step)
+		assert_int_equal(mime7bit_qp_feed(&q, in + i, len - i < step ? len - i : step, out), 0);
+	assert_int_equal(mime7bit_qp_finish(&q, out), 0);
+}
+
+static void test_qp_table(void **state)
+{
+	static const struct qp_case cases[] = {
+		{ "ascii", "hello\n", "hello\r\n" },
+		{ "crlf", "a\r\nb\r\n", "a\r\nb\r\n" },
+		{ "8bit", "caf\xc3\xa9\n", "caf=C3=A9\r\n" },
+		{ "equals", "a=b\n", "a=3Db\r\n" },
+		{ "trailing space", "a \nb\t\n", "a=20\r\nb=09\r\n" },
+		{ "inner space", "a b\n", "a b\r\n" },
+		{ "space at eof", "a ", "a=20" },
+		{ "bare cr", "a\rb\n", "a=0Db\r\n" },
+		{ "cr at eof", "a\r", "a=0D" },
+		{ "space then cr", "a \rb", "a =0Db" },
+		{ "long line",
+		  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890\n",
+		  "012345678901234567890123456789012345678901234567890123456789012345678901234=\r\n"
+		  "5678901234567890\r\n" },
+		{ "hex near break",
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xff\n",
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=\r\n=FF\r\n" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct qp_case *c = &cases[i];
+		/* whole, then trickled one byte at a time: same output */
+		for (size_t step = 0; step < 2; step++) {
+			struct buf out;
+			buf_init(&out, 4096);
+			qp_run(c->in, strlen(c->in), step == 0 ? strlen(c->in) : 1, &out);
+			if (strcmp(out.data, c->out) != 0)
+				fail_msg("case %s (step %zu): '%s'", c->name, step, out.data);
+			/* every output line fits in 76 characters + CRLF, and is 7-bit */
+			size_t col = 0;
+			for (size_t k = 0; k < out.len; k++) {
+				assert_true((unsigned char)out.data[k] < 0x80);
+				col = out.data[k] == '\n' ? 0 : col + 1;
+				assert_true(col <= 77);
+			}
+			buf_deinit(&out);
+		}
+	}
+}
+
+struct hdr_case {
+	const char *name;
+	const char *msg;
+	int ret;
+	const char *out;     /* the new header, when ret == 1 */
+	size_t body_off;
+};
+
+static void test_mime7bit_header(void **state)
+{
+	static const struct hdr_case cases[] = {
+		{ "plain", "Subject: x\nContent-Type: text/plain; charset=utf-8\nMIME-Version: 1.0\n\nbody", 1,
+		  "Subject: x\nContent-Type: text/plain; charset=utf-8\nMIME-Version: 1.0\n"
+		  "Content-Transfer-Encoding: quoted-printable\r\n\r\n", 70 },
+		{ "drop old cte", "Subject: x\r\nContent-Transfer-Encoding: 8bit\r\n (folded)\r\n\r\nb", 1,
+		  "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
+		  "Content-Transfer-Encoding: quoted-printable\r\n\r\n", 58 },
+		{ "multipart", "Content-Type: Multipart/Mixed; boundary=x\n\nb", 0, NULL, 0 },
+		{ "message", "Content-Type: message/rfc822\n\nb", 0, NULL, 0 },
+		{ "base64", "Content-Transfer-Encoding: BASE64\n\nb", 0, NULL, 0 },
+		{ "8bit header", "Subject: caf\xc3\xa9\n\nb", 0, NULL, 0 },
+		{ "no separator", "Subject: x\n", 0, NULL, 0 },
+		{ "empty header", "\nbody", 1,
+		  "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
+		  "Content-Transfer-Encoding: quoted-printable\r\n\r\n", 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct hdr_case *c = &cases[i];
+		struct buf out;
+		size_t off = 0;
+		const char *why = NULL;
+		buf_init(&out, 4096);
+		int ret = mime7bit_header(c->msg, strlen(c->msg), &out, &off, &why);
+		if (ret != c->ret)
+			fail_msg("case %s: ret %d (%s)", c->name, ret, why ? why : "");
+		if (ret == 1) {
+			if (strcmp(out.data, c->out) != 0)
+				fail_msg("case %s: header '%s'", c->name, out.data);
+			assert_int_equal(off, c->body_off);
+		} else {
+			assert_non_null(why);
+		}
+		buf_deinit(&out);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +320,8 @@ int main(void)
 		cmocka_unit_test(test_mx_self_cut),
 		cmocka_unit_test(test_relay_weights),
 		cmocka_unit_test(test_relay_health),
+		cmocka_unit_test(test_qp_table),
+		cmocka_unit_test(test_mime7bit_header),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -232,6 +232,7 @@ struct deliver_case {
 	bool no_receiver;
 	enum smtp_tls_policy tls;
 	const char *auth;            /* "user:pass" */
+	const char *msg;             /* message text; default msg_text */
 	const char *rcpts[3];
 	bool smtputf8, body_8bit;
 	off_t size;
@@ -302,7 +303,7 @@ static void run_relay_case(const struct deliver_case *c)
 	struct smtp_envelope env = { .queue_id = c->name, .sender = "sender@client.test", .rcpts = rc,
 		                     .rcpt_count = nr, .smtputf8 = c->smtputf8, .body_8bit = c->body_8bit,
 		                     .size = c->size };
-	int fd = message_fd(msg_text);
+	int fd = message_fd(c->msg != NULL ? c->msg : msg_text);
 	struct outcome o = { .base = base };
 	struct smtp_delivery *d = smtp_deliver(cl, &env, fd, &dest, outcome_cb, &o);
 	assert_non_null(d);
@@ -414,9 +415,14 @@ static void test_relay_cases(void **state)
 		{ .name = "smtputf8-offered", .smtputf8 = true, .recv_args = { "--smtputf8" },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1,
 		  .log_has = "SMTPUTF8" },
-		{ .name = "8bit-without-8bitmime", .body_8bit = true, .recv_args = { "--no-8bitmime" },
+		{ .name = "8bit-downgraded-to-qp", .body_8bit = true, .recv_args = { "--no-8bitmime" },
+		  .msg = "Subject: x\nContent-Type: text/plain; charset=utf-8\n\ncaf\xc3\xa9 =\n.dot\n",
+		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1,
+		  .log_has = "Content-Transfer-Encoding: quoted-printable\\r\\n\\r\\ncaf=C3=A9 =3D\\r\\n..dot\\r\\n\"" },
+		{ .name = "8bit-multipart-not-convertible", .body_8bit = true, .recv_args = { "--no-8bitmime" },
+		  .msg = "Content-Type: multipart/mixed; boundary=b\n\n--b\n\ncaf\xc3\xa9\n--b--\n",
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_PERMFAIL }, .code = { 554 }, .enh = { "5.6.3" },
-		  .messages = 0, .mail_cmds = 0 },
+		  .text_has = "cannot be converted", .messages = 0, .mail_cmds = 0 },
 		{ .name = "8bit-with-8bitmime", .body_8bit = true,
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1,
 		  .log_has = "BODY=8BITMIME" },
