@@ -1,5 +1,5 @@
 /*
- * `mailroute queue ...`: loads the config, drops to cfg->user (the owner of the
+ * `mailroute queue ...` and `mailroute quarantine ...`: loads the config, drops to cfg->user (the owner of the
  * queue files) when run as root, then runs src/queue/queue_cli.c on
  * <data_dir>/queue.
  */
@@ -21,4 +21,9 @@ int cli_queue_main(struct cli_ctx *ctx, int argc, char **argv)
 	int ret = queue_cli_run(dir, argc, argv, stdout, stderr);
 	free(dir);
 	return ret;
+}
+
+int cli_quarantine_main(struct cli_ctx *ctx, int argc, char **argv)
+{
+	return cli_queue_main(ctx, argc, argv); /* queue_cli dispatches on argv[0] */
 }

@@ -22,29 +22,45 @@ static const struct queue_cli_cmd queue_cli_cmds[] = {
 	{ "list", 0, 0 },   { "show", 1, 1 },  { "delete", 1, 1 }, { "hold", 1, 1 },
 	{ "release", 1, 1 }, { "flush", 0, 1 }, { "stats", 0, 0 },
 };
+static const struct queue_cli_cmd quarantine_cli_cmds[] = {
+	{ "list", 0, 0 }, { "show", 1, 1 }, { "release", 1, 1 }, { "delete", 1, 1 },
+};
 
 static const char queue_cli_usage[] = "usage: mailroute queue list | show ID | flush [ID] | hold ID | "
 				      "release ID | delete ID | stats";
+static const char quarantine_cli_usage[] = "usage: mailroute quarantine list | show ID | release ID | "
+					   "delete ID";
+
+static bool queue_cli_is_quarantine(char **argv)
+{
+	return argv[0] != NULL && strcmp(argv[0], "quarantine") == 0;
+}
 
 int queue_cli_check(int argc, char **argv, FILE *err)
 {
+	bool qr = argc > 0 && queue_cli_is_quarantine(argv);
+	const char *family = qr ? "quarantine" : "queue";
+	const char *usage = qr ? quarantine_cli_usage : queue_cli_usage;
+	const struct queue_cli_cmd *cmds = qr ? quarantine_cli_cmds : queue_cli_cmds;
+	size_t ncmds = qr ? sizeof(quarantine_cli_cmds) / sizeof(quarantine_cli_cmds[0])
+			  : sizeof(queue_cli_cmds) / sizeof(queue_cli_cmds[0]);
 	if (argc < 2) {
-		fprintf(err, "mailroute: %s\n", queue_cli_usage);
+		fprintf(err, "mailroute: %s\n", usage);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(queue_cli_cmds) / sizeof(queue_cli_cmds[0]); i++) {
-		const struct queue_cli_cmd *c = &queue_cli_cmds[i];
+	for (size_t i = 0; i < ncmds; i++) {
+		const struct queue_cli_cmd *c = &cmds[i];
 		if (strcmp(argv[1], c->name) != 0)
 			continue;
 		int n = argc - 2;
 		if (n < c->min_args || n > c->max_args) {
-			fprintf(err, "mailroute: queue %s: wrong number of arguments (%s)\n", c->name,
-				queue_cli_usage);
+			fprintf(err, "mailroute: %s %s: wrong number of arguments (%s)\n", family, c->name,
+				usage);
 			return 0;
 		}
 		return 1;
 	}
-	fprintf(err, "mailroute: queue: unknown command '%s' (%s)\n", argv[1], queue_cli_usage);
+	fprintf(err, "mailroute: %s: unknown command '%s' (%s)\n", family, argv[1], usage);
 	return 0;
 }
 
@@ -75,12 +91,15 @@ static void queue_cli_print_clean(FILE *out, const char *s, size_t max)
 struct queue_cli_list_ctx {
 	FILE *out;
 	time_t now;
+	bool quarantine_only;
 };
 
 static void queue_cli_list_line(void *ctx, const struct queue_list_entry *e)
 {
 	struct queue_cli_list_ctx *lc = ctx;
 	char age[32], next[40];
+	if (lc->quarantine_only && e->state != QUEUE_STATE_QUARANTINE)
+		return;
 	queue_cli_duration(age, sizeof(age), (long long)(lc->now - e->arrival));
 	if (e->pending_count == 0 || e->state != QUEUE_STATE_ACTIVE) {
 		snprintf(next, sizeof(next), "-");
@@ -241,14 +260,27 @@ static int queue_cli_stats(struct queue_store *q, FILE *out, FILE *err)
 	return 0;
 }
 
+/* 1 when id is in the queue and (for the quarantine commands) quarantined, 0 not, -1 error. */
+static int queue_cli_find(struct queue_store *q, const char *id, bool quarantine, char **error_r)
+{
+	struct queue_envelope *env = NULL;
+	int ret = queue_store_get(q, id, &env, error_r);
+	if (ret > 0 && quarantine && env->state != QUEUE_STATE_QUARANTINE)
+		ret = 0;
+	queue_envelope_free(&env);
+	return ret;
+}
+
 int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 {
 	if (!queue_cli_check(argc, argv, err))
 		return 2;
+	bool qr = queue_cli_is_quarantine(argv);
+	const char *where = qr ? "in quarantine" : "in the queue";
 	const char *cmd = argv[1];
 	const char *id = argc > 2 ? argv[2] : NULL;
 	if (id != NULL && !queue_id_is_valid(id)) {
-		fprintf(err, "mailroute: no message %s in the queue\n", id);
+		fprintf(err, "mailroute: no message %s %s\n", id, where);
 		return 1;
 	}
 	char *error = NULL;
@@ -263,7 +295,7 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 		else if (strcmp(cmd, "flush") == 0 && id == NULL)
 			fputs("0 message(s) scheduled for immediate delivery\n", out);
 		else {
-			fprintf(err, "mailroute: no message %s in the queue\n", id != NULL ? id : "");
+			fprintf(err, "mailroute: no message %s %s\n", id != NULL ? id : "", where);
 			return 1;
 		}
 		return 0;
@@ -275,8 +307,12 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 		return 1;
 	}
 	int ret = 0, found = 1;
-	if (strcmp(cmd, "list") == 0) {
-		struct queue_cli_list_ctx lc = { .out = out, .now = time(NULL) };
+	if (qr && id != NULL)
+		found = queue_cli_find(q, id, true, &error);
+	if (found <= 0) {
+		/* reported below */
+	} else if (strcmp(cmd, "list") == 0) {
+		struct queue_cli_list_ctx lc = { .out = out, .now = time(NULL), .quarantine_only = qr };
 		fputs("ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n", out);
 		found = queue_store_list(q, queue_cli_list_line, &lc, &error) < 0 ? -1 : 1;
 	} else if (strcmp(cmd, "show") == 0) {
@@ -300,7 +336,7 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 		fprintf(err, "mailroute: %s\n", error != NULL ? error : "queue error");
 		ret = 1;
 	} else if (found == 0) {
-		fprintf(err, "mailroute: no message %s in the queue\n", id != NULL ? id : "");
+		fprintf(err, "mailroute: no message %s %s\n", id != NULL ? id : "", where);
 		ret = 1;
 	}
 	free(error);

@@ -11,9 +11,13 @@
  *                              at its next scheduler scan)
  *   queue stats
  *
- * argv[0] is "queue". Output goes to out, errors as "mailroute: ..." to err.
- * Returns the exit code: 0 ok, 1 failure (unknown ID: "mailroute: no message ID
- * in the queue"), 2 misuse.
+ *   quarantine list            the messages in state quarantine (same columns)
+ *   quarantine show ID | release ID | delete ID
+ *                              only for quarantined messages; release = active
+ *
+ * argv[0] is "queue" or "quarantine". Output goes to out, errors as
+ * "mailroute: ..." to err. Returns the exit code: 0 ok, 1 failure (unknown ID:
+ * "mailroute: no message ID in the queue" / "... in quarantine"), 2 misuse.
  */
 #ifndef MR_QUEUE_CLI_H
 #define MR_QUEUE_CLI_H

@@ -818,6 +818,55 @@ static int run_cli(char **out_r, char **err_r, int argc, ...)
 	return r;
 }
 
+static void test_cli_quarantine(void **state)
+{
+	struct queue_store *q = open_store();
+	char ids[2][QUEUE_ID_SIZE];
+	for (int i = 0; i < 2; i++) {
+		int fd;
+		struct queue_envelope *env = make_msg(q, "Subject: q\r\n\r\n", 1, &fd);
+		memcpy(ids[i], env->id, QUEUE_ID_SIZE);
+		if (i == 1)
+			env->state = QUEUE_STATE_QUARANTINE; /* decided by the rules before commit */
+		commit_one(q, env, fd);
+		queue_envelope_free(&env);
+	}
+	queue_store_close(&q);
+	char *out, *err;
+	assert_int_equal(run_cli(&out, &err, 2, "quarantine", "list"), 0);
+	assert_null(strstr(out, ids[0]));
+	assert_non_null(strstr(out, ids[1]));
+	assert_non_null(strstr(out, "\tquarantine\t-\t"));
+	free(out); free(err);
+	/* an active message is not in quarantine */
+	static const char *const cmds[] = { "show", "release", "delete" };
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(run_cli(&out, &err, 3, "quarantine", cmds[i], ids[0]), 1);
+		char *want = xasprintf("mailroute: no message %s in quarantine\n", ids[0]);
+		assert_string_equal(err, want);
+		free(want); free(out); free(err);
+	}
+	assert_int_equal(run_cli(&out, &err, 3, "quarantine", "show", ids[1]), 0);
+	assert_non_null(strstr(out, "state: quarantine"));
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 3, "quarantine", "release", ids[1]), 0);
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 3, "quarantine", "release", ids[1]), 1);
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "list"), 0);
+	assert_non_null(strstr(out, ids[1]));
+	assert_null(strstr(out, "quarantine"));
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 2, "quarantine", "stats"), 2);
+	assert_non_null(strstr(err, "mailroute: quarantine: unknown command 'stats'"));
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "hold", ids[0]), 0);
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 3, "quarantine", "delete", ids[0]), 1);
+	free(out); free(err);
+	assert_true(spool_exists(ids[0]));
+}
+
 static void test_cli_no_queue(void **state)
 {
 	/* the server never ran: read-only commands see an empty queue and create nothing */
@@ -913,6 +962,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retry_delay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_no_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli_quarantine, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
