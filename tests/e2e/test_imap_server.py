@@ -1,0 +1,124 @@
+"""IMAP and POP3 through the real `mailroute serve` (master, lookup, deliver roles):
+mail sent over SMTP is read over IMAP and POP3, logins go through the lookup role."""
+import imaplib
+import poplib
+import re
+import socket
+import ssl
+import time
+
+import pytest
+
+import conftest
+from conftest import USERS, Server, client_tls_context, finish_server, send_plain, unique_token
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+
+
+class MailServer(Server):
+    """The conftest Server with IMAP/POP3 listeners; readiness checks each protocol's greeting."""
+
+    def __init__(self, tls_cert):
+        super().__init__(tls_cert, name="imap", kinds=("mx", "imap", "imaps", "pop3", "pop3s"))
+
+    def wait_ready(self, timeout=conftest.START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        pending = dict(self.ports)
+        greet = {"mx": b"220", "imap": b"* OK", "imaps": b"* OK", "pop3": b"+OK", "pop3s": b"+OK"}
+        while pending:
+            if self.proc.poll() is not None:
+                pytest.fail("mailroute serve exited during start-up:\n%s" % self.stderr_tail())
+            for kind, port in list(pending.items()):
+                try:
+                    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    if kind in ("imaps", "pop3s"):
+                        s = client_tls_context().wrap_socket(s)
+                    data = s.recv(512)
+                    s.close()
+                    if data.startswith(greet[kind]):
+                        del pending[kind]
+                except (OSError, ssl.SSLError):
+                    pass
+            if pending and time.monotonic() > deadline:
+                self.stop()
+                pytest.fail("no greeting on %s; stderr:\n%s" % (pending, self.stderr_tail()))
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def msrv(tls_cert):
+    s = MailServer(tls_cert)
+    s.provision()
+    s.start()
+    yield s
+    finish_server(s)
+
+
+def imap_login(srv, user=ALICE):
+    m = imaplib.IMAP4(srv_host(), srv.ports["imap"])
+    m.starttls(ssl_context=client_tls_context())
+    assert m.login(user, USERS[user])[0] == "OK"
+    return m
+
+
+def srv_host():
+    return "127.0.0.1"
+
+
+def deliver(srv, to, subject):
+    token = unique_token("imap")
+    msg = "From: sender@example.org\r\nTo: %s\r\nSubject: %s %s\r\n\r\nbody %s\r\n" % (to, subject, token, token)
+    send_plain(srv.ports["mx"], "sender@example.org", [to], msg)
+    return token
+
+
+def test_smtp_to_imap_and_pop3(msrv):
+    token = deliver(msrv, ALICE, "hello")
+    msrv.wait_for_message(ALICE, token)
+    m = imap_login(msrv)
+    typ, data = m.select("INBOX")
+    typ, data = m.search(None, "BODY", '"%s"' % token)
+    assert typ == "OK" and data[0], data
+    seq = data[0].split()[-1]
+    typ, data = m.fetch(seq, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert token.encode() in data[0][1]
+    m.logout()
+    p = poplib.POP3(srv_host(), msrv.ports["pop3"], timeout=10)
+    p.stls(context=client_tls_context())
+    p.user(ALICE)
+    p.pass_(USERS[ALICE])
+    n, _ = p.stat()
+    found = any(token.encode() in b"\r\n".join(p.retr(i + 1)[1]) for i in range(n))
+    assert found
+    p.quit()
+
+
+def test_imap_idle_sees_smtp_delivery(msrv):
+    m = imaplib.IMAP4_SSL(srv_host(), msrv.ports["imaps"], ssl_context=client_tls_context())
+    m.login(BOB, USERS[BOB])
+    m.select("INBOX")
+    tag = m._new_tag()
+    m.send(tag + b" IDLE\r\n")
+    assert m.readline().startswith(b"+")
+    token = deliver(msrv, BOB, "idle")
+    m.sock.settimeout(conftest.DELIVERY_TIMEOUT)
+    line = m.readline()
+    assert re.match(rb"\* \d+ EXISTS", line), line
+    msrv.wait_for_message(BOB, token)
+    m.send(b"DONE\r\n")
+    while not m.readline().startswith(tag):
+        pass
+    m.logout()
+
+
+def test_wrong_password_and_no_password_in_log(msrv):
+    m = imaplib.IMAP4(srv_host(), msrv.ports["imap"])
+    m.starttls(ssl_context=client_tls_context())
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(ALICE, "not-the-Secret-9")
+    assert m.login(ALICE, USERS[ALICE])[0] == "OK"
+    m.logout()
+    text = msrv.stderr_text()
+    assert "not-the-Secret-9" not in text and USERS[ALICE] not in text
+    assert "event=imap_login" in text
