@@ -23,7 +23,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
-#include "outbound/client_reply.h"
+#include "lib-smtp/smtp_reply.h"
 #include "outbound/mime7bit.h"
 #include "outbound/mx_select.h"
 
@@ -148,7 +148,8 @@ struct smtp_session {
 	struct smtp_delivery *d;          /* NULL when parked or closing */
 	struct bufferevent *bev;
 	struct event *timer;
-	struct client_reply reply;
+	struct smtp_reply_parser parser;
+	const struct smtp_reply *rep; /* the reply being handled; valid until the next feed */
 	char *key;
 	char *host;
 	char addr[INET6_ADDRSTRLEN];
@@ -166,7 +167,6 @@ struct smtp_session {
 	/* body transfer */
 	off_t data_off;
 	bool data_bol, data_prev_cr, data_eof;
-	char *line;
 };
 
 struct smtp_client {
@@ -226,9 +226,7 @@ struct smtp_client *smtp_client_new(struct event_base *base, const struct smtp_c
 	c->set.mx_port = deftime(c->set.mx_port, 25);
 	c->set.max_mx_hosts = deftime(c->set.max_mx_hosts, 5);
 	c->set.max_addresses = deftime(c->set.max_addresses, 10);
-	c->set.max_reply_lines = deftime(c->set.max_reply_lines, CLIENT_REPLY_MAX_LINES_DEFAULT);
-	if (c->set.max_reply_line == 0)
-		c->set.max_reply_line = 4096;
+	/* 0 keeps lib-smtp's defaults */
 	c->set.max_reuse = deftime(c->set.max_reuse, 100);
 	/* the string arrays stay the caller's: they must outlive the client */
 
@@ -328,10 +326,10 @@ static void set_last_error(struct smtp_delivery *d, int code, const char *enh, c
 }
 
 /* Enhanced code from the reply, or a default by class. */
-static const char *reply_enh(const struct client_reply *r, const char *def4, const char *def5)
+static const char *reply_enh(const struct smtp_reply *r, const char *def4, const char *def5)
 {
-	if (r->enh[0] != '\0' && r->enh[0] == '0' + r->code / 100)
-		return r->enh;
+	if (r->enhanced[0] != '\0' && r->enhanced[0] == '0' + r->code / 100)
+		return r->enhanced;
 	return r->code >= 500 ? def5 : def4;
 }
 
@@ -394,8 +392,7 @@ static void session_free(struct smtp_session *s)
 		bufferevent_free(s->bev);
 	if (s->timer != NULL)
 		event_free(s->timer);
-	client_reply_deinit(&s->reply);
-	free(s->line);
+	smtp_reply_parser_deinit(&s->parser);
 	free(s->key);
 	free(s->host);
 	free(s);
@@ -428,8 +425,7 @@ static struct smtp_session *session_new(struct smtp_delivery *d, const struct ad
 	s->host = xstrdup(d->hosts[d->host_idx].name);
 	s->port = d->hosts[d->host_idx].port;
 	snprintf(s->addr, sizeof(s->addr), "%s", a->text);
-	s->line = xmalloc(c->set.max_reply_line + 1);
-	client_reply_init(&s->reply, c->set.max_reply_lines);
+	smtp_reply_parser_init(&s->parser, c->set.max_reply_line, c->set.max_reply_lines, 0);
 	s->timer = evtimer_new(c->base, session_timer_cb, s);
 	s->next = c->sessions;
 	if (c->sessions != NULL)
@@ -479,7 +475,7 @@ static void session_fail(struct smtp_session *s, int code, const char *enh, cons
 static void session_fail_reply(struct smtp_session *s, const char *def4, const char *def5)
 {
 	/* any 5xx before a transaction is still a reason to try the next host (RFC 5321 5.1) */
-	session_fail(s, s->reply.code, reply_enh(&s->reply, def4, def5), s->reply.text.data, true);
+	session_fail(s, s->rep->code, reply_enh(s->rep, def4, def5), s->rep->text.data, true);
 }
 
 static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -499,48 +495,31 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void parse_ehlo(struct smtp_session *s)
 {
-	char line[512];
+	static const struct { unsigned from, to; } map[] = {
+		{ SMTP_EHLO_PIPELINING, CAP_PIPELINING }, { SMTP_EHLO_SIZE, CAP_SIZE },
+		{ SMTP_EHLO_8BITMIME, CAP_8BITMIME },     { SMTP_EHLO_SMTPUTF8, CAP_SMTPUTF8 },
+		{ SMTP_EHLO_DSN, CAP_DSN },               { SMTP_EHLO_STARTTLS, CAP_STARTTLS },
+		{ SMTP_EHLO_AUTH, CAP_AUTH },             { SMTP_EHLO_ENHANCEDSTATUSCODES, CAP_ENHANCED },
+	};
+	struct smtp_ehlo e;
 	s->caps = 0;
 	s->peer_size = 0;
 	s->auth_mechs = 0;
-	for (unsigned i = 1; client_reply_line(&s->reply, i, line, sizeof(line)); i++) {
-		char *save = NULL;
-		char *kw = strtok_r(line, " ", &save);
-		if (kw == NULL)
-			continue;
-		if (strcasecmp(kw, "PIPELINING") == 0) {
-			s->caps |= CAP_PIPELINING;
-		} else if (strcasecmp(kw, "SIZE") == 0) {
-			char *v = strtok_r(NULL, " ", &save);
-			s->caps |= CAP_SIZE;
-			if (v != NULL) {
-				char *end;
-				errno = 0;
-				unsigned long long n = strtoull(v, &end, 10);
-				if (errno == 0 && *end == '\0')
-					s->peer_size = n;
-			}
-		} else if (strcasecmp(kw, "8BITMIME") == 0) {
-			s->caps |= CAP_8BITMIME;
-		} else if (strcasecmp(kw, "SMTPUTF8") == 0) {
-			s->caps |= CAP_SMTPUTF8;
-		} else if (strcasecmp(kw, "DSN") == 0) {
-			s->caps |= CAP_DSN;
-		} else if (strcasecmp(kw, "STARTTLS") == 0) {
-			s->caps |= CAP_STARTTLS;
-		} else if (strcasecmp(kw, "ENHANCEDSTATUSCODES") == 0) {
-			s->caps |= CAP_ENHANCED;
-		} else if (strcasecmp(kw, "AUTH") == 0 || strncasecmp(kw, "AUTH=", 5) == 0) {
-			char *m = kw[4] == '=' ? kw + 5 : strtok_r(NULL, " ", &save);
-			s->caps |= CAP_AUTH;
-			for (; m != NULL; m = strtok_r(NULL, " ", &save)) {
-				if (strcasecmp(m, "PLAIN") == 0)
-					s->auth_mechs |= AUTH_PLAIN;
-				else if (strcasecmp(m, "LOGIN") == 0)
-					s->auth_mechs |= AUTH_LOGIN;
-			}
-		}
+	if (smtp_reply_ehlo_parse(s->rep, &e) < 0)
+		return;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (e.caps & map[i].from)
+			s->caps |= map[i].to;
+	s->peer_size = e.size;
+	char *save = NULL;
+	for (char *m = strtok_r(e.auth, " ", &save); m != NULL; m = strtok_r(NULL, " ", &save)) {
+		if (strcmp(m, "PLAIN") == 0)
+			s->auth_mechs |= AUTH_PLAIN;
+		else if (strcmp(m, "LOGIN") == 0)
+			s->auth_mechs |= AUTH_LOGIN;
 	}
+	if (s->auth_mechs != 0)
+		s->caps |= CAP_AUTH;
 }
 
 static void send_ehlo(struct smtp_session *s)
@@ -595,7 +574,8 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (s->state == S_TLS_HANDSHAKE && (what & BEV_EVENT_CONNECTED) != 0) {
 		s->tls = true;
 		s->caps = 0; /* forget everything learnt in clear */
-		client_reply_reset(&s->reply);
+		smtp_reply_parser_deinit(&s->parser);
+		smtp_reply_parser_init(&s->parser, s->c->set.max_reply_line, s->c->set.max_reply_lines, 0);
 		send_ehlo(s);
 		return;
 	}
@@ -661,7 +641,7 @@ static void send_auth(struct smtp_session *s)
 static void auth_reply(struct smtp_session *s)
 {
 	struct smtp_delivery *d = s->d;
-	int code = s->reply.code;
+	int code = s->rep->code;
 	if (code == 235) {
 		after_helo(s);
 		return;
@@ -684,8 +664,8 @@ static void auth_reply(struct smtp_session *s)
 		return;
 	}
 	/* a rejected login is a configuration problem: defer, try the other hosts */
-	session_fail(s, code >= 500 ? 454 : code, code >= 500 ? "4.7.8" : reply_enh(&s->reply, "4.7.0", "5.7.8"),
-	             s->reply.text.data, true);
+	session_fail(s, code >= 500 ? 454 : code, code >= 500 ? "4.7.8" : reply_enh(s->rep, "4.7.0", "5.7.8"),
+	             s->rep->text.data, true);
 }
 
 /* Called once EHLO/HELO (and TLS) is done, or again after AUTH succeeded. */
@@ -823,16 +803,16 @@ static void rcpt_reply(struct smtp_session *s)
 {
 	struct smtp_delivery *d = s->d;
 	struct rcpt_state *r = &d->rcpts[d->tx[d->tx_replied++]];
-	int code = s->reply.code;
+	int code = s->rep->code;
 
 	if (code >= 200 && code < 300) {
 		r->accepted = true;
 	} else if (code < 500) {
-		rcpt_set(d, r, SMTP_RCPT_TEMPFAIL, true, code, reply_enh(&s->reply, "4.0.0", "5.0.0"),
-		         s->reply.text.data, true);
+		rcpt_set(d, r, SMTP_RCPT_TEMPFAIL, true, code, reply_enh(s->rep, "4.0.0", "5.0.0"),
+		         s->rep->text.data, true);
 	} else {
-		rcpt_set(d, r, SMTP_RCPT_PERMFAIL, true, code, reply_enh(&s->reply, "4.0.0", "5.0.0"),
-		         s->reply.text.data, true);
+		rcpt_set(d, r, SMTP_RCPT_PERMFAIL, true, code, reply_enh(s->rep, "4.0.0", "5.0.0"),
+		         s->rep->text.data, true);
 	}
 	if (d->tx_replied < d->tx_count) {
 		if (d->tx_sent < d->tx_replied + 1) {
@@ -847,7 +827,7 @@ static void rcpt_reply(struct smtp_session *s)
 static void mail_reply(struct smtp_session *s)
 {
 	struct smtp_delivery *d = s->d;
-	int code = s->reply.code;
+	int code = s->rep->code;
 	if (code >= 200 && code < 300) {
 		s->state = S_RCPT;
 		if (d->tx_sent == 0)
@@ -856,8 +836,8 @@ static void mail_reply(struct smtp_session *s)
 		return;
 	}
 	if (code >= 500) {
-		fail_all_pending(d, SMTP_RCPT_PERMFAIL, code, reply_enh(&s->reply, "4.0.0", "5.0.0"),
-		                 s->reply.text.data, true);
+		fail_all_pending(d, SMTP_RCPT_PERMFAIL, code, reply_enh(s->rep, "4.0.0", "5.0.0"),
+		                 s->rep->text.data, true);
 		session_close(s, true);
 		delivery_finish(d);
 		return;
@@ -868,7 +848,7 @@ static void mail_reply(struct smtp_session *s)
 static void data_end_reply(struct smtp_session *s, bool final)
 {
 	struct smtp_delivery *d = s->d;
-	int code = s->reply.code;
+	int code = s->rep->code;
 	if (code >= 400 && code < 500) {
 		session_fail_reply(s, "4.0.0", "5.0.0");
 		return;
@@ -883,11 +863,11 @@ static void data_end_reply(struct smtp_session *s, bool final)
 			continue;
 		r->accepted = false;
 		if (code >= 200 && code < 300 && final)
-			rcpt_set(d, r, SMTP_RCPT_DELIVERED, true, code, reply_enh(&s->reply, "2.0.0", "2.0.0"),
-			         s->reply.text.data, true);
+			rcpt_set(d, r, SMTP_RCPT_DELIVERED, true, code, reply_enh(s->rep, "2.0.0", "2.0.0"),
+			         s->rep->text.data, true);
 		else
-			rcpt_set(d, r, SMTP_RCPT_PERMFAIL, true, code, reply_enh(&s->reply, "4.0.0", "5.0.0"),
-			         s->reply.text.data, true);
+			rcpt_set(d, r, SMTP_RCPT_PERMFAIL, true, code, reply_enh(s->rep, "4.0.0", "5.0.0"),
+			         s->rep->text.data, true);
 	}
 	s->state = S_IDLE;
 	evtimer_del(s->timer);
@@ -1001,7 +981,7 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 static void handle_reply(struct smtp_session *s)
 {
 	struct smtp_delivery *d = s->d;
-	int code = s->reply.code;
+	int code = s->rep->code;
 	enum sess_state st = s->state;
 
 	if (st == S_QUIT) {
@@ -1095,58 +1075,42 @@ static void handle_reply(struct smtp_session *s)
 static void session_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
-	struct smtp_client *c = s->c;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	for (;;) {
-		size_t eol_len = 0;
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-		if (p.pos < 0) {
-			if (evbuffer_get_length(in) >= c->set.max_reply_line) {
-				if (s->d != NULL)
-					session_fail(s, 421, "4.4.2", "reply line too long", false);
-				else
-					session_close(s, false);
-			}
-			return;
-		}
-		size_t n = (size_t)p.pos;
-		if (n + eol_len > c->set.max_reply_line) {
-			if (s->d != NULL)
-				session_fail(s, 421, "4.4.2", "reply line too long", false);
-			else
-				session_close(s, false);
-			return;
-		}
-		evbuffer_remove(in, s->line, n);
-		evbuffer_drain(in, eol_len);
-		s->line[n] = '\0';
+	while (evbuffer_get_length(in) > 0) {
+		size_t avail = evbuffer_get_contiguous_space(in), consumed = 0;
+		const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)avail);
+		const struct smtp_reply *reply = NULL;
+		const char *err = NULL;
+
 		if (s->parked) {
 			/* the peer talks to an idle connection (usually 421): drop it */
 			session_close(s, false);
 			return;
 		}
-		const char *err;
-		int r = client_reply_feed_line(&s->reply, s->line, n, &err);
-		if (r < 0) {
+		int r = smtp_reply_parser_feed(&s->parser, data, avail, &consumed, &reply, &err);
+		evbuffer_drain(in, consumed);
+		if (r == SMTP_REPLY_INVALID) {
 			if (s->state == S_QUIT)
 				session_free(s);
 			else if (s->d != NULL)
-				session_fail(s, 421, "4.4.2", err, false);
+				session_fail(s, 421, "4.5.0", err != NULL ? err : "invalid reply", false);
 			else
 				session_close(s, false);
 			return;
 		}
-		if (r == 0)
+		if (r == SMTP_REPLY_AGAIN)
 			continue;
 		/*
 		 * A complete reply. Handling it may close s (freeing is deferred
 		 * while busy), park it, or start TLS (a new bev: whatever is left in
 		 * the old input was dropped).
 		 */
+		s->rep = reply;
 		s->busy = true;
 		handle_reply(s);
 		s->busy = false;
+		s->rep = NULL;
 		if (s->dead) {
 			s->d = NULL;
 			session_free(s);

@@ -17,12 +17,15 @@
  * policy is not NONE (REQUIRE: never MAIL in clear, defer instead; MAY: a failed
  * handshake retries that address once without TLS), AUTH PLAIN/LOGIN only inside
  * TLS, PIPELINING (MAIL+RCPTs in one batch), SIZE (peer limit too small →
- * permanent 552 5.3.4), 8BITMIME (8-bit body without it → permanent 554 5.6.3),
+ * permanent 552 5.3.4), 8BITMIME (8-bit body without it → quoted-printable or 554 5.6.3),
  * SMTPUTF8 (needed but missing → permanent 553 5.6.7), DSN (NOTIFY/ORCPT/RET/ENVID
  * passed on only when offered), DATA with dot-stuffing and CRLF normalization.
- * Every wait has a timeout (RFC 5321 4.5.3.2 defaults, configurable). Replies
- * are limited in line length and line count; anything malformed is a temporary
- * failure of that session, never a crash or a stuck state.
+ * 8-bit single-part messages are downgraded to quoted-printable for a peer
+ * without 8BITMIME (see mime7bit.h). Every wait has a timeout (RFC 5321 4.5.3.2
+ * defaults, configurable). Replies are parsed by lib-smtp's smtp_reply (CRLF
+ * only, line length, line count and text limits); anything malformed - bare LF,
+ * endless multiline, garbage - is a temporary failure of that session (421
+ * 4.5.0 with the parser's reason), never a crash or a stuck state.
  *
  * Sessions can be reused: after a successful transaction the connection is
  * parked in a per-client pool keyed by destination (MX domain or relay host
@@ -75,8 +78,8 @@ struct smtp_client_settings {
 	unsigned mx_port;                /* port for MX delivery; default 25 (tests override) */
 	unsigned max_mx_hosts;           /* default 5 */
 	unsigned max_addresses;          /* addresses tried per delivery; default 10 */
-	unsigned max_reply_lines;        /* default 100 */
-	size_t max_reply_line;           /* bytes incl. CRLF; default 4096 */
+	unsigned max_reply_lines;        /* 0 = lib-smtp default (100) */
+	size_t max_reply_line;           /* bytes incl. CRLF; 0 = lib-smtp default (1000) */
 	unsigned idle_ms;                /* pooled session lifetime; 0 = no reuse */
 	unsigned max_reuse;              /* transactions per connection; default 100 */
 	const char *const *own_names;    /* our hostnames, for MX loop detection */

@@ -1,4 +1,4 @@
-/* Pure logic of the outbound module: reply assembly, MX loop rules, relay groups. */
+/* Pure logic of the outbound module: MX loop rules, relay groups, 8BITMIME downgrade. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,89 +9,9 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
-#include "outbound/client_reply.h"
 #include "outbound/mime7bit.h"
 #include "outbound/mx_select.h"
 #include "outbound/relay.h"
-
-struct reply_case {
-	const char *name;
-	const char *lines[6]; /* NULL-terminated */
-	int ret;              /* of the last line fed */
-	int code;
-	const char *enh;
-	const char *text;
-};
-
-static void test_reply_table(void **state)
-{
-	static const struct reply_case cases[] = {
-		{ "single", { "250 ok", NULL }, 1, 250, "", "ok" },
-		{ "enh", { "550 5.1.1 no such user", NULL }, 1, 550, "5.1.1", "5.1.1 no such user" },
-		{ "multi", { "250-mx.test hello", "250-PIPELINING", "250 SIZE 1000", NULL }, 1, 250, "",
-		  "mx.test hello\nPIPELINING\nSIZE 1000" },
-		{ "bare code", { "250", NULL }, 1, 250, "", "" },
-		{ "partial", { "250-a", NULL }, 0, 250, "", "a" },
-		{ "code changes", { "250-a", "251 b", NULL }, -1, 0, NULL, NULL },
-		{ "not digits", { "25x ok", NULL }, -1, 0, NULL, NULL },
-		{ "bad sep", { "250+ok", NULL }, -1, 0, NULL, NULL },
-		{ "1xx", { "150 what", NULL }, -1, 0, NULL, NULL },
-		{ "short", { "25", NULL }, -1, 0, NULL, NULL },
-		{ "enh mismatch kept raw", { "451 4.7.1x greylisted", NULL }, 1, 451, "", "4.7.1x greylisted" },
-		{ "control chars", { "250 a\tb", NULL }, 1, 250, "", "a?b" },
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const struct reply_case *c = &cases[i];
-		struct client_reply r;
-		const char *err = NULL;
-		int ret = 0;
-		client_reply_init(&r, 5);
-		for (size_t k = 0; c->lines[k] != NULL; k++) {
-			ret = client_reply_feed_line(&r, c->lines[k], strlen(c->lines[k]), &err);
-			if (ret != 0)
-				break;
-		}
-		if (ret != c->ret)
-			fail_msg("case %s: ret %d", c->name, ret);
-		if (ret >= 0) {
-			assert_int_equal(r.code, c->code);
-			assert_string_equal(r.enh, c->enh);
-			assert_string_equal(r.text.data, c->text);
-		} else {
-			assert_non_null(err);
-		}
-		client_reply_deinit(&r);
-	}
-}
-
-static void test_reply_limits(void **state)
-{
-	struct client_reply r;
-	const char *err = NULL;
-	char line[64], out[16];
-	client_reply_init(&r, 10);
-	for (int i = 0; i < 10; i++)
-		assert_int_equal(client_reply_feed_line(&r, "250-x", 5, &err), 0);
-	assert_int_equal(client_reply_feed_line(&r, "250-x", 5, &err), -1);
-	client_reply_reset(&r);
-	/* text cap: long replies stay valid, text is truncated */
-	memset(line, 'a', sizeof(line));
-	memcpy(line, "250-", 4);
-	struct client_reply big;
-	client_reply_init(&big, 1000);
-	for (int i = 0; i < 500; i++)
-		assert_int_equal(client_reply_feed_line(&big, line, sizeof(line), &err), 0);
-	assert_int_equal(client_reply_feed_line(&big, "250 end", 7, &err), 1);
-	assert_true(big.text.len <= CLIENT_REPLY_TEXT_MAX);
-	assert_true(client_reply_line(&big, 0, out, sizeof(out)));
-	assert_string_equal(out, "aaaaaaaaaaaaaaa");
-	/* a new reply after a complete one starts fresh */
-	assert_int_equal(client_reply_feed_line(&big, "354 go", 6, &err), 1);
-	assert_int_equal(big.code, 354);
-	assert_string_equal(big.text.data, "go");
-	client_reply_deinit(&big);
-	client_reply_deinit(&r);
-}
 
 struct cut_case {
 	const char *name;
@@ -315,8 +235,6 @@ static void test_mime7bit_header(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reply_table),
-		cmocka_unit_test(test_reply_limits),
 		cmocka_unit_test(test_mx_self_cut),
 		cmocka_unit_test(test_relay_weights),
 		cmocka_unit_test(test_relay_health),
