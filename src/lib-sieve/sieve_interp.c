@@ -66,7 +66,18 @@ struct exec {
 	char *ts_raw, *ts_from, *ts_to, *ts_auth, *ts_orig;
 	bool ts_active;
 	char *ts_cur_test;
+	struct sieve_script *ts_script;  /* test_script_compile */
+	struct sieve_result ts_run_res;  /* test_script_run */
+	bool ts_use_run;
+	struct strlist ts_errors;
 };
+
+static const struct sieve_testsuite_hooks *ts_hooks;
+
+void sieve_testsuite_set_hooks(const struct sieve_testsuite_hooks *hooks)
+{
+	ts_hooks = hooks;
+}
 
 static void ex_error(struct exec *ex, const struct sieve_node *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -1094,6 +1105,88 @@ static int test_environment(struct exec *ex, const struct sieve_node *n)
 	return test_match_values(ex, n, &vals, n->pos[1], false);
 }
 
+static void ts_reset_result(struct sieve_result *res);
+
+/* vnd.dovecot.testsuite result and script tests (test builds only) */
+static int test_testsuite(struct exec *ex, const struct sieve_node *n)
+{
+	if (n->id == TST_TS_EXECUTE)
+		return 1;
+	if (n->id == TST_TS_COMPILE) {
+		char *path = get_strdup(ex, n, n->pos[0]);
+		if (path == NULL)
+			return -1;
+		sieve_script_free(&ex->ts_script);
+		sl_free(&ex->ts_errors);
+		char *src = NULL, *err = NULL;
+		size_t len = 0;
+		if (ts_hooks == NULL || ts_hooks->load(ts_hooks->ctx, path, &src, &len) <= 0) {
+			char *m = xasprintf("%s:0:0: cannot load script", path);
+			sl_add(&ex->ts_errors, m, strlen(m));
+			free(m);
+			free(path);
+			return 0;
+		}
+		struct sieve_compile_options opt = {
+			.extensions = SIEVE_EXT_USER_DEFAULT,
+			.include_resolver = ts_hooks->resolver,
+			.include_ctx = ts_hooks->ctx,
+		};
+		ex->ts_script = sieve_compile(src, len, path, &opt, &err);
+		free(src);
+		free(path);
+		if (ex->ts_script == NULL) {
+			sl_add(&ex->ts_errors, err, strlen(err));
+			free(err);
+			return 0;
+		}
+		return 1;
+	}
+	if (n->id == TST_TS_RUN) {
+		if (ex->ts_script == NULL)
+			return 0;
+		sl_free(&ex->ts_errors);
+		char *err = NULL;
+		ts_reset_result(&ex->ts_run_res);
+		int r = sieve_execute(ex->ts_script, msgv(ex), &ex->lim, &ex->ts_run_res, NULL, NULL, &err);
+		ex->ts_use_run = true;
+		if (r < 0) {
+			sl_add(&ex->ts_errors, err, strlen(err));
+			free(err);
+			return 0;
+		}
+		return 1;
+	}
+	struct strlist vals = { 0 };
+	if (n->id == TST_TS_ERROR) {
+		for (size_t i = 0; i < ex->ts_errors.n; i++) {
+			/* the message without "name:line:col: " */
+			const char *m = ex->ts_errors.v[i];
+			const char *p = strstr(m, ": ");
+			p = p != NULL ? p + 2 : m;
+			sl_add(&vals, p, strlen(p));
+		}
+	} else {
+		const struct sieve_result *res = ex->ts_use_run ? &ex->ts_run_res : ex->res;
+		for (size_t i = 0; i < res->count; i++) {
+			enum sieve_action_type t = res->actions[i].type;
+			if (t == SIEVE_ACT_ADDHEADER || t == SIEVE_ACT_DELETEHEADER || t == SIEVE_ACT_DUPLICATE_TRACK)
+				continue;
+			const char *name = t == SIEVE_ACT_FILEINTO ? "store" : sieve_action_name(t);
+			sl_add(&vals, name, strlen(name));
+		}
+	}
+	if (n->tag[TAG_INDEX] != NULL) {
+		uint64_t idx = n->tag[TAG_INDEX]->number;
+		struct strlist one = { 0 };
+		if (idx >= 1 && idx <= vals.n)
+			sl_add(&one, vals.v[idx - 1], vals.len[idx - 1]);
+		sl_free(&vals);
+		vals = one;
+	}
+	return test_match_values(ex, n, &vals, n->pos[0], false);
+}
+
 static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 {
 	switch (n->id) {
@@ -1253,6 +1346,11 @@ static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 		return r;
 	}
 	case TST_ENVIRONMENT: return test_environment(ex, n);
+	case TST_TS_COMPILE:
+	case TST_TS_RUN:
+	case TST_TS_ERROR:
+	case TST_TS_ACTION:
+	case TST_TS_EXECUTE: return test_testsuite(ex, n);
 	case TST_IHAVE: return n->ihave_ok ? 1 : 0;
 	default:
 		ex_error(ex, n, "unsupported test '%s'", n->ident);
@@ -1783,6 +1881,12 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 		ex->ts_abort = false;
 		return 0;
 	}
+	if (n->id == CMD_TS_RESET) {
+		ts_reset_result(ex->res);
+		ts_reset_result(&ex->ts_run_res);
+		ex->ts_use_run = false;
+		return 0;
+	}
 	if (n->id == CMD_TS_FAIL) {
 		char *m = get_strdup(ex, n, n->pos[0]);
 		ex->res->ts_failed++;
@@ -2094,6 +2198,7 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 	case CMD_TS_TEST:
 	case CMD_TS_FAIL:
 	case CMD_TS_SET:
+	case CMD_TS_RESET:
 		return cmd_testsuite(ex, n);
 	default:
 		ex_error(ex, n, "unsupported command '%s'", n->ident);
@@ -2157,6 +2262,16 @@ static void action_free(struct sieve_action *a)
 	free(a->importance);
 	free_strv(a->options, a->options_count);
 	free(a->comparator);
+}
+
+/* testsuite: drop the actions but keep the counters */
+static void ts_reset_result(struct sieve_result *res)
+{
+	for (size_t i = 0; i < res->count; i++)
+		action_free(&res->actions[i]);
+	res->count = 0;
+	res->keep_cancelled = false;
+	res->implicit_keep = false;
 }
 
 void sieve_result_init(struct sieve_result *res)
@@ -2238,6 +2353,9 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	free(ex.ts_auth);
 	free(ex.ts_orig);
 	free(ex.ts_cur_test);
+	sieve_script_free(&ex.ts_script);
+	sieve_result_deinit(&ex.ts_run_res);
+	sl_free(&ex.ts_errors);
 	free(ex.error);
 	return r < 0 ? -1 : 1;
 }

@@ -108,12 +108,13 @@ enum sieve_cmd_id {
 	CMD_FILEINTO, CMD_REJECT, CMD_EREJECT, CMD_SET, CMD_VACATION, CMD_SETFLAG, CMD_ADDFLAG,
 	CMD_REMOVEFLAG, CMD_ADDHEADER, CMD_DELETEHEADER, CMD_INCLUDE, CMD_RETURN, CMD_GLOBAL,
 	CMD_NOTIFY, CMD_ROUTE, CMD_WEBHOOK, CMD_QUARANTINE, CMD_TAG, CMD_REJECT_CODE,
-	CMD_TS_TEST, CMD_TS_FAIL, CMD_TS_SET,
+	CMD_TS_TEST, CMD_TS_FAIL, CMD_TS_SET, CMD_TS_RESET,
 	/* tests */
 	TST_ADDRESS, TST_ALLOF, TST_ANYOF, TST_ENVELOPE, TST_EXISTS, TST_FALSE, TST_TRUE,
 	TST_HEADER, TST_NOT, TST_SIZE, TST_STRING, TST_BODY, TST_HASFLAG, TST_DATE,
 	TST_CURRENTDATE, TST_MAILBOXEXISTS, TST_DUPLICATE, TST_VALID_NOTIFY_METHOD,
 	TST_NOTIFY_METHOD_CAPABILITY, TST_ENVIRONMENT, TST_IHAVE,
+	TST_TS_COMPILE, TST_TS_RUN, TST_TS_ERROR, TST_TS_ACTION, TST_TS_EXECUTE,
 };
 
 struct sieve_cmd_def;
@@ -176,5 +177,16 @@ bool sieve_cmp_contains(int cmp, const char *hay, size_t hlen, const char *needl
 /* -1/0/1 ordering; numeric treats non-numbers as +infinity */
 int sieve_cmp_order(int cmp, const char *a, size_t alen, const char *b, size_t blen);
 bool sieve_rel_holds(int rel, int order);
+
+/*
+ * Test-only hooks of the vnd.dovecot.testsuite subset: how test_script_compile
+ * finds a script (path relative to the test file) and resolves its includes.
+ */
+struct sieve_testsuite_hooks {
+	int (*load)(void *ctx, const char *path, char **src_r, size_t *len_r);
+	sieve_include_resolver_fn *resolver;
+	void *ctx;
+};
+void sieve_testsuite_set_hooks(const struct sieve_testsuite_hooks *hooks);
 
 #endif

@@ -105,6 +105,7 @@ static const uint8_t t_size[] = { TAG_OVER, TAG_UNDER, TAG_NONE };
 static const uint8_t t_body[] = { MATCH_TAGS, TAG_RAW, TAG_CONTENT, TAG_TEXT, TAG_NONE };
 static const uint8_t t_date[] = { MATCH_TAGS, TAG_ZONE, TAG_ORIGINALZONE, TAG_INDEX, TAG_LAST, TAG_NONE };
 static const uint8_t t_currentdate[] = { MATCH_TAGS, TAG_ZONE, TAG_NONE };
+static const uint8_t t_tsmatch[] = { MATCH_TAGS, TAG_INDEX, TAG_NONE };
 static const uint8_t t_duplicate[] = { TAG_HANDLE, TAG_HEADER, TAG_UNIQUEID, TAG_SECONDS, TAG_LAST, TAG_NONE };
 
 enum { NO_TESTS, ONE_TEST, TEST_LIST };
@@ -151,6 +152,12 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "test", CMD_TS_TEST, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, true, t_none },
 	{ "test_fail", CMD_TS_FAIL, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_set", CMD_TS_SET, false, SIEVE_EXT_TESTSUITE, "ss", NO_TESTS, false, t_none },
+	{ "test_result_reset", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
+	{ "test_script_compile", TST_TS_COMPILE, true, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
+	{ "test_script_run", TST_TS_RUN, true, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
+	{ "test_error", TST_TS_ERROR, true, SIEVE_EXT_TESTSUITE, "l", NO_TESTS, false, t_tsmatch },
+	{ "test_result_action", TST_TS_ACTION, true, SIEVE_EXT_TESTSUITE, "l", NO_TESTS, false, t_tsmatch },
+	{ "test_result_execute", TST_TS_EXECUTE, true, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
 
 	{ "address", TST_ADDRESS, true, 0, "ll", NO_TESTS, false, t_address },
 	{ "allof", TST_ALLOF, true, 0, "", TEST_LIST, false, t_none },
@@ -182,6 +189,8 @@ static unsigned tag_ext_for(const struct sieve_cmd_def *d, const struct tag_def 
 	if (t->id == TAG_LAST && (d->id == TST_ADDRESS || d->id == TST_HEADER || d->id == TST_DATE))
 		return SIEVE_EXT_INDEX;
 	if (t->id == TAG_SECONDS && d->id == TST_DUPLICATE)
+		return 0;
+	if (t->id == TAG_INDEX && (d->id == TST_TS_ERROR || d->id == TST_TS_ACTION))
 		return 0;
 	return t->ext;
 }
@@ -720,6 +729,7 @@ static struct sieve_arg *key_list(struct sieve_node *n)
 		return n->pos[1];
 	case TST_BODY: return n->pos[0];
 	case TST_HASFLAG: return n->npos == 2 ? n->pos[1] : n->pos[0];
+	case TST_TS_ERROR: case TST_TS_ACTION: return n->pos[0];
 	case TST_DATE: case TST_NOTIFY_METHOD_CAPABILITY: return n->pos[2];
 	case TST_CURRENTDATE: return n->pos[1];
 	case CMD_DELETEHEADER: return n->npos > 1 ? n->pos[1] : NULL;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "lib-sieve/sieve.h"
+#include "lib-sieve/sieve_private.h"
 #include "lib/xalloc.h"
 
 /* Files whose every block must pass; grow this list as the implementation grows. */
@@ -69,6 +70,15 @@ static int resolver(void *ctx, const char *name, bool global, char **src_r, size
 	return *src_r != NULL ? 1 : 0;
 }
 
+static int load_script(void *ctx, const char *path, char **src_r, size_t *len_r)
+{
+	struct resolver_ctx *rc = ctx;
+	char full[4096];
+	snprintf(full, sizeof(full), "%s/%s", rc->dir, path);
+	*src_r = read_all(full, len_r);
+	return *src_r != NULL ? 1 : 0;
+}
+
 struct file_result {
 	unsigned blocks, passed;
 	char *why;
@@ -91,6 +101,8 @@ static void run_file(const char *rel, unsigned blocks, struct file_result *fr)
 	char *slash = strrchr(rc.dir, '/');
 	if (slash != NULL)
 		*slash = '\0';
+	struct sieve_testsuite_hooks hooks = { .load = load_script, .resolver = resolver, .ctx = &rc };
+	sieve_testsuite_set_hooks(&hooks);
 	struct sieve_compile_options opt = {
 		.extensions = SIEVE_EXT_USER_DEFAULT | SIEVE_EXT_TESTSUITE,
 		.include_resolver = resolver,
@@ -127,6 +139,7 @@ static void run_file(const char *rel, unsigned blocks, struct file_result *fr)
 	}
 	sieve_result_deinit(&res);
 	sieve_script_free(&s);
+	sieve_testsuite_set_hooks(NULL);
 }
 
 static void test_pigeonhole(void **state)
