@@ -20,14 +20,14 @@ struct queue_cli_cmd {
 
 static const struct queue_cli_cmd queue_cli_cmds[] = {
 	{ "list", 0, 0 },   { "show", 1, 1 },  { "delete", 1, 1 }, { "hold", 1, 1 },
-	{ "release", 1, 1 }, { "flush", 0, 1 }, { "stats", 0, 0 },
+	{ "release", 1, 1 }, { "flush", 0, 1 }, { "stats", 0, 0 },  { "bounce", 1, 1 },
 };
 static const struct queue_cli_cmd quarantine_cli_cmds[] = {
 	{ "list", 0, 0 }, { "show", 1, 1 }, { "release", 1, 1 }, { "delete", 1, 1 },
 };
 
 static const char queue_cli_usage[] = "usage: mailroute queue list | show ID | flush [ID] | hold ID | "
-				      "release ID | delete ID | stats";
+				      "release ID | delete ID | bounce ID | stats";
 static const char quarantine_cli_usage[] = "usage: mailroute quarantine list | show ID | release ID | "
 					   "delete ID";
 
@@ -197,8 +197,9 @@ static int queue_cli_show(struct queue_store *q, const char *id, FILE *out, FILE
 	time_t now = time(NULL);
 	queue_cli_time(t, sizeof(t), env->arrival);
 	queue_cli_duration(age, sizeof(age), (long long)(now - env->arrival));
-	fprintf(out, "id: %s\narrival: %s (%s ago)\nsize: %llu\nstate: %s\nsender: <", env->id, t, age,
-		(unsigned long long)env->size, queue_state_name(env->state));
+	fprintf(out, "id: %s\narrival: %s (%s ago)\nsize: %llu\nstate: %s%s\nsender: <", env->id, t, age,
+		(unsigned long long)env->size, queue_state_name(env->state),
+		env->bounce_requested ? " (bounce requested)" : "");
 	queue_cli_print_clean(out, env->sender, 1024);
 	fputs(">\n", out);
 	queue_cli_opt(out, "envid", env->envid);
@@ -325,6 +326,8 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 		found = queue_store_set_state(q, id, QUEUE_STATE_HOLD, &error);
 	} else if (strcmp(cmd, "release") == 0) {
 		found = queue_store_set_state(q, id, QUEUE_STATE_ACTIVE, &error);
+	} else if (strcmp(cmd, "bounce") == 0) {
+		found = queue_store_bounce(q, id, time(NULL), &error);
 	} else if (strcmp(cmd, "flush") == 0) {
 		found = queue_store_flush(q, id, time(NULL), &error);
 		if (found >= 0 && id == NULL) {

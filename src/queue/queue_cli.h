@@ -9,6 +9,8 @@
  *   queue hold ID | release ID
  *   queue flush [ID]           next attempt = now (the running server picks it up
  *                              at its next scheduler scan)
+ *   queue bounce ID            return to the sender: flags the message for the
+ *                              running server, which sends the DSN
  *   queue stats
  *
  *   quarantine list            the messages in state quarantine (same columns)

@@ -73,6 +73,7 @@ struct queue_envelope {
 	enum queue_body_type body_type;
 	bool smtputf8;
 	enum queue_state state;  /* commit: ACTIVE, or HOLD/QUARANTINE decided by rules */
+	bool bounce_requested;   /* set by `queue bounce` (read by queue_store_get; not committed) */
 	struct queue_rcpt *rcpts;
 	size_t rcpt_count;
 	size_t rcpt_alloc;

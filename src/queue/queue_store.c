@@ -14,7 +14,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
-#define QUEUE_SCHEMA_VERSION 1
+#define QUEUE_SCHEMA_VERSION 2
 
 struct queue_store {
 	char *dir;
@@ -39,6 +39,7 @@ static const char queue_schema[] =
 	" auth_user TEXT,"
 	" body_type INTEGER NOT NULL DEFAULT 0,"
 	" smtputf8 INTEGER NOT NULL DEFAULT 0,"
+	" bounce INTEGER NOT NULL DEFAULT 0,"
 	" state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active','hold','quarantine'))"
 	");"
 	"CREATE TABLE IF NOT EXISTS recipients ("
@@ -143,6 +144,24 @@ static int queue_mkdir(const char *path)
 	return 0;
 }
 
+/* PRAGMA user_version; -1 with *error_r on error or when newer than this build. */
+static int queue_schema_version(struct queue_store *q, char **error_r)
+{
+	sqlite3_stmt *st = queue_prepare(q, "PRAGMA user_version", error_r);
+	if (st == NULL)
+		return -1;
+	int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (version < 0)
+		return queue_db_error(q, error_r, "user_version");
+	if (version > QUEUE_SCHEMA_VERSION) {
+		queue_set_error(error_r, "queue: %s/queue.db has schema version %d, newer than this build (%d)",
+				q->dir, version, QUEUE_SCHEMA_VERSION);
+		return -1;
+	}
+	return version;
+}
+
 struct queue_store *queue_store_open(const char *dir, char **error_r)
 {
 	struct queue_store *q = xcalloc(1, sizeof(*q));
@@ -185,21 +204,19 @@ struct queue_store *queue_store_open(const char *dir, char **error_r)
 	    queue_exec(q, "PRAGMA foreign_keys=ON", error_r) < 0)
 		goto fail;
 
-	sqlite3_stmt *st = queue_prepare(q, "PRAGMA user_version", error_r);
-	if (st == NULL)
+	int version = queue_schema_version(q, error_r);
+	if (version < 0)
 		goto fail;
-	int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
-	if (version > QUEUE_SCHEMA_VERSION) {
-		queue_set_error(error_r, "queue: %s/queue.db has schema version %d, newer than this build (%d)",
-				dir, version, QUEUE_SCHEMA_VERSION);
-		goto fail;
-	}
 	if (version < QUEUE_SCHEMA_VERSION) {
 		if (queue_exec(q, "BEGIN IMMEDIATE", error_r) < 0)
 			goto fail;
-		if (queue_exec(q, queue_schema, error_r) < 0 ||
-		    queue_exec(q, "PRAGMA user_version=1", error_r) < 0 ||
+		/* again under the write lock: another process may have just done it */
+		version = queue_schema_version(q, error_r);
+		if (version < 0 ||
+		    (version == 0 && queue_exec(q, queue_schema, error_r) < 0) ||
+		    (version == 1 && queue_exec(q, "ALTER TABLE messages ADD COLUMN bounce INTEGER NOT NULL"
+						   " DEFAULT 0", error_r) < 0) ||
+		    queue_exec(q, "PRAGMA user_version=2", error_r) < 0 ||
 		    queue_exec(q, "COMMIT", error_r) < 0) {
 			queue_rollback(q);
 			goto fail;
@@ -610,8 +627,8 @@ int queue_store_due(struct queue_store *q, time_t now, unsigned limit, queue_due
 		    char **error_r)
 {
 	sqlite3_stmt *st = queue_prepare(q,
-		"SELECT r.msg_id, r.idx, r.kind, r.target, r.address, r.attempts, r.next_attempt, m.arrival"
-		" FROM recipients r JOIN messages m ON m.id = r.msg_id"
+		"SELECT r.msg_id, r.idx, r.kind, r.target, r.address, r.attempts, r.next_attempt, m.arrival,"
+		" m.bounce FROM recipients r JOIN messages m ON m.id = r.msg_id"
 		" WHERE r.status = 'pending' AND r.next_attempt <= ?1 AND m.state = 'active'"
 		" ORDER BY r.next_attempt, r.msg_id, r.idx LIMIT ?2", error_r);
 	if (st == NULL)
@@ -642,6 +659,7 @@ int queue_store_due(struct queue_store *q, time_t now, unsigned limit, queue_due
 			.attempts = (unsigned)sqlite3_column_int64(st, 5),
 			.next_attempt = (time_t)sqlite3_column_int64(st, 6),
 			.arrival = (time_t)sqlite3_column_int64(st, 7),
+			.bounce_requested = sqlite3_column_int(st, 8) != 0,
 		};
 		(void)queue_rcpt_kind_parse(kind, &r->due.kind);
 	}
@@ -837,7 +855,7 @@ int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope
 		return 0;
 	sqlite3_stmt *st = queue_prepare(q,
 		"SELECT arrival, sender, size, envid, ret, helo, client_ip, auth_user, body_type,"
-		" smtputf8, state FROM messages WHERE id = ?1", error_r);
+		" smtputf8, state, bounce FROM messages WHERE id = ?1", error_r);
 	if (st == NULL)
 		return -1;
 	queue_bind_text(st, 1, id);
@@ -859,6 +877,7 @@ int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope
 	env->body_type = (enum queue_body_type)sqlite3_column_int(st, 8);
 	env->smtputf8 = sqlite3_column_int(st, 9) != 0;
 	(void)queue_state_parse((const char *)sqlite3_column_text(st, 10), &env->state);
+	env->bounce_requested = sqlite3_column_int(st, 11) != 0;
 	sqlite3_finalize(st);
 
 	st = queue_prepare(q,
@@ -964,6 +983,45 @@ int queue_store_flush(struct queue_store *q, const char *id, time_t now, char **
 	if (queue_exec(q, "COMMIT", error_r) < 0)
 		goto fail;
 	return count;
+fail:
+	queue_rollback(q);
+	return -1;
+}
+
+int queue_store_bounce(struct queue_store *q, const char *id, time_t now, char **error_r)
+{
+	if (!queue_id_is_valid(id))
+		return 0;
+	if (queue_exec(q, "BEGIN IMMEDIATE", error_r) < 0)
+		return -1;
+	sqlite3_stmt *st = queue_prepare(q, "UPDATE messages SET bounce = 1, state = 'active' WHERE id = ?1",
+					 error_r);
+	if (st == NULL)
+		goto fail;
+	queue_bind_text(st, 1, id);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		queue_db_error(q, error_r, "bounce");
+		goto fail;
+	}
+	int found = sqlite3_changes(q->db) > 0;
+	st = queue_prepare(q, "UPDATE recipients SET next_attempt = ?2"
+			      " WHERE msg_id = ?1 AND status = 'pending' AND next_attempt > ?2", error_r);
+	if (st == NULL)
+		goto fail;
+	queue_bind_text(st, 1, id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		queue_db_error(q, error_r, "bounce");
+		goto fail;
+	}
+	q->fsyncs++;
+	if (queue_exec(q, "COMMIT", error_r) < 0)
+		goto fail;
+	return found;
 fail:
 	queue_rollback(q);
 	return -1;

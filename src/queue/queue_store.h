@@ -110,6 +110,7 @@ struct queue_due {
 	unsigned attempts;
 	time_t next_attempt;
 	time_t arrival;
+	bool bounce_requested; /* `mailroute queue bounce`: send a DSN, record BOUNCED, don't deliver */
 };
 typedef void queue_due_cb(void *ctx, const struct queue_due *due);
 int queue_store_due(struct queue_store *q, time_t now, unsigned limit, queue_due_cb *cb, void *ctx,
@@ -171,6 +172,15 @@ int queue_store_delete(struct queue_store *q, const char *id, char **error_r);
 /* next_attempt = now for the pending recipients of id (or of every message when id is NULL).
  * Returns the number of messages affected (0 = id not in the queue) or -1. */
 int queue_store_flush(struct queue_store *q, const char *id, time_t now, char **error_r);
+
+/*
+ * `mailroute queue bounce ID`: flag the message so the scheduler returns it to
+ * the sender: the message becomes active, its pending recipients due at now,
+ * and queue_store_due() reports them with bounce_requested; the queue role then
+ * queues a DSN ("5.0.0 bounced by the administrator") and records
+ * QUEUE_RESULT_BOUNCED instead of delivering. 1/0/-1.
+ */
+int queue_store_bounce(struct queue_store *q, const char *id, time_t now, char **error_r);
 
 /* One line of `mailroute queue list`. */
 struct queue_list_entry {

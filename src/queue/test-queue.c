@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -87,6 +88,8 @@ static void commit_one(struct queue_store *q, struct queue_envelope *env, int fd
 	assert_int_equal(it.result, 1);
 	assert_null(it.error);
 }
+
+static int run_cli(char **out_r, char **err_r, int argc, ...);
 
 /* ---- ids ---- */
 
@@ -665,6 +668,14 @@ static void due_cb(void *ctx, const struct queue_due *d)
 	memcpy(l->ids[l->n], d->id, QUEUE_ID_SIZE);
 	l->idx[l->n] = d->idx;
 	l->next[l->n] = d->next_attempt;
+	assert_false(d->bounce_requested);
+	l->n++;
+}
+
+static void due_cb_bounce(void *ctx, const struct queue_due *d)
+{
+	struct due_list *l = ctx;
+	assert_true(d->bounce_requested);
 	l->n++;
 }
 
@@ -784,6 +795,78 @@ static void test_due_and_results(void **state)
 	assert_int_equal(queue_store_delete(q, ids[0], &error), 1);
 	assert_int_equal(queue_store_next_due_time(q, &next, &error), 0);
 	queue_store_close(&q);
+}
+
+static void test_bounce_request(void **state)
+{
+	struct queue_store *q = open_store();
+	int fd;
+	struct queue_envelope *env = make_msg(q, "m", 2, &fd);
+	char id[QUEUE_ID_SIZE];
+	memcpy(id, env->id, sizeof(id));
+	env->state = QUEUE_STATE_HOLD;
+	commit_one(q, env, fd);
+	queue_envelope_free(&env);
+	time_t now = 5000;
+	assert_int_equal(queue_store_rcpt_result(q, id, 0, QUEUE_RESULT_DEFERRED, "451", now + 900, NULL, NULL), 1);
+	struct due_list l = { 0 };
+	assert_int_equal(queue_store_due(q, now, 10, due_cb_bounce, &l, NULL), 0);
+	assert_int_equal(queue_store_bounce(q, id, now, NULL), 1);
+	assert_int_equal(queue_store_bounce(q, "0000000000000000", now, NULL), 0);
+	/* released, due now, flagged */
+	assert_int_equal(queue_store_due(q, now, 10, due_cb_bounce, &l, NULL), 2);
+	assert_int_equal(l.n, 2);
+	struct queue_envelope *got;
+	assert_int_equal(queue_store_get(q, id, &got, NULL), 1);
+	assert_true(got->bounce_requested);
+	assert_int_equal(got->state, QUEUE_STATE_ACTIVE);
+	queue_envelope_free(&got);
+	queue_store_close(&q);
+	char *out, *err;
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "show", id), 0);
+	assert_non_null(strstr(out, "state: active (bounce requested)"));
+	free(out); free(err);
+	assert_int_equal(run_cli(&out, &err, 3, "queue", "bounce", "0000000000000000"), 1);
+	free(out); free(err);
+}
+
+static void test_schema_upgrade(void **state)
+{
+	/* a version 1 database (before the bounce column) is upgraded in place */
+	assert_int_equal(mkdir(qdir, 0700), 0);
+	char *dbp = xasprintf("%s/queue.db", qdir);
+	static const char v1[] =
+		"CREATE TABLE messages (id TEXT PRIMARY KEY NOT NULL, arrival INTEGER NOT NULL,"
+		" sender TEXT NOT NULL, size INTEGER NOT NULL, envid TEXT, ret INTEGER NOT NULL DEFAULT 0,"
+		" helo TEXT, client_ip TEXT, auth_user TEXT, body_type INTEGER NOT NULL DEFAULT 0,"
+		" smtputf8 INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'active');"
+		"CREATE TABLE recipients (msg_id TEXT NOT NULL, idx INTEGER NOT NULL, address TEXT NOT NULL,"
+		" orcpt TEXT, notify INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL, target TEXT NOT NULL DEFAULT '',"
+		" folder TEXT, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
+		" next_attempt INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_attempt INTEGER NOT NULL DEFAULT 0,"
+		" PRIMARY KEY (msg_id, idx));"
+		"INSERT INTO messages (id, arrival, sender, size) VALUES ('0123456789ABCDEF', 1, 'a@b', 0);"
+		"PRAGMA user_version=1;";
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(dbp, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	struct queue_store *q = open_store();
+	struct queue_envelope *got;
+	assert_int_equal(queue_store_get(q, "0123456789ABCDEF", &got, NULL), 1);
+	assert_false(got->bounce_requested);
+	queue_envelope_free(&got);
+	assert_int_equal(queue_store_bounce(q, "0123456789ABCDEF", 1, NULL), 1);
+	queue_store_close(&q);
+	/* and a newer one is refused */
+	assert_int_equal(sqlite3_open(dbp, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	char *error = NULL;
+	assert_null(queue_store_open(qdir, &error));
+	assert_non_null(strstr(error, "newer than this build"));
+	free(error);
+	free(dbp);
 }
 
 static void test_retry_delay(void **state)
@@ -960,6 +1043,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_and_results, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_delay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bounce_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_no_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_quarantine, setup, teardown),
