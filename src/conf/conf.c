@@ -643,7 +643,7 @@ static int conf_value(struct conf_parse *p, const struct conf_key *key, yaml_nod
 		*list = xcalloc(n == 0 ? 1 : n, sizeof(char *));
 		for (size_t i = 0; i < n; i++) {
 			yaml_node_t *item = yaml_document_get_node(&p->doc, v->data.sequence.items.start[i]);
-			char ipath[128];
+			char ipath[160]; /* path (< 128) + "[index]" */
 			snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
 			if (item == NULL)
 				return conf_error(p, v, "%s: broken document", ipath);
