@@ -36,7 +36,8 @@ def testd_bin():
 def make_cert(d):
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)
     return cert, key
 
@@ -57,6 +58,7 @@ class MailTestd:
         self.mail_root = os.path.join(self.dir, "mail")
         os.makedirs(self.mail_root)
         cert, key = make_cert(self.dir)
+        self.cert = cert
         args = [b, "--mail-root", self.mail_root, "--cert", cert, "--key", key]
         for u, p in USERS.items():
             args += ["--user", "%s:%s" % (u, p)]
