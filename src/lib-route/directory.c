@@ -2,6 +2,7 @@
 #include "lib-route/directory.h"
 
 #include <errno.h>
+#include <idn2.h>
 #include <pwd.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -336,9 +337,42 @@ static bool domain_check(const char *s, size_t len, const char **why_r)
 	return true;
 }
 
+static bool has_8bit(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return true;
+	return false;
+}
+
+/* U-labels to A-labels (IDNA2008 with UTS #46 non-transitional mapping); NULL if impossible. */
+static char *domain_to_ascii(const char *in, size_t len)
+{
+	if (len > 1024)
+		return NULL;
+	char *copy = xstrndup(in, len), *out = NULL;
+	int rc = idn2_to_ascii_8z(copy, &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+	free(copy);
+	if (rc != IDN2_OK)
+		return NULL;
+	char *ret = xstrdup(out);
+	idn2_free(out);
+	return ret;
+}
+
 bool directory_domain_normalize(const char *in, char *out, size_t size, const char **why_r)
 {
 	size_t len = strlen(in);
+	if (has_8bit(in, len)) {
+		char *ascii = domain_to_ascii(in, len);
+		if (ascii == NULL) {
+			*why_r = "not a valid internationalized domain name";
+			return false;
+		}
+		bool ok = !has_8bit(ascii, strlen(ascii)) && directory_domain_normalize(ascii, out, size, why_r);
+		free(ascii);
+		return ok;
+	}
 	if (!domain_check(in, len, why_r))
 		return false;
 	if (len + 1 > size) {
@@ -377,6 +411,19 @@ bool directory_address_normalize(const char *in, bool allow_catchall, char *out,
 	if (local_len > 0 && (in[0] == '.' || in[local_len - 1] == '.' || memmem(in, local_len, "..", 2) != NULL)) {
 		*why_r = "misplaced '.' in local part";
 		return false;
+	}
+	if (has_8bit(at + 1, len - local_len - 1)) {
+		char *ascii = domain_to_ascii(at + 1, len - local_len - 1);
+		if (ascii == NULL || has_8bit(ascii, strlen(ascii))) {
+			free(ascii);
+			*why_r = "not a valid internationalized domain name";
+			return false;
+		}
+		char *again = xasprintf("%.*s@%s", (int)local_len, in, ascii);
+		free(ascii);
+		bool ok = directory_address_normalize(again, allow_catchall, out, size, why_r);
+		free(again);
+		return ok;
 	}
 	if (!domain_check(at + 1, len - local_len - 1, why_r))
 		return false;

@@ -70,7 +70,8 @@ bool directory_domain_type_parse(const char *name, enum directory_domain_type *t
 
 /*
  * Normalize into out (size >= DIRECTORY_MAX_ADDRESS + 1): lowercase, checked
- * syntax. Domain names: letters, digits, '-', '.', '_' labels. Addresses:
+ * syntax; an internationalized domain (UTF-8) is converted to its A-labels
+ * ("bücher.example" -> "xn--bcher-kva.example"), the local part is kept. Domain names: letters, digits, '-', '.', '_' labels. Addresses:
  * dot-atom-ish local part (no spaces, controls, '@', '<>', '"', ',', ';', '\\'),
  * 1-64 bytes, '@', a domain. allow_catchall also accepts "@domain".
  * Returns false with a static reason.

@@ -66,6 +66,8 @@ static struct directory *fixture(void)
 	user(d, "carol@example.com");
 	user(d, "joe@sales.example.com");
 	user(d, "bob+lists@example.com"); /* an exact user wins over the subaddress */
+	domain(d, "b\xc3\xbc" "cher.example", DIRECTORY_DOMAIN_LOCAL, NULL, NULL);
+	user(d, "j\xc3\xb6rg@xn--bcher-kva.example");
 	alias(d, "support@example.com", false, "alice@example.com team@example.com webhook:tickets");
 	alias(d, "team@example.com", false, "bob@example.com carol@example.com ALICE@example.com");
 	alias(d, "loop1@example.com", false, "loop2@example.com");
@@ -134,6 +136,10 @@ static const struct route_case route_cases[] = {
 	{ .address = "not an address", .status = ROUTE_BAD_ADDRESS, .rcpts = "" },
 	{ .address = "@example.com", .status = ROUTE_BAD_ADDRESS, .rcpts = "" },
 	{ .address = "", .status = ROUTE_BAD_ADDRESS, .rcpts = "" },
+	/* IDN: the U-label form reaches the A-label domain; UTF-8 local parts are kept (SMTPUTF8). */
+	{ .address = "J\xc3\xb6rg@B\xc3\xbc" "cher.example", .status = ROUTE_OK, .rcpts = "local:j\xc3\xb6rg@xn--bcher-kva.example" },
+	{ .address = "j\xc3\xb6rg@XN--BCHER-KVA.example", .status = ROUTE_OK, .rcpts = "local:j\xc3\xb6rg@xn--bcher-kva.example" },
+	{ .address = "x@\xff\xfe.example", .status = ROUTE_BAD_ADDRESS, .rcpts = "" },
 };
 
 static void format_rcpts(const struct route_result *res, struct buf *b)
