@@ -114,6 +114,23 @@ static bool uses(struct exec *ex, unsigned ext)
 	return (ex->fr->script->required & ext) != 0;
 }
 
+/*
+ * Work accounting beyond steps: 1 tick per value/key comparison, header
+ * lookup or string expansion, plus 1 per 64 bytes handled (for :matches,
+ * value length x key length). The budget is max_steps * 512 ticks, about
+ * 300 MB of byte operations at the default, so no script runs for long.
+ */
+static int work(struct exec *ex, const struct sieve_node *n, unsigned long ticks)
+{
+	ex->work += ticks;
+	if (ex->work > (unsigned long)ex->lim.max_steps * 512UL) {
+		ex_error(ex, n, "execution exceeded its work limit (%u steps worth of string operations)",
+			 ex->lim.max_steps);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- string lists ---- */
 
 static void sl_add(struct strlist *l, const char *s, size_t len)
@@ -246,7 +263,7 @@ static int get_str(struct exec *ex, const struct sieve_node *n, const struct sie
 		ex_error(ex, n, "string exceeds the maximum length of %zu bytes", out->max);
 		return -1;
 	}
-	return 0;
+	return a->strs[0].vars ? work(ex, n, 1 + out->len / 64) : 0;
 }
 
 static char *get_strdup(struct exec *ex, const struct sieve_node *n, const struct sieve_arg *a)
@@ -270,6 +287,11 @@ static int get_list(struct exec *ex, const struct sieve_node *n, const struct si
 	for (size_t i = 0; i < a->nstrs; i++) {
 		if (expand(ex, &a->strs[i], &b) < 0) {
 			ex_error(ex, n, "string exceeds the maximum length of %zu bytes", b.max);
+			buf_deinit(&b);
+			sl_free(l);
+			return -1;
+		}
+		if (a->strs[i].vars && work(ex, n, 1 + b.len / 64) < 0) {
 			buf_deinit(&b);
 			sl_free(l);
 			return -1;
@@ -347,16 +369,6 @@ static void trace_node(struct exec *ex, const struct sieve_node *n, const char *
 }
 
 /* ---- matching ---- */
-
-static int work(struct exec *ex, const struct sieve_node *n, unsigned long units)
-{
-	ex->work += units;
-	if (ex->work > (unsigned long)ex->lim.max_steps * 256UL) {
-		ex_error(ex, n, "execution exceeded the limit of %u steps (string comparisons)", ex->lim.max_steps);
-		return -1;
-	}
-	return 0;
-}
 
 static void set_matches(struct exec *ex, struct buf *caps, unsigned ncaps)
 {
@@ -450,7 +462,7 @@ static int do_match(struct exec *ex, const struct sieve_node *n, const struct st
 	}
 	for (size_t i = 0; i < vals->n; i++) {
 		for (size_t k = 0; k < keys->n; k++) {
-			if (work(ex, n, 1 + (vals->len[i] + keys->len[k]) / 4096) < 0)
+			if (work(ex, n, 1 + (vals->len[i] + keys->len[k]) / 64) < 0)
 				return -1;
 			const char *v = vals->v[i], *key = keys->v[k];
 			size_t vl = vals->len[i], kl = keys->len[k];
@@ -468,7 +480,7 @@ static int do_match(struct exec *ex, const struct sieve_node *n, const struct st
 					return 1;
 				break;
 			case SIEVE_MATCH_MATCHES: {
-				if (work(ex, n, (vl * (kl + 1)) / 65536) < 0)
+				if (work(ex, n, (unsigned long)((double)vl * (double)(kl + 1) / 64.0)) < 0)
 					return -1;
 				struct buf caps[SIEVE_MAX_MATCH_VALUES];
 				unsigned nc = 0;
@@ -505,6 +517,8 @@ static void header_values(struct exec *ex, const struct sieve_node *n, const cha
 			  struct strlist *out)
 {
 	struct sieve_message *m = msg(ex);
+	if (work(ex, n, 1 + m->nhdrs / 16) < 0)
+		return;
 	size_t total = 0;
 	for (size_t i = 0; i < m->nhdrs; i++)
 		if (!m->hdrs[i].deleted && strcasecmp(m->hdrs[i].name, name) == 0)
@@ -575,6 +589,8 @@ static int eval_test(struct exec *ex, const struct sieve_node *n);
 
 static int step(struct exec *ex, const struct sieve_node *n)
 {
+	if (ex->error != NULL)
+		return -1;
 	if (++ex->steps > ex->lim.max_steps) {
 		ex_error(ex, n, "execution exceeded the limit of %u steps", ex->lim.max_steps);
 		return -1;
@@ -1362,7 +1378,8 @@ static int eval_test(struct exec *ex, const struct sieve_node *n)
 {
 	if (step(ex, n) < 0)
 		return -1;
-	return eval_test_inner(ex, n);
+	int r = eval_test_inner(ex, n);
+	return ex->error != NULL ? -1 : r;
 }
 
 /* ---- actions ---- */
@@ -1445,7 +1462,7 @@ static bool valid_redirect_address(const char *s)
 {
 	struct sieve_address a;
 	int r = sieve_address_parse_path(s, &a);
-	bool ok = r > 0 && a.local != NULL && a.domain != NULL && *a.local != '\0' && strchr(a.domain, '.') != NULL;
+	bool ok = r > 0 && a.local != NULL && a.domain != NULL && *a.local != '\0' && *a.domain != '\0';
 	if (ok)
 		for (const char *p = s; *p; p++)
 			if ((unsigned char)*p < 32 || *p == ',')

@@ -535,6 +535,35 @@ static void test_nesting_limit(void **state)
 	buf_deinit(&b);
 }
 
+/* a hostile :matches on a big value stops on the work limit, quickly */
+static void test_work_limit(void **state)
+{
+	(void)state;
+	struct buf msgb, scr;
+	buf_init(&msgb, 1 << 20);
+	buf_init(&scr, 1 << 20);
+	buf_append_str(&msgb, "X-Big: ");
+	for (int i = 0; i < 60000; i++)
+		buf_append_c(&msgb, 'a');
+	buf_append_str(&msgb, "\r\n\r\n");
+	buf_append_str(&scr, "require \"variables\";\n");
+	for (int i = 0; i < 200; i++)
+		buf_append_str(&scr, "if header :matches \"x-big\" \"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b\" { keep; }\n");
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(scr.data, scr.len, "t", NULL, &err);
+	assert_non_null(s);
+	struct sieve_msg_view mv = { .raw = msgb.data, .raw_len = msgb.len };
+	struct sieve_result res;
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), -1);
+	assert_non_null(strstr(err, "work limit"));
+	free(err);
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+	buf_deinit(&msgb);
+	buf_deinit(&scr);
+}
+
 static void test_step_limit(void **state)
 {
 	(void)state;
@@ -729,6 +758,7 @@ int main(void)
 		cmocka_unit_test(test_error_cases),
 		cmocka_unit_test(test_nesting_limit),
 		cmocka_unit_test(test_step_limit),
+		cmocka_unit_test(test_work_limit),
 		cmocka_unit_test(test_include),
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_vacation_allowed),
