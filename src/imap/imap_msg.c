@@ -126,7 +126,8 @@ static char *read_value(const char **pp)
 	const char *p = skip_ws(*pp);
 	struct buf b;
 	buf_init(&b, 4096);
-	if (*p == '"') {
+	bool quoted = *p == '"';
+	if (quoted) {
 		p++;
 		while (*p && *p != '"') {
 			if (*p == '\\' && p[1])
@@ -140,7 +141,7 @@ static char *read_value(const char **pp)
 			buf_append_c(&b, *p++);
 	}
 	*pp = p;
-	char *v = b.len > 0 || p[-1] == '"' ? xstrndup(b.data, b.len) : NULL;
+	char *v = b.len > 0 || quoted ? xstrndup(b.data, b.len) : NULL;
 	buf_deinit(&b);
 	return v;
 }
