@@ -637,6 +637,43 @@ static void test_cancel(void **state)
 	base_free(base);
 }
 
+
+static void test_large_message(void **state)
+{
+	/* several chunks: exercises the write watermark path, dot-stuffing across chunk borders */
+	struct event_base *base = event_base_new();
+	struct smtp_client *cl = client_new(base, NULL, 3000, 0);
+	struct receiver r = { 0 };
+	receiver_start(&r, "127.0.0.1", 0, NULL);
+	struct smtp_relay_host relay = { "127.0.0.1", (unsigned)r.port };
+	struct smtp_destination dest = { .relays = &relay, .relay_count = 1 };
+	struct smtp_envelope_rcpt rc = { .address = "a@dest.test" };
+	struct smtp_envelope env = { .sender = "s@client.test", .rcpts = &rc, .rcpt_count = 1 };
+	int fd = memfd_create("big", 0);
+	char line[128];
+	assert_int_equal(write(fd, "Subject: big\n\n", 14), 14);
+	for (int i = 0; i < 4000; i++) {
+		int n = snprintf(line, sizeof(line), "%sline %05d %s\n", i % 7 == 0 ? "." : "", i,
+		                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		assert_int_equal(write(fd, line, (size_t)n), n);
+	}
+	assert_int_equal(write(fd, "END-OF-MESSAGE", 14), 14);
+	struct outcome o = { .base = base };
+	smtp_deliver(cl, &env, fd, &dest, outcome_cb, &o);
+	run_until_done(&o, 10000);
+	assert_int_equal(o.r[0].status, SMTP_RCPT_DELIVERED);
+	smtp_client_free(&cl);
+	receiver_stop(&r);
+	char *log = receiver_log(&r);
+	assert_int_equal(count_str(log, "\\r\\n..line "), 4000 / 7 + 1);
+	assert_int_equal(count_str(log, "\\r\\nline "), 4000 - (4000 / 7 + 1));
+	assert_non_null(strstr(log, "line 03999 "));
+	assert_non_null(strstr(log, "END-OF-MESSAGE\\r\\n\""));
+	free(log);
+	close(fd);
+	base_free(base);
+}
+
 static int setup(void **state)
 {
 	char cmd[512];
@@ -675,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_session_reuse),
 		cmocka_unit_test(test_reuse_after_peer_closed),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_large_message),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
