@@ -72,7 +72,14 @@ struct run_case {
 	const char *want;         /* actions joined by "; " */
 	const char *want_error;   /* runtime error substring */
 	unsigned ext;             /* 0: SIEVE_EXT_SYSTEM_DEFAULT */
+	bool mailboxes;           /* host knows mailbox "Partners" */
 };
+
+static int mbox_exists(void *ctx, const char *name)
+{
+	(void)ctx;
+	return strcmp(name, "Partners") == 0;
+}
 
 static const struct run_case run_cases[] = {
 	/* ---- RFC 5228 core ---- */
@@ -342,6 +349,131 @@ static const struct run_case run_cases[] = {
 	  .script = "require [\"vnd.mailroute\",\"envelope\"];\n"
 		    "if envelope :domain :is \"from\" \"bulk.example\" { route :transport \"slow\"; }",
 	  .from = "news@bulk.example", .want = "route :transport \"slow\"; keep (implicit)" },
+
+	/* ---- more RFC examples ---- */
+	{ .name = "rfc5230 example",
+	  .script = "require \"vacation\";\nif header :contains \"subject\" \"cyrus\" {\n"
+		    "  vacation \"I'm out -- send mail to cyrus-bugs\";\n} else {\n"
+		    "  vacation \"I'm out -- call me at +1 304 555 0123\";\n}",
+	  .want = "vacation :seconds 604800 \"I'm out -- call me at +1 304 555 0123\"; keep (implicit)" },
+	{ .name = "rfc5230 :addresses/:subject example",
+	  .script = "require [\"vacation\", \"variables\"];\n"
+		    "if header :matches \"subject\" \"*\" { set \"subjwas\" \": ${1}\"; }\n"
+		    "vacation :days 23 :addresses [\"tjs@example.edu\", \"ts4z@landru.example.edu\"]\n"
+		    " :subject \"Out of office${subjwas}\" \"I'm away\";",
+	  .want = "vacation :seconds 1987200 :subject \"Out of office: I have a present for you\" \"I'm away\"; "
+		  "keep (implicit)" },
+	{ .name = "rfc5260 boss during office hours",
+	  .script = "require [\"date\", \"relational\", \"fileinto\"];\n"
+		    "if allof(header :is \"from\" \"coyote@desert.example.org\",\n"
+		    "         date :value \"ge\" :originalzone \"date\" \"hour\" \"09\",\n"
+		    "         date :value \"lt\" :originalzone \"date\" \"hour\" \"17\") { fileinto \"urgent\"; }",
+	  .want = "fileinto \"urgent\"" },
+	{ .name = "rfc5260 weekend",
+	  .script = "require [\"date\", \"fileinto\"];\n"
+		    "if anyof(date :is \"received\" \"weekday\" \"0\", date :is \"received\" \"weekday\" \"6\")"
+		    " { fileinto \"weekend\"; }",
+	  .msg = "Received: from a by b; Sat, 18 Nov 2023 10:00:00 +0000\r\n\r\n", .want = "fileinto \"weekend\"" },
+	{ .name = "rfc5260 currentdate month-year",
+	  .script = "require [\"date\", \"variables\", \"fileinto\"];\n"
+		    "if currentdate :matches \"month\" \"*\" { set \"month\" \"${1}\"; }\n"
+		    "if currentdate :matches \"year\" \"*\" { set \"year\" \"${1}\"; }\n"
+		    "fileinto \"${month}-${year}\";",
+	  .want = "fileinto \"11-2023\"" },
+	{ .name = "rfc5260 date iso8601/std11",
+	  .script = "require [\"date\", \"variables\", \"fileinto\"];\n"
+		    "if date :zone \"+0100\" :matches \"date\" \"iso8601\" \"*\" { set \"i\" \"${1}\"; }\n"
+		    "if date :originalzone :matches \"date\" \"std11\" \"*\" { set \"s\" \"${1}\"; }\n"
+		    "fileinto \"${i}|${s}\";",
+	  .want = "fileinto \"1997-04-01T18:06:31+01:00|Tue, 1 Apr 1997 09:06:31 -0800\"" },
+	{ .name = "rfc5293 subject rewrite",
+	  .script = "require [\"editheader\", \"variables\"];\n"
+		    "if header :matches \"Subject\" \"*\" {\n  deleteheader \"Subject\";\n"
+		    "  addheader \"Subject\" \"[SPAM] ${1}\";\n}\n"
+		    "if header :is \"subject\" \"[SPAM] I have a present for you\" { discard; }",
+	  .want = "deleteheader \"Subject\"; addheader \"Subject\" \"[SPAM] I have a present for you\"; discard" },
+	{ .name = "rfc5293 deleteheader :index :last with value",
+	  .script = "require [\"editheader\", \"index\"];\ndeleteheader :index 1 :last \"X-A\";\n"
+		    "if header :is \"x-a\" \"one\" { if not header :is \"x-a\" \"two\" { discard; } }",
+	  .msg = "X-A: one\r\nX-A: two\r\n\r\n", .want = "deleteheader :index 1 :last \"X-A\"; discard" },
+	{ .name = "rfc5293 deleteheader value patterns",
+	  .script = "require \"editheader\";\ndeleteheader :contains \"X-A\" [\"tw\"];\n"
+		    "if header :is \"x-a\" \"one\" { if not header :is \"x-a\" \"two\" { discard; } }",
+	  .msg = "X-A: one\r\nX-A: two\r\n\r\n", .want = "deleteheader \"X-A\"; discard" },
+	{ .name = "rfc5435 boss notify",
+	  .script = "require [\"enotify\", \"fileinto\", \"variables\"];\n"
+		    "if header :contains \"from\" \"coyote@desert.example.org\" {\n"
+		    "  notify :importance \"1\" :message \"This is probably very important\" \"mailto:alm@example.com\";\n"
+		    "  stop;\n}",
+	  .want = "notify :importance \"1\" :message \"This is probably very important\" \"mailto:alm@example.com\"; "
+		  "keep (implicit)" },
+	{ .name = "rfc5435 encodeurl",
+	  .script = "require [\"enotify\", \"variables\"];\n"
+		    "set :encodeurl \"body_param\" \"Safe body&evil=evilbody\";\n"
+		    "notify \"mailto:tim@example.com?body=${body_param}\";",
+	  .want = "notify :importance \"2\" \"mailto:tim@example.com?body=Safe%20body%26evil%3Devilbody\"; "
+		  "keep (implicit)" },
+	{ .name = "rfc5435 bad method at runtime",
+	  .script = "require [\"enotify\", \"variables\"];\nset \"m\" \"mailto:\";\nnotify \"${m}\";",
+	  .want_error = "t:3:1: invalid notification method URI 'mailto:'" },
+	{ .name = "rfc7352 duplicate :uniqueid",
+	  .script = "require [\"duplicate\", \"variables\"];\n"
+		    "if header :matches \"subject\" \"I have *\" {\n"
+		    "  if duplicate :seconds 60 :uniqueid \"${1}\" { discard; }\n}",
+	  .want = "duplicate :seconds 60; keep (implicit)" },
+	{ .name = "rfc5490 mailboxexists",
+	  .script = "require [\"fileinto\", \"mailbox\", \"reject\"];\n"
+		    "if mailboxexists \"Partners\" { fileinto \"Partners\"; } else { reject \"no\"; }",
+	  .mailboxes = true, .want = "fileinto \"Partners\"" },
+	{ .name = "rfc5429 ereject example",
+	  .script = "require [\"ereject\"];\nif address :is \"from\" \"coyote@desert.example.org\" {\n"
+		    "  ereject \"I no longer accept mail from this address\";\n}",
+	  .want = "ereject \"I no longer accept mail from this address\"" },
+	{ .name = "rfc5232 flag variable",
+	  .script = "require [\"imap4flags\", \"fileinto\", \"variables\"];\n"
+		    "if header :contains \"from\" \"coyote\" {\n  setflag \"flagvar\" \"\\\\Flagged\";\n"
+		    "  fileinto :flags \"${flagvar}\" \"INBOX.From Boss\";\n}",
+	  .want = "fileinto :flags [\"\\Flagged\"] \"INBOX.From Boss\"" },
+	{ .name = "rfc5229 string state",
+	  .script = "require [\"variables\", \"fileinto\"];\nset \"state\" \"${state} pending\";\n"
+		    "if string :matches \" ${state} \" \"* pending *\" { fileinto \"p\"; }",
+	  .want = "fileinto \"p\"" },
+	{ .name = "rfc5231 :value lt numeric",
+	  .script = "require [\"relational\", \"comparator-i;ascii-numeric\", \"fileinto\"];\n"
+		    "if header :value \"lt\" :comparator \"i;ascii-numeric\" [\"x-priority\"] [\"3\"] { fileinto \"hi\"; }",
+	  .msg = "X-Priority: 1 (Highest)\r\n\r\n", .want = "fileinto \"hi\"" },
+	{ .name = "rfc5231 numeric infinity",
+	  .script = "require [\"relational\", \"comparator-i;ascii-numeric\"];\n"
+		    "if header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-priority\" \"99999\" { discard; }",
+	  .msg = "X-Priority: high\r\n\r\n", .want = "discard" },
+	{ .name = "rfc5173 content text",
+	  .script = "require [\"body\", \"fileinto\"];\n"
+		    "if body :content \"text\" :contains [\"missile\", \"invoice\"] { fileinto \"secrets\"; }",
+	  .msg = MSG_MIME, .want = "fileinto \"secrets\"" },
+	{ .name = "rfc5173 no body part of type",
+	  .script = "require \"body\";\nif body :content \"audio/mpeg\" :matches \"*\" { discard; }",
+	  .msg = MSG_MIME, .want = "keep (implicit)" },
+	{ .name = "rfc3894 copy to two folders",
+	  .script = "require [\"copy\", \"fileinto\"];\nfileinto :copy \"incoming\";\nfileinto \"archive\";",
+	  .want = "fileinto :copy \"incoming\"; fileinto \"archive\"" },
+	{ .name = "rfc5228 fileinto INBOX merges with keep",
+	  .script = "require \"fileinto\";\nkeep;\nfileinto \"INBOX\";", .want = "keep" },
+	{ .name = "rfc5228 discard + keep",
+	  .script = "discard;\nkeep;", .want = "discard; keep" },
+	{ .name = "rfc5228 :matches escapes",
+	  .script = "if header :matches \"subject\" \"I have a present for you\\\\?\" { discard; }",
+	  .want = "keep (implicit)" },
+	{ .name = "rfc5228 address group syntax",
+	  .script = "if address :is :domain \"to\" \"example.net\" { discard; }",
+	  .msg = "To: undisclosed: a@example.org, \"q, x\" <b@example.net>;\r\n\r\n", .want = "discard" },
+	{ .name = "environment",
+	  .script = "require [\"environment\", \"fileinto\", \"variables\"];\n"
+		    "if environment :matches \"location\" \"*\" { fileinto \"${1}\"; }",
+	  .want = "fileinto \"MTA\"" },
+	{ .name = "ihave",
+	  .script = "require \"ihave\";\nif ihave \"fileinto\" { discard; }", .want = "discard" },
+	{ .name = "vnd.mailroute not for users",
+	  .script = "keep;", .ext = SIEVE_EXT_USER_DEFAULT, .want = "keep" },
 	/* ---- limits ---- */
 	{ .name = "action limit",
 	  .script = "require [\"fileinto\"];\nfileinto \"1\"; fileinto \"2\"; fileinto \"3\"; fileinto \"4\";"
@@ -398,6 +530,7 @@ static void test_run_cases(void **state)
 			.size = c->size,
 			.now = 1700000000,
 			.zone_set = true,
+			.mailbox_exists = c->mailboxes ? mbox_exists : NULL,
 		};
 		mv.raw_len = strlen(mv.raw);
 		struct sieve_result res;
