@@ -411,6 +411,8 @@ void cmd_fetch(struct imap_session *s, struct imap_command *c, bool uid)
 	free(idx);
 	f->tag = xstrdup(c->tag);
 	s->fetch = f;
-	if (!imap_fetch_continue(s))
+	if (!imap_fetch_continue(s)) {
 		s->busy = true;
+		imap_resume(s); /* re-checks the output (and polls below a STARTTLS filter) */
+	}
 }

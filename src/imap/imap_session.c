@@ -475,19 +475,54 @@ void imap_sync_view(struct imap_session *s, bool allow_expunge)
 
 /* ---- connection ---- */
 
+/*
+ * A STARTTLS filter bufferevent hands its output to the socket bufferevent below it and
+ * does not call us back when that one drains, so while output waits there we poll.
+ */
+static void poll_output_later(struct imap_session *s)
+{
+	if (bufferevent_get_underlying(s->bev) != NULL) {
+		struct timeval tv = { 0, 10000 };
+		event_add(s->resume_ev, &tv);
+	}
+}
+
+/* Continue a suspended FETCH or reading commands once the client has read enough. */
+static void continue_output(struct imap_session *s)
+{
+	if (s->fetch != NULL) {
+		if (imap_out_pending(s) > IMAP_OUT_HIGH) {
+			poll_output_later(s);
+			return;
+		}
+		if (!imap_fetch_continue(s)) {
+			poll_output_later(s);
+			return;
+		}
+		s->busy = false;
+		s->out_blocked = true;
+	}
+	if (s->out_blocked) {
+		if (imap_out_pending(s) > IMAP_OUT_HIGH) {
+			poll_output_later(s);
+			return;
+		}
+		s->out_blocked = false;
+	}
+	process_input(s);
+}
+
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct imap_session *s = arg;
 	if (s->closing) {
-		if (imap_out_pending(s) == 0) {
+		if (imap_out_pending(s) == 0)
 			session_free(s);
-		} else {
-			struct timeval tv = { 0, 20000 };
-			event_add(s->resume_ev, &tv); /* the TLS filter does not call back when the socket drains */
-		}
+		else
+			poll_output_later(s);
 		return;
 	}
-	process_input(s);
+	continue_output(s);
 	if (s->closing && imap_out_pending(s) == 0)
 		session_free(s);
 }
@@ -508,18 +543,10 @@ static void write_cb(struct bufferevent *bev, void *arg)
 			session_free(s);
 		return;
 	}
-	if (s->fetch != NULL) {
-		if (!imap_fetch_continue(s))
-			return;
-		s->busy = false;
-		s->out_blocked = true;
-	}
-	if (s->out_blocked) {
-		s->out_blocked = false;
-		process_input(s);
-		if (s->closing && imap_out_pending(s) == 0)
-			session_free(s);
-	}
+	if (s->fetch != NULL || s->out_blocked)
+		continue_output(s);
+	if (s->closing && imap_out_pending(s) == 0)
+		session_free(s);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -556,8 +583,10 @@ static void setup_bev(struct imap_session *s)
 static SSL *new_ssl(struct imap_session *s)
 {
 	SSL *ssl = SSL_new(s->set->tls);
-	if (ssl != NULL)
+	if (ssl != NULL) {
 		SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS); /* idle TLS sessions keep no record buffers */
+	}
 	return ssl;
 }
 
@@ -1084,6 +1113,7 @@ static void process_input(struct imap_session *s)
 	while (!s->busy && !s->closing && !s->freeing) {
 		if (imap_out_pending(s) > IMAP_OUT_HIGH) {
 			s->out_blocked = true;
+			poll_output_later(s);
 			break;
 		}
 		struct evbuffer *in = bufferevent_get_input(s->bev);

@@ -91,11 +91,25 @@ static void close_after_flush(struct pop3_session *s)
 	event_active(s->resume_ev, EV_TIMEOUT, 0);
 }
 
+static void poll_output_later(struct pop3_session *s)
+{
+	if (bufferevent_get_underlying(s->bev) != NULL) {
+		struct timeval tv = { 0, 10000 };
+		event_add(s->resume_ev, &tv); /* a STARTTLS filter does not call back when the socket drains */
+	}
+}
+
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pop3_session *s = arg;
-	if (!s->closing)
-		process_input(s);
+	if (!s->closing) {
+		if (s->out_blocked && out_pending(s) <= POP3_OUT_HIGH)
+			s->out_blocked = false;
+		if (!s->out_blocked)
+			process_input(s);
+		else
+			poll_output_later(s);
+	}
 	if (s->closing) {
 		if (out_pending(s) == 0) {
 			session_free(s);
@@ -160,8 +174,10 @@ static void setup_bev(struct pop3_session *s)
 static SSL *new_ssl(struct pop3_session *s)
 {
 	SSL *ssl = SSL_new(s->set->tls);
-	if (ssl != NULL)
+	if (ssl != NULL) {
 		SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+	}
 	return ssl;
 }
 
@@ -654,6 +670,7 @@ static void process_input(struct pop3_session *s)
 	while (!s->busy && !s->closing && !s->freeing) {
 		if (out_pending(s) > POP3_OUT_HIGH) {
 			s->out_blocked = true;
+			poll_output_later(s);
 			break;
 		}
 		struct evbuffer *in = bufferevent_get_input(s->bev);

@@ -336,3 +336,17 @@ def test_list_extended_status_namespace_id(srv):
     assert m.delete("New")[0] == "OK"
     assert m.delete("INBOX")[0] == "NO"
     m.logout()
+
+
+def test_large_fetch_over_starttls_completes(srv):
+    """Output is produced in steps while the client reads; below a STARTTLS filter too."""
+    m = login(srv)
+    m.create("Large")
+    body = ("y" * 998 + "\r\n") * 1000
+    for i in range(6):
+        m.append("Large", None, None, msg("large-%d" % i, body))
+    m.select("Large")
+    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+    parts = [d[1] for d in data if isinstance(d, tuple)]
+    assert len(parts) == 6 and all(len(p) > 1000000 for p in parts)
+    m.logout()

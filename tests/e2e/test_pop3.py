@@ -146,3 +146,13 @@ def test_bad_input(srv):
             p._shortcmd(bad)
     p.quit()
     assert srv.alive()
+
+
+def test_large_retr_over_stls(srv):
+    srv.deliver(JOE, "Subject: big\r\n\r\n" + ("z" * 998 + "\r\n") * 3000, name="1790000000.big.testhost")
+    p = pop(srv)
+    resp, uidls, _ = p.uidl()
+    n = [u.split()[0] for u in uidls if u.split()[1] == b"1790000000.big.testhost"][0]
+    resp, lines, octets = p.retr(int(n))
+    assert len(lines) == 3002 and octets > 3000000
+    p.quit()
