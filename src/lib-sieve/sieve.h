@@ -193,6 +193,13 @@ struct sieve_result {
 	size_t count, alloc;
 	bool implicit_keep;        /* true when the implicit keep was applied */
 	bool keep_cancelled;
+	/*
+	 * After addheader/deleteheader/tag: the message's new header block
+	 * (fields each ending in CRLF, without the empty line). The host writes
+	 * edited_header, CRLF, then raw[body_offset..]. NULL when unchanged.
+	 */
+	char *edited_header;
+	size_t body_offset;
 	/* testsuite (tests only) */
 	unsigned ts_tests, ts_failed;
 	char *ts_first_failure;

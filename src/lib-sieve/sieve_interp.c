@@ -2302,6 +2302,7 @@ void sieve_result_deinit(struct sieve_result *res)
 		action_free(&res->actions[i]);
 	free(res->actions);
 	free(res->ts_first_failure);
+	free(res->edited_header);
 	memset(res, 0, sizeof(*res));
 }
 
@@ -2357,6 +2358,10 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 		ex.error = NULL;
 	} else if (!res->keep_cancelled) {
 		add_implicit_keep(&ex);
+	}
+	if (r >= 0 && ex.edits > 0 && ex.m_parsed) {
+		res->edited_header = sieve_message_header_text(&ex.m);
+		res->body_offset = ex.m.body_offset;
 	}
 	for (int i = 0; i < SIEVE_MAX_MATCH_VALUES; i++)
 		buf_deinit(&ex.match[i]);

@@ -109,6 +109,14 @@ static void msg_add(void *ctx, const char *name, size_t nlen, const char *val, s
 	struct sieve_hdr *h = &m->hdrs[m->nhdrs++];
 	h->name = xstrndup(name, nlen);
 	h->raw = unfold(val, vlen);
+	if (m->adding) {
+		h->orig = xasprintf("%.*s: %.*s", (int)nlen, name, (int)vlen, val);
+	} else {
+		size_t ol = (size_t)(val + vlen - name);
+		while (ol > 0 && (name[ol - 1] == '\r' || name[ol - 1] == '\n'))
+			ol--;
+		h->orig = xstrndup(name, ol);
+	}
 	struct buf b;
 	buf_init(&b, strlen(h->raw) * 4 + 16);
 	sieve_rfc2047_decode(h->raw, strlen(h->raw), &b);
@@ -129,11 +137,14 @@ void sieve_message_parse(struct sieve_message *m, const char *raw, size_t len, s
 	m->body = raw + off;
 	m->body_len = len - off;
 	m->has_body = ended;
+	m->body_offset = off;
 }
 
 void sieve_message_add_header(struct sieve_message *m, const char *name, const char *value, bool last)
 {
+	m->adding = true;
 	msg_add(m, name, strlen(name), value, strlen(value));
+	m->adding = false;
 	if (!last && m->nhdrs > 1) {
 		struct sieve_hdr h = m->hdrs[m->nhdrs - 1];
 		memmove(&m->hdrs[1], &m->hdrs[0], (m->nhdrs - 1) * sizeof(h));
@@ -147,6 +158,7 @@ void sieve_message_free(struct sieve_message *m)
 		free(m->hdrs[i].name);
 		free(m->hdrs[i].raw);
 		free(m->hdrs[i].decoded);
+		free(m->hdrs[i].orig);
 	}
 	free(m->hdrs);
 	for (size_t i = 0; i < m->nparts; i++) {
@@ -158,6 +170,25 @@ void sieve_message_free(struct sieve_message *m)
 	}
 	free(m->parts);
 	memset(m, 0, sizeof(*m));
+}
+
+char *sieve_message_header_text(const struct sieve_message *m)
+{
+	size_t total = 1;
+	for (size_t i = 0; i < m->nhdrs; i++)
+		if (!m->hdrs[i].deleted)
+			total += strlen(m->hdrs[i].orig) + 2;
+	struct buf b;
+	buf_init(&b, total);
+	for (size_t i = 0; i < m->nhdrs; i++) {
+		if (m->hdrs[i].deleted)
+			continue;
+		buf_append_str(&b, m->hdrs[i].orig);
+		buf_append(&b, "\r\n", 2);
+	}
+	char *r = buf_steal(&b);
+	buf_deinit(&b);
+	return r;
 }
 
 /* ---- transfer encodings and charsets ---- */

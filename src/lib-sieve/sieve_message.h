@@ -17,6 +17,7 @@ struct sieve_hdr {
 	char *name;
 	char *raw;       /* unfolded value, leading/trailing whitespace trimmed */
 	char *decoded;   /* RFC 2047 decoded to UTF-8 */
+	char *orig;      /* the field as written (name, colon, folded value), without the final CRLF */
 	bool deleted;
 };
 
@@ -32,6 +33,7 @@ struct sieve_part {
 
 struct sieve_message {
 	struct sieve_hdr *hdrs;
+	bool adding;
 	size_t nhdrs, alloc;
 	const char *body;
 	size_t body_len;
@@ -39,6 +41,7 @@ struct sieve_message {
 	struct sieve_part *parts;
 	size_t nparts;
 	bool parts_parsed;
+	size_t body_offset;   /* offset of the body in the raw message */
 };
 
 void sieve_message_parse(struct sieve_message *m, const char *raw, size_t len, size_t max_headers);
@@ -46,6 +49,8 @@ void sieve_message_free(struct sieve_message *m);
 /* Parse MIME structure once (lazily); bounded by max_parts and max_body. */
 void sieve_message_parse_parts(struct sieve_message *m, unsigned max_parts, size_t max_body);
 void sieve_message_add_header(struct sieve_message *m, const char *name, const char *value, bool last);
+/* The header block after edits: every remaining field + CRLF (no final empty line). */
+char *sieve_message_header_text(const struct sieve_message *m);
 
 /* Decode RFC 2047 encoded words into out (UTF-8). */
 void sieve_rfc2047_decode(const char *s, size_t len, struct buf *out);

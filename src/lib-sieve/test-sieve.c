@@ -697,6 +697,34 @@ static void test_work_limit(void **state)
 	buf_deinit(&scr);
 }
 
+static void test_edited_header(void **state)
+{
+	(void)state;
+	const char *src = "require [\"editheader\", \"vnd.mailroute\"];\n"
+			  "deleteheader \"x-caffeine\";\naddheader \"X-First\" \"1\";\ntag \"X-Tag\" \"t\";";
+	const char *raw = "Subject: folded\r\n continued\r\nX-Caffeine: C8\r\nTo: a@b.c\r\n\r\nbody\r\n";
+	char *err = NULL;
+	struct sieve_compile_options opt = { .extensions = SIEVE_EXT_SYSTEM_DEFAULT };
+	struct sieve_script *s = sieve_compile(src, strlen(src), "t", &opt, &err);
+	assert_non_null(s);
+	struct sieve_msg_view mv = { .raw = raw, .raw_len = strlen(raw) };
+	struct sieve_result res;
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+	assert_non_null(res.edited_header);
+	assert_string_equal(res.edited_header, "X-First: 1\r\nSubject: folded\r\n continued\r\nTo: a@b.c\r\nX-Tag: t\r\n");
+	assert_string_equal(raw + res.body_offset, "body\r\n");
+	sieve_result_deinit(&res);
+	/* no edits: no new header */
+	sieve_script_free(&s);
+	s = sieve_compile("keep;", 5, "t", NULL, &err);
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+	assert_null(res.edited_header);
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+}
+
 static void test_step_limit(void **state)
 {
 	(void)state;
@@ -892,6 +920,7 @@ int main(void)
 		cmocka_unit_test(test_nesting_limit),
 		cmocka_unit_test(test_step_limit),
 		cmocka_unit_test(test_work_limit),
+		cmocka_unit_test(test_edited_header),
 		cmocka_unit_test(test_include),
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_vacation_allowed),
