@@ -613,8 +613,8 @@ static void set_result(struct dkim_sig_result *out, enum dkim_result r, const ch
 }
 
 /* Hash input for the header: selected fields plus the signature field. */
-static int header_hash_input(const struct dkim_msg *m, size_t sig_index, const char *hlist, bool relaxed,
-			     struct buf *out)
+int dkim_header_hash_input(const struct dkim_msg *m, size_t sig_index, const char *hlist, bool relaxed,
+			   struct buf *out)
 {
 	bool *used = xcalloc(m->nhdrs + 1, sizeof(bool));
 	char *hc = xstrdup(hlist), *save = NULL;
@@ -662,20 +662,48 @@ static bool sha256(const void *data, size_t len, unsigned char out[32])
 	return EVP_Digest(data, len, out, &olen, EVP_sha256(), NULL) == 1 && olen == 32;
 }
 
-static bool verify_sig(EVP_PKEY *key, bool ed, const struct buf *data, const unsigned char *sig, size_t siglen)
+bool dkim_crypto_verify(EVP_PKEY *key, bool ed, const void *data, size_t len, const unsigned char *sig,
+			size_t siglen)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	bool ok = false;
 	if (ed) {
 		unsigned char h[32];
-		if (sha256(data->data, data->len, h) && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1)
+		if (sha256(data, len, h) && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1)
 			ok = EVP_DigestVerify(ctx, sig, siglen, h, sizeof(h)) == 1;
 	} else {
 		if (EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1)
-			ok = EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)data->data, data->len) == 1;
+			ok = EVP_DigestVerify(ctx, sig, siglen, data, len) == 1;
 	}
 	EVP_MD_CTX_free(ctx);
 	return ok;
+}
+
+enum dkim_result dkim_key_lookup(const struct authdns *dns, const char *selector, const char *domain, bool ed,
+				 EVP_PKEY **key_r, unsigned *bits_r, bool *testing_r, bool *strict_r,
+				 const char **problem_r)
+{
+	*key_r = NULL;
+	*testing_r = *strict_r = false;
+	struct authdns_answer ans;
+	authdns_answer_init(&ans);
+	char *qname = xasprintf("%s._domainkey.%s", selector, domain);
+	enum authdns_status st = authdns_query(dns, dns->txt, qname, &ans);
+	free(qname);
+	if (st == AUTHDNS_TEMPFAIL) {
+		*problem_r = "key lookup failed temporarily";
+		return DKIM_RESULT_TEMPERROR;
+	}
+	if (st != AUTHDNS_OK) {
+		*problem_r = "no key record";
+		authdns_answer_clear(&ans);
+		return DKIM_RESULT_PERMERROR;
+	}
+	*problem_r = "no usable key record";
+	for (size_t k = 0; k < ans.count && *key_r == NULL; k++)
+		*key_r = key_record_parse(ans.rr[k].data, ans.rr[k].len, ed, testing_r, strict_r, bits_r, problem_r);
+	authdns_answer_clear(&ans);
+	return *key_r != NULL ? DKIM_RESULT_PASS : DKIM_RESULT_PERMERROR;
 }
 
 void dkim_verify_one(const struct dkim_msg *m, size_t sig_index, bool arc, const struct authdns *dns,
@@ -692,8 +720,8 @@ void dkim_verify_one(const struct dkim_msg *m, size_t sig_index, bool arc, const
 	struct buf cbody, hdata;
 	buf_init(&cbody, DKIM_MAX_CANON);
 	buf_init(&hdata, DKIM_MAX_CANON);
-	struct authdns_answer ans;
-	authdns_answer_init(&ans);
+	const char *kproblem = NULL;
+	bool strict = false;
 
 	if (dkim_taglist_parse(hdr->raw + vstart, hdr->raw_len - vstart, &tl, &err) < 0) {
 		set_result(out, DKIM_RESULT_PERMERROR, err);
@@ -840,33 +868,21 @@ void dkim_verify_one(const struct dkim_msg *m, size_t sig_index, bool arc, const
 	}
 
 	/* key lookup */
-	char *qname = xasprintf("%s._domainkey.%s", s, d);
-	enum authdns_status st = authdns_query(dns, dns->txt, qname, &ans);
-	free(qname);
-	if (st == AUTHDNS_TEMPFAIL) {
-		set_result(out, DKIM_RESULT_TEMPERROR, "key lookup failed temporarily");
-		goto done;
-	}
-	if (st != AUTHDNS_OK) {
-		set_result(out, DKIM_RESULT_PERMERROR, "no key record");
-		goto done;
-	}
-	if (sha1) {
-		set_result(out, DKIM_RESULT_PERMERROR, "rsa-sha1 is not accepted (RFC 8301)");
-		goto done;
-	}
-	const char *kproblem = "no usable key record";
-	bool strict = false;
-	for (size_t k = 0; k < ans.count && key == NULL; k++) {
-		bool testing;
-		key = key_record_parse(ans.rr[k].data, ans.rr[k].len, ed, &testing, &strict, &out->key_bits,
-				       &kproblem);
-		if (key != NULL)
-			out->testing = testing;
-	}
-	if (key == NULL) {
-		set_result(out, DKIM_RESULT_PERMERROR, kproblem);
-		goto done;
+	{
+		enum dkim_result kr = dkim_key_lookup(dns, s, d, ed, &key, &out->key_bits, &out->testing,
+						      &strict, &kproblem);
+		if (kr == DKIM_RESULT_TEMPERROR) {
+			set_result(out, DKIM_RESULT_TEMPERROR, kproblem);
+			goto done;
+		}
+		if (sha1) {
+			set_result(out, DKIM_RESULT_PERMERROR, "rsa-sha1 is not accepted (RFC 8301)");
+			goto done;
+		}
+		if (kr != DKIM_RESULT_PASS) {
+			set_result(out, DKIM_RESULT_PERMERROR, kproblem);
+			goto done;
+		}
 	}
 	if (strict && !arc) {
 		const char *at = strrchr(out->identity, '@');
@@ -894,17 +910,16 @@ void dkim_verify_one(const struct dkim_msg *m, size_t sig_index, bool arc, const
 		set_result(out, DKIM_RESULT_FAIL, "body hash did not verify");
 		goto done;
 	}
-	if (header_hash_input(m, sig_index, h, hrelaxed, &hdata) < 0) {
+	if (dkim_header_hash_input(m, sig_index, h, hrelaxed, &hdata) < 0) {
 		set_result(out, DKIM_RESULT_PERMERROR, "header too large");
 		goto done;
 	}
-	if (!verify_sig(key, ed, &hdata, b, blen)) {
+	if (!dkim_crypto_verify(key, ed, hdata.data, hdata.len, b, blen)) {
 		set_result(out, DKIM_RESULT_FAIL, "signature did not verify");
 		goto done;
 	}
 	set_result(out, DKIM_RESULT_PASS, NULL);
 done:
-	authdns_answer_clear(&ans);
 	EVP_PKEY_free(key);
 	free(bh);
 	free(b);
@@ -985,37 +1000,72 @@ static const char *const default_sign_headers =
 	"from:to:cc:subject:date:message-id:reply-to:in-reply-to:references:mime-version:"
 	"content-type:content-transfer-encoding:list-id:list-unsubscribe:sender";
 
-int dkim_sign(const char *msg, size_t len, const struct dkim_sign_options *opts, char **header_r,
-	      const char **error_r)
+EVP_PKEY *dkim_private_key_load(const char *pem, bool *ed_r, const char **error_r)
 {
-	*header_r = NULL;
-	if (opts->domain == NULL || opts->selector == NULL || opts->key_pem == NULL ||
-	    !domain_syntax_ok(opts->domain) || !domain_syntax_ok(opts->selector)) {
-		*error_r = "missing or bad domain, selector or key";
-		return -1;
-	}
-	BIO *bio = BIO_new_mem_buf(opts->key_pem, -1);
-	EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	EVP_PKEY *key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
 	BIO_free(bio);
 	if (key == NULL) {
 		*error_r = "cannot read the private key";
-		return -1;
+		return NULL;
 	}
-	bool ed;
 	int id = EVP_PKEY_get_base_id(key);
 	if (id == EVP_PKEY_ED25519) {
-		ed = true;
+		*ed_r = true;
 	} else if (id == EVP_PKEY_RSA && EVP_PKEY_get_bits(key) >= DKIM_MIN_RSA_BITS) {
-		ed = false;
+		*ed_r = false;
 	} else {
 		EVP_PKEY_free(key);
 		*error_r = "key must be RSA >= 1024 bits or Ed25519";
-		return -1;
+		return NULL;
 	}
-	struct dkim_msg m;
-	if (dkim_msg_parse(msg, len, &m, error_r) < 0) {
-		dkim_msg_free(&m);
-		EVP_PKEY_free(key);
+	return key;
+}
+
+int dkim_crypto_sign(EVP_PKEY *key, bool ed, const void *data, size_t len, char **b64_r)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char sig[2048];
+	size_t siglen = sizeof(sig);
+	bool ok;
+	if (ed) {
+		unsigned char h[32];
+		ok = sha256(data, len, h) && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+		     EVP_DigestSign(ctx, sig, &siglen, h, 32) == 1;
+	} else {
+		ok = EVP_PKEY_get_size(key) <= (int)sizeof(sig) &&
+		     EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) == 1 &&
+		     EVP_DigestSign(ctx, sig, &siglen, data, len) == 1;
+	}
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return -1;
+	*b64_r = dkim_base64_encode(sig, siglen);
+	return 1;
+}
+
+void dkim_append_folded(struct buf *b, const char *b64)
+{
+	/* 70 characters after "b=", then lines of 72 (the layout common signers
+	   use; it matters because a later ARC-Seal covers this text) */
+	size_t n = strlen(b64), pos = 0, chunk = 70;
+	while (pos < n) {
+		if (pos > 0)
+			buf_append_str(b, "\r\n\t");
+		size_t take = n - pos < chunk ? n - pos : chunk;
+		buf_append(b, b64 + pos, take);
+		pos += take;
+		chunk = 72;
+	}
+}
+
+int dkim_sign_field(const struct dkim_msg *m, EVP_PKEY *key, bool ed, const struct dkim_sign_options *opts,
+		    unsigned arc_instance, char **header_r, const char **error_r)
+{
+	*header_r = NULL;
+	if (opts->domain == NULL || opts->selector == NULL || !domain_syntax_ok(opts->domain) ||
+	    !domain_syntax_ok(opts->selector)) {
+		*error_r = "missing or bad domain or selector";
 		return -1;
 	}
 	/* h=: names present in the message (as many times as present), plus an
@@ -1034,107 +1084,107 @@ int dkim_sign(const char *msg, size_t len, const struct dkim_sign_options *opts,
 		if (tl == 0)
 			continue;
 		size_t n = 0;
-		for (size_t k = 0; k < m.nhdrs; k++)
-			if (name_eq_n(m.hdrs[k].name, m.hdrs[k].name_len, t, tl))
+		for (size_t k = 0; k < m->nhdrs; k++)
+			if (name_eq_n(m->hdrs[k].name, m->hdrs[k].name_len, t, tl))
 				n++;
-		bool is_from = strcasecmp(t, "from") == 0;
-		if (is_from && oversign)
+		if (strcasecmp(t, "from") == 0 && oversign)
 			n++;
 		for (size_t k = 0; k < n; k++)
 			buf_printf(&hl, "%s%s", hl.len > 0 ? ":" : "", t);
 	}
 	free(lc);
-	struct buf cbody;
-	buf_init(&cbody, DKIM_MAX_CANON);
 	int ret = -1;
-	char *b64 = NULL;
-	struct buf field, hdata;
-	buf_init(&field, 256 * 1024);
+	char *b64 = NULL, *bhv = NULL;
+	struct buf cbody, prefix, suffix, hdata, field;
+	buf_init(&cbody, DKIM_MAX_CANON);
+	buf_init(&prefix, 64 * 1024);
+	buf_init(&suffix, 128 * 1024);
 	buf_init(&hdata, DKIM_MAX_CANON);
+	buf_init(&field, 256 * 1024);
 	unsigned char digest[32];
-	if (dkim_canon_body(&cbody, m.body, m.body_len, true) < 0 || !sha256(cbody.data, cbody.len, digest)) {
+	if (dkim_canon_body(&cbody, m->body, m->body_len, true) < 0 || !sha256(cbody.data, cbody.len, digest)) {
 		*error_r = "body too large";
 		goto out;
 	}
-	char *bhv = dkim_base64_encode(digest, 32);
-	time_t now = opts->now != 0 ? opts->now : time(NULL);
-	buf_printf(&field, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n\tt=%lld;",
-		   ed ? "ed25519-sha256" : "rsa-sha256", opts->domain, opts->selector, (long long)now);
-	if (opts->expire_seconds > 0)
-		buf_printf(&field, " x=%lld;", (long long)now + opts->expire_seconds);
-	if (opts->identity != NULL)
-		buf_printf(&field, " i=%s;", opts->identity);
-	buf_printf(&field, "\r\n\th=");
-	/* fold h= at colons */
-	size_t col = 3;
-	for (size_t k = 0; k < hl.len; k++) {
-		buf_append_c(&field, hl.data[k]);
-		col++;
-		if (hl.data[k] == ':' && col > 60) {
-			buf_append_str(&field, "\r\n\t ");
-			col = 1;
-		}
+	bhv = dkim_base64_encode(digest, 32);
+	long long now = (long long)(opts->now != 0 ? opts->now : time(NULL));
+	const char *alg = ed ? "ed25519-sha256" : "rsa-sha256";
+	if (arc_instance > 0) {
+		/* ARC-Message-Signature, tags in alphabetical order */
+		buf_printf(&prefix, "ARC-Message-Signature: a=%s; b=", alg);
+		buf_printf(&suffix, "; bh=%s; c=relaxed/relaxed; d=%s; h=%s; i=%u; s=%s; t=%lld",
+			   bhv, opts->domain, hl.data, arc_instance, opts->selector, now);
+	} else {
+		buf_printf(&prefix, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n\tt=%lld;", alg,
+			   opts->domain, opts->selector, now);
+		if (opts->expire_seconds > 0)
+			buf_printf(&prefix, " x=%lld;", now + (long long)opts->expire_seconds);
+		if (opts->identity != NULL)
+			buf_printf(&prefix, " i=%s;", opts->identity);
+		buf_printf(&prefix, "\r\n\th=%s;\r\n\tbh=%s;\r\n\tb=", hl.data, bhv);
 	}
-	buf_printf(&field, ";\r\n\tbh=%s;\r\n\tb=", bhv);
-	free(bhv);
-	/* hash input: selected headers + this field with empty b= */
-	struct dkim_msg m2 = m;
-	size_t n2 = m.nhdrs + 1;
-	m2.hdrs = xcalloc(n2, sizeof(*m2.hdrs));
-	memcpy(m2.hdrs, m.hdrs, m.nhdrs * sizeof(*m.hdrs));
-	buf_append_str(&field, "\r\n");
-	m2.hdrs[m.nhdrs] = (struct dkim_header){
-		.name = field.data, .name_len = 14, .raw = field.data, .raw_len = field.len,
+	/* hash input: selected headers + this field with an empty b= */
+	buf_printf(&field, "%s%s\r\n", prefix.data, suffix.data);
+	struct dkim_msg m2 = *m;
+	m2.hdrs = xcalloc(m->nhdrs + 1, sizeof(*m2.hdrs));
+	if (m->nhdrs > 0)
+		memcpy(m2.hdrs, m->hdrs, m->nhdrs * sizeof(*m->hdrs));
+	m2.hdrs[m->nhdrs] = (struct dkim_header){
+		.name = field.data, .name_len = (size_t)(strchr(field.data, ':') - field.data),
+		.raw = field.data, .raw_len = field.len,
 	};
-	m2.nhdrs = n2;
-	int hrc = header_hash_input(&m2, m.nhdrs, hl.data, true, &hdata);
+	m2.nhdrs = m->nhdrs + 1;
+	int hrc = dkim_header_hash_input(&m2, m->nhdrs, hl.data, true, &hdata);
 	free(m2.hdrs);
-	field.len -= 2;
-	field.data[field.len] = '\0';
 	if (hrc < 0) {
 		*error_r = "header too large";
 		goto out;
 	}
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char sig[1024];
-	size_t siglen = sizeof(sig);
-	bool ok;
-	if (ed) {
-		unsigned char h[32];
-		ok = sha256(hdata.data, hdata.len, h) && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
-		     EVP_DigestSign(ctx, sig, &siglen, h, 32) == 1;
-	} else {
-		ok = EVP_PKEY_get_size(key) <= (int)sizeof(sig) &&
-		     EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) == 1 &&
-		     EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)hdata.data, hdata.len) == 1;
-	}
-	EVP_MD_CTX_free(ctx);
-	if (!ok) {
+	if (dkim_crypto_sign(key, ed, hdata.data, hdata.len, &b64) < 0) {
 		*error_r = "signing failed";
 		goto out;
 	}
-	b64 = dkim_base64_encode(sig, siglen);
-	col = 3;
-	for (const char *p = b64; *p != '\0'; p++) {
-		if (col >= 72) {
-			buf_append_str(&field, "\r\n\t ");
-			col = 2;
-		}
-		buf_append_c(&field, *p);
-		col++;
-	}
+	buf_reset(&field);
+	buf_append(&field, prefix.data, prefix.len);
+	if (arc_instance > 0)
+		buf_append_str(&field, b64); /* unfolded: the layout the ARC test suite standardizes */
+	else
+		dkim_append_folded(&field, b64);
+	buf_append(&field, suffix.data, suffix.len);
 	if (buf_append_str(&field, "\r\n") < 0) {
 		*error_r = "signature field too large";
 		goto out;
 	}
-	*header_r = buf_steal(&field);
+	*header_r = steal(&field);
 	ret = 1;
 out:
 	free(b64);
+	free(bhv);
 	buf_deinit(&field);
 	buf_deinit(&hdata);
 	buf_deinit(&cbody);
+	buf_deinit(&prefix);
+	buf_deinit(&suffix);
 	buf_deinit(&hl);
+	return ret;
+}
+
+int dkim_sign(const char *msg, size_t len, const struct dkim_sign_options *opts, char **header_r,
+	      const char **error_r)
+{
+	*header_r = NULL;
+	if (opts->key_pem == NULL) {
+		*error_r = "no key";
+		return -1;
+	}
+	bool ed;
+	EVP_PKEY *key = dkim_private_key_load(opts->key_pem, &ed, error_r);
+	if (key == NULL)
+		return -1;
+	struct dkim_msg m;
+	int ret = dkim_msg_parse(msg, len, &m, error_r);
+	if (ret > 0)
+		ret = dkim_sign_field(&m, key, ed, opts, 0, header_r, error_r);
 	dkim_msg_free(&m);
 	EVP_PKEY_free(key);
 	return ret;

@@ -155,6 +155,33 @@ struct dkim_sign_options {
 int dkim_sign(const char *msg, size_t len, const struct dkim_sign_options *opts, char **header_r,
 	      const char **error_r);
 
+/* ---- building blocks for arc.c ---- */
+
+struct evp_pkey_st; /* OpenSSL EVP_PKEY */
+
+/* Fetch and parse selector._domainkey.domain: PASS with *key_r (free with
+   EVP_PKEY_free), TEMPERROR or PERMERROR with a static *problem_r. */
+enum dkim_result dkim_key_lookup(const struct authdns *dns, const char *selector, const char *domain,
+				 bool ed25519, struct evp_pkey_st **key_r, unsigned *bits_r, bool *testing_r,
+				 bool *strict_r, const char **problem_r);
+bool dkim_crypto_verify(struct evp_pkey_st *key, bool ed25519, const void *data, size_t len,
+			const unsigned char *sig, size_t siglen);
+/* Sign data; 1 with the base64 signature (heap) in *b64_r, or -1. */
+int dkim_crypto_sign(struct evp_pkey_st *key, bool ed25519, const void *data, size_t len, char **b64_r);
+/* Load a PEM private key (RSA >= 1024 bits or Ed25519); NULL with *error_r. */
+struct evp_pkey_st *dkim_private_key_load(const char *pem, bool *ed25519_r, const char **error_r);
+/* The header hash input of the signature field m->hdrs[sig_index] with h= list. */
+int dkim_header_hash_input(const struct dkim_msg *m, size_t sig_index, const char *hlist, bool relaxed,
+			   struct buf *out);
+/* Build a signature field over m (opts->key_pem is ignored): a DKIM-Signature
+   when arc_instance is 0, else an ARC-Message-Signature with i=arc_instance. */
+int dkim_sign_field(const struct dkim_msg *m, struct evp_pkey_st *key, bool ed25519,
+		    const struct dkim_sign_options *opts, unsigned arc_instance, char **header_r,
+		    const char **error_r);
+
+/* Append a base64 signature folded into lines (70 characters, then 72). */
+void dkim_append_folded(struct buf *b, const char *b64);
+
 /* Generate a key: "rsa" (2048 bits) or "ed25519". Returns the private key PEM
    and the DNS TXT record text ("v=DKIM1; k=...; p=..."), heap. */
 int dkim_keygen(const char *type, char **private_pem_r, char **dns_txt_r, const char **error_r);
