@@ -141,3 +141,42 @@ uint64_t relay_group_retry_at(const struct relay_group *g, uint64_t now_ms)
 	}
 	return best == UINT64_MAX ? 0 : best;
 }
+
+size_t relay_group_order(struct relay_group *g, uint64_t now_ms, size_t *order, size_t max)
+{
+	if (max == 0)
+		return 0;
+	int first = relay_group_pick(g, now_ms);
+	if (first < 0)
+		return 0;
+	size_t n = 0;
+	order[n++] = (size_t)first;
+	/* the rest by weight, heavier first (stable on index) */
+	while (n < max) {
+		int best = -1;
+		for (size_t i = 0; i < g->count; i++) {
+			bool used = false;
+			for (size_t k = 0; k < n; k++)
+				used |= order[k] == i;
+			if (used || g->relays[i].health != RELAY_UP)
+				continue;
+			if (best < 0 || g->relays[i].weight > g->relays[best].weight)
+				best = (int)i;
+		}
+		if (best < 0)
+			break;
+		order[n++] = (size_t)best;
+	}
+	return n;
+}
+
+void relay_report_delivery(struct relay_group *g, const size_t *order, size_t n,
+                           const struct smtp_delivery_result *res, uint64_t now_ms)
+{
+	for (size_t i = 0; i < n && i < res->host_count; i++) {
+		if (res->hosts[i] == SMTP_HOST_REACHED)
+			relay_report(g, order[i], true, now_ms);
+		else if (res->hosts[i] == SMTP_HOST_FAILED)
+			relay_report(g, order[i], false, now_ms);
+	}
+}

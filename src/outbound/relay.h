@@ -56,6 +56,19 @@ const struct relay_entry *relay_group_get(const struct relay_group *g, size_t id
 int relay_group_pick(struct relay_group *g, uint64_t now_ms);
 /* Report the outcome of a delivery attempt through relay idx (connection-level success/failure). */
 void relay_report(struct relay_group *g, size_t idx, bool ok, uint64_t now_ms);
+/*
+ * A failover order for one delivery: the weighted pick first, then the other
+ * relays that are UP, heavier first. Fills up to max indices into order and
+ * returns how many (0: none available now). Use it to build the relays[] of an
+ * smtp_destination, then feed the result back with relay_report_delivery.
+ */
+size_t relay_group_order(struct relay_group *g, uint64_t now_ms, size_t *order, size_t max);
+/*
+ * Report one delivery made with relays[i] = relay order[i]: REACHED counts as a
+ * success, FAILED as a failure, NOT_TRIED as nothing.
+ */
+void relay_report_delivery(struct relay_group *g, const size_t *order, size_t n,
+                           const struct smtp_delivery_result *res, uint64_t now_ms);
 /* Earliest time a DOWN relay becomes eligible again (0 when one is available now). */
 uint64_t relay_group_retry_at(const struct relay_group *g, uint64_t now_ms);
 

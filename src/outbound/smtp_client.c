@@ -119,6 +119,7 @@ struct smtp_delivery {
 	struct dns_query *q_mx, *q_a, *q_aaaa;
 	struct dns_result *res_a, *res_aaaa;
 	unsigned hosts_unresolvable; /* hosts with NXDOMAIN/NODATA for both families */
+	enum smtp_host_state *host_state; /* host_count entries */
 	bool no_tls;            /* MAY: retry this address without TLS after a failed handshake */
 
 	struct smtp_session *s;
@@ -154,6 +155,7 @@ struct smtp_session {
 	char *host;
 	char addr[INET6_ADDRSTRLEN];
 	unsigned port;
+	size_t host_idx;                  /* index in the delivery's host list that opened it */
 	enum sess_state state;
 	bool tls;
 	unsigned caps;
@@ -424,6 +426,7 @@ static struct smtp_session *session_new(struct smtp_delivery *d, const struct ad
 	s->key = xstrdup(d->key);
 	s->host = xstrdup(d->hosts[d->host_idx].name);
 	s->port = d->hosts[d->host_idx].port;
+	s->host_idx = d->host_idx;
 	snprintf(s->addr, sizeof(s->addr), "%s", a->text);
 	smtp_reply_parser_init(&s->parser, c->set.max_reply_line, c->set.max_reply_lines, 0);
 	s->timer = evtimer_new(c->base, session_timer_cb, s);
@@ -977,6 +980,13 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+static void mark_reached(struct smtp_session *s)
+{
+	struct smtp_delivery *d = s->d;
+	if (d->host_state != NULL && s->host_idx < d->host_count)
+		d->host_state[s->host_idx] = SMTP_HOST_REACHED;
+}
+
 /* One complete reply arrived. */
 static void handle_reply(struct smtp_session *s)
 {
@@ -1007,6 +1017,7 @@ static void handle_reply(struct smtp_session *s)
 		break;
 	case S_EHLO:
 		if (code >= 200 && code < 300) {
+			mark_reached(s);
 			parse_ehlo(s);
 			if (!s->tls && d->tls != SMTP_TLS_NONE && !d->no_tls && (s->caps & CAP_STARTTLS)) {
 				s->state = S_STARTTLS;
@@ -1025,6 +1036,7 @@ static void handle_reply(struct smtp_session *s)
 		break;
 	case S_HELO:
 		if (code >= 200 && code < 300) {
+			mark_reached(s);
 			s->caps = 0;
 			after_helo(s);
 		} else {
@@ -1178,6 +1190,7 @@ static void delivery_free(struct smtp_delivery *d)
 	for (size_t i = 0; i < d->host_count; i++)
 		free(d->hosts[i].name);
 	free(d->hosts);
+	free(d->host_state);
 	free(d->addrs);
 	free(d->tx);
 	free(d->queue_id);
@@ -1227,6 +1240,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 	res.rcpts = rr;
 	res.rcpt_count = d->rcpt_count;
 	res.tls = d->last_tls;
+	res.hosts = d->host_state;
+	res.host_count = d->host_state != NULL ? d->host_count : 0;
 	d->cb(d->arg, &res);
 	free(rr);
 	delivery_free(d);
@@ -1277,6 +1292,8 @@ static void connect_addr(struct smtp_delivery *d, const struct addr_entry *a)
 	struct smtp_session *s = session_new(d, a);
 	d->s = s;
 	d->addrs_tried++;
+	if (d->host_state != NULL && d->host_state[d->host_idx] == SMTP_HOST_NOT_TRIED)
+		d->host_state[d->host_idx] = SMTP_HOST_FAILED;
 	s->state = S_CONNECTING;
 	s->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
@@ -1499,6 +1516,7 @@ static void mx_cb(void *arg, const struct dns_result *res)
 		d->hosts[i].port = c->set.mx_port;
 	}
 	d->host_count = keep;
+	d->host_state = xcalloc(keep + 1, sizeof(*d->host_state));
 	d->host_idx = 0;
 	delivery_next_host(d);
 }
@@ -1593,6 +1611,7 @@ struct smtp_delivery *smtp_deliver(struct smtp_client *c, const struct smtp_enve
 			d->hosts[i].port = dest->relays[i].port != 0 ? dest->relays[i].port : 25;
 		}
 		d->host_count = dest->relay_count;
+		d->host_state = xcalloc(d->host_count + 1, sizeof(*d->host_state));
 	} else {
 		d->domain = xstrdup(dest->domain != NULL ? dest->domain : "");
 	}

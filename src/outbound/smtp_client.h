@@ -146,11 +146,20 @@ struct smtp_rcpt_result {
 	const char *addr;      /* its address "ip" or "" */
 };
 
+enum smtp_host_state {
+	SMTP_HOST_NOT_TRIED,
+	SMTP_HOST_FAILED,      /* no address of it got through EHLO/HELO (connect, banner, TLS, timeout...) */
+	SMTP_HOST_REACHED,     /* it spoke SMTP with us: EHLO/HELO accepted on some address */
+};
+
 struct smtp_delivery_result {
 	const struct smtp_rcpt_result *rcpts; /* same order as the envelope's */
 	size_t rcpt_count;
 	unsigned delivered, tempfail, permfail;
 	bool tls;              /* the last session used TLS */
+	/* per destination host (relays in the given order, or the MX hosts used): for relay health */
+	const enum smtp_host_state *hosts;
+	size_t host_count;
 };
 
 typedef void smtp_delivery_cb(void *arg, const struct smtp_delivery_result *res);

@@ -232,12 +232,44 @@ static void test_mime7bit_header(void **state)
 	}
 }
 
+static void test_relay_order_and_report(void **state)
+{
+	struct relay_group *g = relay_group_new("g", 2, 1000);
+	relay_group_add(g, "light", "h1", 25, 1, SMTP_TLS_MAY);
+	relay_group_add(g, "heavy", "h2", 25, 5, SMTP_TLS_MAY);
+	relay_group_add(g, "mid", "h3", 25, 3, SMTP_TLS_MAY);
+	size_t order[8];
+	size_t n = relay_group_order(g, 0, order, 8);
+	assert_int_equal(n, 3);
+	assert_int_equal(order[0], 1); /* the weighted pick: heavy */
+	assert_int_equal(order[1], 2);
+	assert_int_equal(order[2], 0);
+	assert_int_equal(relay_group_order(g, 0, order, 1), 1);
+
+	/* heavy failed twice at connection level, mid answered: heavy goes down */
+	enum smtp_host_state hs[3] = { SMTP_HOST_FAILED, SMTP_HOST_REACHED, SMTP_HOST_NOT_TRIED };
+	struct smtp_delivery_result res = { .hosts = hs, .host_count = 3 };
+	size_t o2[3] = { 1, 2, 0 };
+	relay_report_delivery(g, o2, 3, &res, 10);
+	relay_report_delivery(g, o2, 3, &res, 11);
+	assert_int_equal(relay_group_get(g, 1)->health, RELAY_DOWN);
+	assert_int_equal(relay_group_get(g, 2)->health, RELAY_UP);
+	assert_int_equal(relay_group_get(g, 2)->successes, 2);
+	assert_int_equal(relay_group_get(g, 0)->failures + relay_group_get(g, 0)->successes, 0);
+	n = relay_group_order(g, 20, order, 8);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_int_not_equal(order[i], 1);
+	relay_group_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mx_self_cut),
 		cmocka_unit_test(test_relay_weights),
 		cmocka_unit_test(test_relay_health),
+		cmocka_unit_test(test_relay_order_and_report),
 		cmocka_unit_test(test_qp_table),
 		cmocka_unit_test(test_mime7bit_header),
 	};

@@ -149,6 +149,8 @@ struct outcome {
 	struct rcpt_copy r[8];
 	size_t n;
 	bool tls;
+	enum smtp_host_state hosts[4];
+	size_t host_count;
 	double elapsed;
 };
 
@@ -159,6 +161,9 @@ static void outcome_cb(void *arg, const struct smtp_delivery_result *res)
 	o->done = true;
 	o->n = res->rcpt_count;
 	o->tls = res->tls;
+	o->host_count = res->host_count;
+	for (size_t i = 0; i < res->host_count && i < 4; i++)
+		o->hosts[i] = res->hosts[i];
 	for (size_t i = 0; i < res->rcpt_count && i < 8; i++) {
 		o->r[i].status = res->rcpts[i].status;
 		o->r[i].code = res->rcpts[i].code;
@@ -204,8 +209,8 @@ static void base_free(struct event_base *base)
 
 static const char *const own_names[] = { "self.example.test" };
 
-static struct smtp_client *client_new(struct event_base *base, struct dns_resolver *dns, unsigned tmo_ms,
-                                      unsigned idle_ms)
+static struct smtp_client *client_new_ca(struct event_base *base, struct dns_resolver *dns, unsigned tmo_ms,
+                                         unsigned idle_ms, const char *ca)
 {
 	struct smtp_client_settings set = {
 		.helo_name = "client.test",
@@ -216,12 +221,19 @@ static struct smtp_client *client_new(struct event_base *base, struct dns_resolv
 		.idle_ms = idle_ms,
 		.own_names = own_names,
 		.own_name_count = 1,
+		.tls_ca_file = ca,
 	};
 	char *error = NULL;
 	struct smtp_client *c = smtp_client_new(base, &set, &error);
 	if (c == NULL)
 		fail_msg("%s", error);
 	return c;
+}
+
+static struct smtp_client *client_new(struct event_base *base, struct dns_resolver *dns, unsigned tmo_ms,
+                                      unsigned idle_ms)
+{
+	return client_new_ca(base, dns, tmo_ms, idle_ms, NULL);
 }
 
 static const char *const msg_text = "Subject: test\n\nhello\n.leading dot\nlast line without newline";
@@ -233,6 +245,9 @@ struct deliver_case {
 	enum smtp_tls_policy tls;
 	const char *auth;            /* "user:pass" */
 	const char *msg;             /* message text; default msg_text */
+	bool verify;                 /* tls_verify */
+	bool ca;                     /* the client trusts the receiver's certificate */
+	int connects;                /* connections the receiver saw (0: don't check) */
 	const char *rcpts[3];
 	bool smtputf8, body_8bit;
 	off_t size;
@@ -252,7 +267,8 @@ struct deliver_case {
 static void run_relay_case(const struct deliver_case *c)
 {
 	struct event_base *base = event_base_new();
-	struct smtp_client *cl = client_new(base, NULL, c->tmo_ms != 0 ? c->tmo_ms : 3000, 0);
+	struct smtp_client *cl = client_new_ca(base, NULL, c->tmo_ms != 0 ? c->tmo_ms : 3000, 0,
+	                                       c->ca ? cert_path : NULL);
 	struct receiver r = { 0 };
 	const char *args[16];
 	size_t na = 0;
@@ -289,7 +305,8 @@ static void run_relay_case(const struct deliver_case *c)
 		receiver_start(&r, "127.0.0.1", 0, args);
 
 	struct smtp_relay_host relay = { "127.0.0.1", c->no_receiver ? (unsigned)test_free_port() : (unsigned)r.port };
-	struct smtp_destination dest = { .relays = &relay, .relay_count = 1, .tls = c->tls };
+	struct smtp_destination dest = { .relays = &relay, .relay_count = 1, .tls = c->tls,
+		                         .tls_verify = c->verify };
 	char user[32] = "", pass[32] = "";
 	if (c->auth != NULL) {
 		sscanf(c->auth, "%31[^:]:%31s", user, pass);
@@ -338,6 +355,9 @@ static void run_relay_case(const struct deliver_case *c)
 		if (c->mail_cmds >= 0 && count_str(log, "\"line\": \"MAIL FROM") != c->mail_cmds)
 			fail_msg("case %s: MAIL commands %d, expected %d\n%s", c->name,
 			         count_str(log, "\"line\": \"MAIL FROM"), c->mail_cmds, log);
+		if (c->connects != 0 && count_str(log, "\"event\": \"connect\"") != c->connects)
+			fail_msg("case %s: %d connections, expected %d\n%s", c->name,
+			         count_str(log, "\"event\": \"connect\""), c->connects, log);
 		if (c->log_has != NULL && strstr(log, c->log_has) == NULL)
 			fail_msg("case %s: receiver log lacks %s\n%s", c->name, c->log_has, log);
 		free(log);
@@ -399,6 +419,18 @@ static void test_relay_cases(void **state)
 		{ .name = "starttls-required", .tls = SMTP_TLS_REQUIRE,
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1,
 		  .expect_tls = true },
+		{ .name = "starttls-broken-may-retries-in-clear", .tls = SMTP_TLS_MAY,
+		  .recv_args = { "--starttls-garbage" }, .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED },
+		  .messages = 1, .mail_cmds = 1, .connects = 2, .log_has = "tls-garbage" },
+		{ .name = "starttls-broken-require-defers", .tls = SMTP_TLS_REQUIRE,
+		  .recv_args = { "--starttls-garbage" }, .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL },
+		  .code = { 454 }, .text_has = "TLS handshake failed", .messages = 0, .mail_cmds = 0, .connects = 1 },
+		{ .name = "verify-trusted", .tls = SMTP_TLS_REQUIRE, .verify = true, .ca = true,
+		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1,
+		  .expect_tls = true },
+		{ .name = "verify-untrusted", .tls = SMTP_TLS_REQUIRE, .verify = true,
+		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .code = { 454 },
+		  .text_has = "certificate verify failed", .messages = 0, .mail_cmds = 0 },
 		{ .name = "tls-none-ignores-starttls", .tls = SMTP_TLS_NONE,
 		  .recv_args = { "--tls-cert", cert_path, "--tls-key", key_path },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1 },
@@ -518,6 +550,12 @@ static void test_mx_cases(void **state)
 			assert_string_equal(o.r[0].enh, c->enh);
 		if (c->host != NULL)
 			assert_string_equal(o.r[0].host, c->host);
+		if (i == 0) {
+			/* mx1 never answered, mx2 did */
+			assert_int_equal(o.host_count, 2);
+			assert_int_equal(o.hosts[0], SMTP_HOST_FAILED);
+			assert_int_equal(o.hosts[1], SMTP_HOST_REACHED);
+		}
 		if (c->text_has != NULL && strstr(o.r[0].text, c->text_has) == NULL)
 			fail_msg("case %s: text '%s'", c->name, o.r[0].text);
 		close(fd);
@@ -684,7 +722,8 @@ static int setup(void **state)
 	snprintf(key_path, sizeof(key_path), "%s/key.pem", tmpdir);
 	snprintf(cmd, sizeof(cmd),
 	         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-	         "-subj /CN=localhost -keyout %s -out %s >/dev/null 2>&1",
+	         "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+	         "-keyout %s -out %s >/dev/null 2>&1",
 	         key_path, cert_path);
 	if (system(cmd) != 0)
 		return -1;

@@ -23,6 +23,7 @@ def parse_args():
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--no-starttls", action="store_true")
+    p.add_argument("--starttls-garbage", action="store_true", help="answer 220 to STARTTLS, then junk and close")
     p.add_argument("--banner", default="220 receiver.test ESMTP ready")
     p.add_argument("--ehlo-reply", help="reply to EHLO instead of the capability list, e.g. '502 no'")
     p.add_argument("--mail-reply", default="250 2.1.0 ok")
@@ -123,6 +124,11 @@ class Session:
                 await self.send("250 receiver.test")
             elif verb == "STARTTLS" and self.tls_ctx and not self.tls and not ARGS.no_starttls:
                 await self.send("220 2.0.0 go ahead")
+                if ARGS.starttls_garbage:
+                    self.w.write(b"this is not a TLS server hello\r\n")
+                    await self.w.drain()
+                    log(event="tls-garbage")
+                    return
                 await self.w.start_tls(self.tls_ctx)
                 self.tls = True
                 self.reset()
