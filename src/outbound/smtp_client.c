@@ -75,6 +75,7 @@ struct rcpt_state {
 	char enh[16];
 	char *text;
 	bool remote;
+	bool dsn_passed;   /* delivered to a peer that announced DSN */
 	char *host, *addr;
 };
 
@@ -467,7 +468,8 @@ static void session_fail(struct smtp_session *s, int code, const char *enh, cons
 		d->rcpts[i].accepted = false;
 	log_info("outbound event=session-failed id=%s host=%s addr=%s state=%s code=%d error=\"%.200s\"",
 	         d->queue_id != NULL ? d->queue_id : "-", s->host, s->addr, state_names[s->state], code, text);
-	bool polite = remote;
+	/* 421 here means timeout, connection or protocol trouble: no QUIT then */
+	bool polite = remote || code != 421;
 	session_close(s, polite);
 	d->s = NULL;
 	d->no_tls = false;
@@ -865,9 +867,11 @@ static void data_end_reply(struct smtp_session *s, bool final)
 		if (!r->accepted)
 			continue;
 		r->accepted = false;
-		if (code >= 200 && code < 300 && final)
+		if (code >= 200 && code < 300 && final) {
 			rcpt_set(d, r, SMTP_RCPT_DELIVERED, true, code, reply_enh(s->rep, "2.0.0", "2.0.0"),
 			         s->rep->text.data, true);
+			r->dsn_passed = (s->caps & CAP_DSN) != 0;
+		}
 		else
 			rcpt_set(d, r, SMTP_RCPT_PERMFAIL, true, code, reply_enh(s->rep, "4.0.0", "5.0.0"),
 			         s->rep->text.data, true);
@@ -1227,6 +1231,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 		rr[i].remote = r->remote;
 		rr[i].host = r->host != NULL ? r->host : "";
 		rr[i].addr = r->addr != NULL ? r->addr : "";
+		rr[i].dsn_passed = r->dsn_passed;
 		switch (r->status) {
 		case SMTP_RCPT_DELIVERED: res.delivered++; break;
 		case SMTP_RCPT_TEMPFAIL: res.tempfail++; break;

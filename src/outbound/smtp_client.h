@@ -32,6 +32,8 @@
  * list, TLS policy, AUTH user) for idle_ms; the next delivery to the same key
  * starts with RSET on it, and falls back to a fresh connection if that fails.
  *
+ * The process must ignore SIGPIPE (writes to a peer that closed).
+ *
  * Memory: smtp_deliver copies the envelope and destination; the caller keeps
  * only the fd open (read with pread from offset 0; not closed by us) until the
  * callback. The result passed to the callback lives only during the call.
@@ -144,6 +146,8 @@ struct smtp_rcpt_result {
 	bool remote;           /* true when code/text came from the peer (DSN Diagnostic-Code: smtp;) */
 	const char *host;      /* the host that answered, or the last one tried ("" if none) */
 	const char *addr;      /* its address "ip" or "" */
+	bool dsn_passed;       /* DELIVERED to a peer with DSN: NOTIFY/ORCPT went along. When false and
+	                          NOTIFY had SUCCESS, RFC 3461 4.1 wants a "relayed" DSN from us */
 };
 
 enum smtp_host_state {

@@ -140,6 +140,7 @@ struct rcpt_copy {
 	char text[512];
 	char host[128];
 	bool remote;
+	bool dsn_passed;
 };
 
 struct outcome {
@@ -168,6 +169,7 @@ static void outcome_cb(void *arg, const struct smtp_delivery_result *res)
 		o->r[i].status = res->rcpts[i].status;
 		o->r[i].code = res->rcpts[i].code;
 		o->r[i].remote = res->rcpts[i].remote;
+		o->r[i].dsn_passed = res->rcpts[i].dsn_passed;
 		snprintf(o->r[i].enh, sizeof(o->r[i].enh), "%s", res->rcpts[i].enh);
 		snprintf(o->r[i].text, sizeof(o->r[i].text), "%s", res->rcpts[i].text);
 		snprintf(o->r[i].host, sizeof(o->r[i].host), "%s", res->rcpts[i].host);
@@ -591,6 +593,7 @@ static void test_session_reuse(void **state)
 		smtp_deliver(cl, &env, fd, &dest, outcome_cb, &o);
 		run_until_done(&o, 5000);
 		assert_int_equal(o.r[0].status, SMTP_RCPT_DELIVERED);
+		assert_true(o.r[0].dsn_passed);
 		assert_int_equal(smtp_client_idle_count(cl), 1);
 	}
 	smtp_client_free(&cl);
@@ -624,6 +627,7 @@ static void test_reuse_after_peer_closed(void **state)
 	smtp_deliver(cl, &env, fd, &dest, outcome_cb, &o);
 	run_until_done(&o, 5000);
 	assert_int_equal(o.r[0].status, SMTP_RCPT_DELIVERED);
+	assert_false(o.r[0].dsn_passed);
 	int p = r.port;
 	receiver_stop(&r);
 	/* same port again; the old connection is gone */
