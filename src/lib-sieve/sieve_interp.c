@@ -629,7 +629,7 @@ static bool path_domain(const char *p, const char *e)
 			if (label_start)
 				return false;
 			label_start = true;
-		} else if (isalnum((unsigned char)*p) || *p == '-') {
+		} else if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') {
 			label_start = false;
 		} else {
 			return false;
@@ -860,7 +860,7 @@ static int test_body(struct exec *ex, const struct sieve_node *n)
 				else
 					sl_add(&vals, p->raw, p->raw_len);
 			} else if (p->text != NULL && !p->multipart) {
-				if (strcmp(p->type, "text/html") == 0) {
+				if (strcmp(p->type, "text/html") == 0 || strcmp(p->type, "application/xhtml+xml") == 0) {
 					char *t = html_to_text(p->text, p->text_len);
 					sl_add(&vals, t, strlen(t));
 					free(t);

@@ -547,10 +547,14 @@ static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char
 		free(sub.cte);
 		return;
 	}
-	if (strncmp(type, "text/", 5) == 0) {
+	const char *cte = ph->cte;
+	bool known_cte = cte == NULL || strncasecmp(cte, "7bit", 4) == 0 || strncasecmp(cte, "8bit", 4) == 0 ||
+			 strncasecmp(cte, "binary", 6) == 0 || strncasecmp(cte, "base64", 6) == 0 ||
+			 strncasecmp(cte, "quoted-printable", 16) == 0;
+	/* an unknown transfer encoding cannot be decoded: the part is not searchable text */
+	if (known_cte && (strncmp(type, "text/", 5) == 0 || strcmp(type, "application/xhtml+xml") == 0)) {
 		struct buf dec, utf;
 		buf_init(&dec, len + 16);
-		const char *cte = ph->cte;
 		if (cte != NULL && strncasecmp(cte, "base64", 6) == 0)
 			base64_decode(body, len, &dec);
 		else if (cte != NULL && strncasecmp(cte, "quoted-printable", 16) == 0)
