@@ -323,57 +323,115 @@ int dkim_canon_header(struct buf *out, const char *raw, size_t len, bool relaxed
 	return buf_append(out, "\r\n", 2);
 }
 
-int dkim_canon_body(struct buf *out, const char *body, size_t len, bool relaxed)
+typedef int canon_emit_fn(void *ctx, const char *p, size_t n);
+
+/* Body canonicalization as a stream of emitted pieces: no copy of the body.
+   Empty lines (after relaxed reduction) are held back and only emitted when
+   content follows, which drops them at the end. */
+static int canon_body_emit(const char *body, size_t len, bool relaxed, canon_emit_fn *emit, void *ctx)
 {
-	size_t pending_crlf = 0; /* empty lines held back until non-empty content */
-	size_t i = 0;
+	size_t pending = 0, i = 0;
 	bool any = false;
 	while (i < len) {
-		/* one line */
-		size_t ls = i;
-		while (i < len && !(body[i] == '\r' && i + 1 < len && body[i + 1] == '\n'))
-			i++;
-		size_t le = i;
-		bool has_crlf = i < len;
-		if (has_crlf)
-			i += 2;
-		struct buf line;
-		buf_init(&line, DKIM_MAX_CANON);
-		if (relaxed) {
-			bool sp = false;
-			for (size_t k = ls; k < le; k++) {
-				if (is_wsp(body[k])) {
-					sp = true;
-					continue;
-				}
-				if (sp)
-					buf_append_c(&line, ' ');
-				sp = false;
-				buf_append_c(&line, body[k]);
+		size_t ls = i, le;
+		const char *p = body + i;
+		for (;;) {
+			const char *cr = memchr(p, '\r', len - (size_t)(p - body));
+			if (cr == NULL) {
+				le = len;
+				i = len;
+				break;
 			}
-		} else {
-			buf_append(&line, body + ls, le - ls);
+			if ((size_t)(cr - body) + 1 < len && cr[1] == '\n') {
+				le = (size_t)(cr - body);
+				i = le + 2;
+				break;
+			}
+			p = cr + 1;
 		}
-		if (line.len == 0 && has_crlf) {
-			pending_crlf++;
-			buf_deinit(&line);
+		/* is the line empty (relaxed: only WSP)? */
+		size_t ce = le;
+		if (relaxed)
+			while (ce > ls && is_wsp(body[ce - 1]))
+				ce--;
+		if (ce == ls) {
+			pending++;
 			continue;
 		}
-		for (; pending_crlf > 0; pending_crlf--)
-			if (buf_append(out, "\r\n", 2) < 0)
-				goto full;
-		if (buf_append(out, line.data, line.len) < 0 || buf_append(out, "\r\n", 2) < 0)
-			goto full;
+		for (; pending > 0; pending--)
+			if (emit(ctx, "\r\n", 2) < 0)
+				return -1;
+		if (!relaxed) {
+			if (emit(ctx, body + ls, le - ls) < 0)
+				return -1;
+		} else {
+			size_t k = ls;
+			while (k < ce) {
+				size_t run = k;
+				while (run < ce && !is_wsp(body[run]))
+					run++;
+				if (run > k && emit(ctx, body + k, run - k) < 0)
+					return -1;
+				if (run == ce)
+					break;
+				while (run < ce && is_wsp(body[run]))
+					run++;
+				if (emit(ctx, " ", 1) < 0)
+					return -1;
+				k = run;
+			}
+		}
+		if (emit(ctx, "\r\n", 2) < 0)
+			return -1;
 		any = true;
-		buf_deinit(&line);
-		continue;
-full:
-		buf_deinit(&line);
-		return -1;
 	}
 	if (!any && !relaxed)
-		return buf_append(out, "\r\n", 2);
+		return emit(ctx, "\r\n", 2);
 	return 0;
+}
+
+static int emit_buf(void *ctx, const char *p, size_t n)
+{
+	return buf_append(ctx, p, n);
+}
+
+int dkim_canon_body(struct buf *out, const char *body, size_t len, bool relaxed)
+{
+	return canon_body_emit(body, len, relaxed, emit_buf, out);
+}
+
+struct body_hash {
+	EVP_MD_CTX *md;
+	unsigned long long total;  /* canonical length */
+	unsigned long long limit;  /* bytes to hash (l=) */
+};
+
+static int emit_hash(void *ctx, const char *p, size_t n)
+{
+	struct body_hash *h = ctx;
+	if (h->total < h->limit) {
+		unsigned long long take = h->limit - h->total;
+		if (take > n)
+			take = n;
+		if (EVP_DigestUpdate(h->md, p, (size_t)take) != 1)
+			return -1;
+	}
+	h->total += n;
+	return 0;
+}
+
+/* SHA-256 of the canonical body, at most limit bytes; *total_r = canonical length. */
+static bool body_hash(const char *body, size_t len, bool relaxed, unsigned long long limit, unsigned char out[32],
+		      unsigned long long *total_r)
+{
+	struct body_hash h = { .md = EVP_MD_CTX_new(), .limit = limit };
+	unsigned int olen = 0;
+	bool ok = h.md != NULL && EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) == 1 &&
+		  canon_body_emit(body, len, relaxed, emit_hash, &h) == 0 &&
+		  EVP_DigestFinal_ex(h.md, out, &olen) == 1 && olen == 32;
+	EVP_MD_CTX_free(h.md);
+	*total_r = h.total;
+	return ok;
 }
 
 char *dkim_strip_b_value(const char *raw, size_t len, size_t *len_r)
@@ -717,8 +775,7 @@ void dkim_verify_one(const struct dkim_msg *m, size_t sig_index, bool arc, const
 	const char *err = NULL;
 	EVP_PKEY *key = NULL;
 	unsigned char *bh = NULL, *b = NULL;
-	struct buf cbody, hdata;
-	buf_init(&cbody, DKIM_MAX_CANON);
+	struct buf hdata;
 	buf_init(&hdata, DKIM_MAX_CANON);
 	const char *kproblem = NULL;
 	bool strict = false;
@@ -893,20 +950,17 @@ void dkim_verify_one(const struct dkim_msg *m, size_t sig_index, bool arc, const
 	}
 
 	/* body hash */
-	if (dkim_canon_body(&cbody, m->body, m->body_len, brelaxed) < 0) {
-		set_result(out, DKIM_RESULT_PERMERROR, "body too large");
+	unsigned char digest[32];
+	unsigned long long canon_len = 0;
+	if (!body_hash(m->body, m->body_len, brelaxed, l != NULL ? lval : ~0ULL, digest, &canon_len)) {
+		set_result(out, DKIM_RESULT_PERMERROR, "body hash failed");
 		goto done;
 	}
-	size_t hashlen = cbody.len;
-	if (l != NULL) {
-		if (lval > cbody.len) {
-			set_result(out, DKIM_RESULT_FAIL, "l= larger than the body");
-			goto done;
-		}
-		hashlen = (size_t)lval;
+	if (l != NULL && lval > canon_len) {
+		set_result(out, DKIM_RESULT_FAIL, "l= larger than the body");
+		goto done;
 	}
-	unsigned char digest[32];
-	if (!sha256(cbody.data, hashlen, digest) || bhlen != 32 || memcmp(digest, bh, 32) != 0) {
+	if (bhlen != 32 || memcmp(digest, bh, 32) != 0) {
 		set_result(out, DKIM_RESULT_FAIL, "body hash did not verify");
 		goto done;
 	}
@@ -923,7 +977,6 @@ done:
 	EVP_PKEY_free(key);
 	free(bh);
 	free(b);
-	buf_deinit(&cbody);
 	buf_deinit(&hdata);
 	dkim_taglist_free(&tl);
 }
@@ -1095,14 +1148,14 @@ int dkim_sign_field(const struct dkim_msg *m, EVP_PKEY *key, bool ed, const stru
 	free(lc);
 	int ret = -1;
 	char *b64 = NULL, *bhv = NULL;
-	struct buf cbody, prefix, suffix, hdata, field;
-	buf_init(&cbody, DKIM_MAX_CANON);
+	struct buf prefix, suffix, hdata, field;
 	buf_init(&prefix, 64 * 1024);
 	buf_init(&suffix, 128 * 1024);
 	buf_init(&hdata, DKIM_MAX_CANON);
 	buf_init(&field, 256 * 1024);
 	unsigned char digest[32];
-	if (dkim_canon_body(&cbody, m->body, m->body_len, true) < 0 || !sha256(cbody.data, cbody.len, digest)) {
+	unsigned long long canon_len;
+	if (!body_hash(m->body, m->body_len, true, ~0ULL, digest, &canon_len)) {
 		*error_r = "body too large";
 		goto out;
 	}
@@ -1162,7 +1215,6 @@ out:
 	free(bhv);
 	buf_deinit(&field);
 	buf_deinit(&hdata);
-	buf_deinit(&cbody);
 	buf_deinit(&prefix);
 	buf_deinit(&suffix);
 	buf_deinit(&hl);

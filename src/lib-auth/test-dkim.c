@@ -173,6 +173,27 @@ static void test_canon_example(void **state)
 	buf_reset(&b);
 	assert_int_equal(dkim_canon_body(&b, "\r\n\r\n", 4, true), 0);
 	assert_int_equal(b.len, 0);
+	/* table of small bodies */
+	static const struct {
+		const char *in;
+		bool relaxed;
+		const char *out;
+	} bodies[] = {
+		{ "abc\r\n   ", true, "abc\r\n" },
+		{ "abc\r\n   ", false, "abc\r\n   \r\n" },
+		{ "a \t b \t\r\n\r\n\r\nc\r\n\r\n", true, "a b\r\n\r\n\r\nc\r\n" },
+		{ "a \t b \t\r\n\r\n", false, "a \t b \t\r\n" },
+		{ "x\ry\r\n", false, "x\ry\r\n" },
+		{ "no-newline", true, "no-newline\r\n" },
+		{ " \r\n \r\n", true, "" },
+		{ " \r\n \r\n", false, " \r\n \r\n" },
+	};
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		buf_reset(&b);
+		assert_int_equal(dkim_canon_body(&b, bodies[i].in, strlen(bodies[i].in), bodies[i].relaxed), 0);
+		if (strcmp(b.data, bodies[i].out) != 0)
+			fail_msg("body case %zu", i);
+	}
 	buf_deinit(&b);
 	dkim_msg_free(&m);
 	free(msg);
@@ -235,6 +256,27 @@ static void test_taglist(void **state)
 	assert_int_equal(dkim_taglist_parse(b.data, b.len, &tl, &err), -1);
 	dkim_taglist_free(&tl);
 	buf_deinit(&b);
+}
+
+static void test_msg_prefixes(void **state)
+{
+	const char *full = "From: a@example.com\r\nSubject: x\r\n y\r\nTo: b@example.com\r\n\r\nbody\r\n";
+	for (size_t n = 0; n <= strlen(full); n++) {
+		struct dkim_msg m;
+		const char *err;
+		int r = dkim_msg_parse(full, n, &m, &err);
+		assert_true(r == 1 || r == -1);
+		dkim_msg_free(&m);
+	}
+	struct dkim_msg m;
+	const char *err;
+	assert_int_equal(dkim_msg_parse(full, strlen(full), &m, &err), 1);
+	assert_int_equal(m.nhdrs, 3);
+	assert_int_equal(m.hdrs[1].raw_len, strlen("Subject: x\r\n y\r\n"));
+	assert_int_equal(m.body_len, 6);
+	dkim_msg_free(&m);
+	assert_int_equal(dkim_msg_parse("no colon\r\n\r\n", 12, &m, &err), -1);
+	dkim_msg_free(&m);
 }
 
 static const char test_msg[] =
@@ -377,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_canon_example),
 		cmocka_unit_test(test_taglist),
+		cmocka_unit_test(test_msg_prefixes),
 		cmocka_unit_test(test_roundtrip_rsa),
 		cmocka_unit_test(test_roundtrip_ed25519),
 		cmocka_unit_test(test_limits),
