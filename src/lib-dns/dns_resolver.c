@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <idn2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,10 @@ struct dns_resolver *dns_resolver_new_with(struct event_base *base, const char *
 			*error_r = xasprintf("dns forwarder %s: %s", forwarders[i], ub_strerror(ret));
 			goto fail;
 		}
+	}
+	if (r->set.use_resolv_conf && n == 0 && (ret = ub_ctx_resolvconf(r->ub, NULL)) != 0) {
+		*error_r = xasprintf("resolv.conf: %s", ub_strerror(ret));
+		goto fail;
 	}
 	if (r->set.trust_anchor_file != NULL &&
 	    (ret = ub_ctx_add_ta_file(r->ub, r->set.trust_anchor_file)) != 0) {
@@ -363,6 +368,20 @@ static void ub_cb(void *arg, int rcode, void *packet, int packet_len, int sec, c
 
 static int normalize_name(const char *name, char *out, size_t outsize)
 {
+	char *alabel = NULL;
+	for (const char *p = name; *p != '\0'; p++) {
+		if ((unsigned char)*p >= 0x80) {
+			/* an internationalized domain (SMTPUTF8): look up its A-label form */
+			if (idn2_to_ascii_8z(name, &alabel, IDN2_NONTRANSITIONAL) != IDN2_OK)
+				return -1;
+			break;
+		}
+	}
+	if (alabel != NULL) {
+		int r = normalize_name(alabel, out, outsize);
+		idn2_free(alabel);
+		return r;
+	}
 	size_t len = strlen(name);
 	if (len > 0 && name[len - 1] == '.')
 		len--;

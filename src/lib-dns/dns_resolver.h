@@ -8,6 +8,9 @@
  * first (dns_query_cancel; do that when the requester goes away). The result
  * passed to the callback lives only during the call (dns_result_dup to keep it).
  *
+ * Names may be internationalized (UTF-8): they are looked up in their A-label
+ * (xn--) form (IDNA2008 non-transitional, libidn2).
+ *
  * Results are classified OK / NXDOMAIN / NODATA / TEMPFAIL (plus NULL_MX for
  * MX). MX lookups are sorted by preference with equal preferences shuffled on
  * every delivery; a domain without MX gets the implicit MX (the domain itself,
@@ -36,6 +39,8 @@ struct dns_resolver_settings {
 	bool cache_off;
 	uint32_t max_ttl;    /* seconds; default 86400 */
 	const char *trust_anchor_file; /* optional: enables DNSSEC "secure" results */
+	bool use_resolv_conf;          /* without forwarders: use /etc/resolv.conf's servers instead of
+	                                  recursing from the root */
 };
 
 /*

@@ -168,6 +168,7 @@ static const char *const records[] = {
 	"txt.test. 300 IN TXT \"v=spf1 \" \"ip4:127.0.0.1 -all\"",
 	"_25._tcp.a.test. 300 IN TLSA 3 1 1 0123456789abcdef",
 	"4.3.2.1.in-addr.arpa. 300 IN PTR host.test.",
+	"xn--bcher-kva.test. 300 IN MX 5 mx.xn--bcher-kva.test.",
 	NULL,
 };
 
@@ -270,6 +271,9 @@ static void test_lookups(void **state)
 		{ "_25._tcp.a.test", DNS_TYPE_TLSA, DNS_OK, 1, "", false },
 		{ "4.3.2.1.in-addr.arpa", DNS_TYPE_PTR, DNS_OK, 1, "host.test", false },
 		{ "bad..name", DNS_TYPE_A, DNS_NXDOMAIN, 0, NULL, false },
+		{ "b\xc3\xbc" "cher.test", DNS_TYPE_MX, DNS_OK, 1, "mx.xn--bcher-kva.test", false },
+		{ "B\xc3\x9c" "CHER.test", DNS_TYPE_MX, DNS_OK, 1, "mx.xn--bcher-kva.test", false },
+		{ "bad\xff.test", DNS_TYPE_A, DNS_NXDOMAIN, 0, NULL, false },
 	};
 	struct event_base *base = event_base_new();
 	struct dns_resolver *r = new_resolver(base, true);
