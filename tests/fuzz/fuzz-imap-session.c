@@ -1,0 +1,103 @@
+/*
+ * Fuzz a whole IMAP session: log in (stub authenticator), then feed the input as client
+ * bytes over a socketpair and run the event loop until the session is quiet, then hang up.
+ * The Maildir lives under /tmp/fuzz-imap-session-<pid> and persists across inputs.
+ */
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "imap/imap_session.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+static char root[128];
+static struct event_base *base;
+
+struct stub {
+	mail_auth_cb *cb;
+	void *arg;
+	struct event *ev;
+};
+
+static void stub_fire(evutil_socket_t fd, short what, void *p)
+{
+	struct stub *r = p;
+	r->cb(r->arg, LOOKUP_OK, "joe@example.test", root);
+	event_free(r->ev);
+	free(r);
+}
+
+static void *stub_begin(void *ctx, const char *service, const char *user, const char *password,
+                        const char *ip, mail_auth_cb *cb, void *arg)
+{
+	struct stub *r = xcalloc(1, sizeof(*r));
+	r->cb = cb;
+	r->arg = arg;
+	r->ev = event_new(base, -1, 0, stub_fire, r);
+	struct timeval tv = { 0, 0 };
+	event_add(r->ev, &tv);
+	return r;
+}
+
+static void stub_cancel(void *ctx, void *req)
+{
+	struct stub *r = req;
+	event_free(r->ev);
+	free(r);
+}
+
+static void drain(int fd)
+{
+	char tmp[65536];
+	while (read(fd, tmp, sizeof(tmp)) > 0)
+		;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (root[0] == '\0') {
+		snprintf(root, sizeof(root), "/tmp/fuzz-imap-session-%d/joe", (int)getpid());
+		log_set_level(LOG_LEVEL_WARN);
+	}
+	base = event_base_new();
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	struct imap_settings set = {
+		.hostname = "fuzz", .allow_plaintext = true, .line_max = 4096, .literal_max = 4096,
+		.append_max = 65536, .timeout_secs = 5, .max_errors = 1000,
+		.auth = { .begin = stub_begin, .cancel = stub_cancel },
+	};
+	imap_session_new(base, sv[0], &set, false, "127.0.0.1");
+	static const char login[] = "L LOGIN joe pw\r\n";
+	if (write(sv[1], login, sizeof(login) - 1) < 0)
+		abort();
+	for (int i = 0; i < 20; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	size_t off = 0;
+	for (int spins = 0; spins < 2000 && (off < size || spins < 50); spins++) {
+		if (off < size) {
+			ssize_t w = write(sv[1], data + off, size - off);
+			if (w > 0)
+				off += (size_t)w;
+		}
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		drain(sv[1]);
+	}
+	close(sv[1]);
+	for (int spins = 0; spins < 200 && imap_session_count() > 0; spins++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	if (imap_session_count() > 0)
+		imap_sessions_shutdown();
+	event_base_free(base);
+	return 0;
+}
