@@ -6,7 +6,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +43,7 @@ struct queue_committer {
 	unsigned pending_count, in_flight, done_count;
 	struct timespec first_submit; /* CLOCK_MONOTONIC, of the oldest pending submission */
 	bool stopping;
+	enum queue_sync_method sync_method;
 	struct queue_committer_stats stats;
 };
 
@@ -131,7 +134,9 @@ static void *queue_committer_thread(void *arg)
 		c->pending_tail = &c->pending;
 		c->pending_count = 0;
 		c->in_flight = n;
+		enum queue_sync_method method = c->sync_method;
 		pthread_mutex_unlock(&c->lock);
+		(void)queue_store_set_sync_method(c->store, method); /* validated by the setter */
 		queue_committer_run_batch(c, list, n);
 		pthread_mutex_lock(&c->lock);
 	}
@@ -253,6 +258,21 @@ void queue_committer_submit(struct queue_committer *c, struct queue_envelope *en
 	c->pending_count++;
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+}
+
+int queue_committer_set_sync_method(struct queue_committer *c, enum queue_sync_method method)
+{
+	/* validate on a scratch store-independent check: the store setter only refuses old kernels */
+	if (method == QUEUE_SYNC_FS) {
+		struct utsname u;
+		int ma = 0, mi = 0;
+		if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2 || ma < 5 || (ma == 5 && mi < 8))
+			return -1;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->sync_method = method;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
 }
 
 unsigned queue_committer_pending(struct queue_committer *c)

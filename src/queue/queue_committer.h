@@ -48,6 +48,8 @@ struct queue_committer_stats {
 struct queue_committer *queue_committer_new(struct queue_store *q, struct event_base *base,
 					    unsigned window_us, char **error_r);
 void queue_committer_free(struct queue_committer **c);
+/* Choose how batches are synced (queue_store.h); takes effect from the next batch. 0, or -1 refused. */
+int queue_committer_set_sync_method(struct queue_committer *c, enum queue_sync_method method);
 void queue_committer_submit(struct queue_committer *c, struct queue_envelope *env, int spool_fd,
 			    queue_commit_cb *cb, void *arg);
 /* Submissions not yet answered (pending + in flight). */

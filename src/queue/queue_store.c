@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -24,6 +25,7 @@ struct queue_store {
 	uint64_t fsyncs;
 	uint64_t file_sync_us, dir_sync_us, db_us; /* time spent in commit_batch phases */
 	int64_t data_version; /* last PRAGMA data_version seen; -1 = never */
+	enum queue_sync_method sync_method;
 };
 
 static const char queue_schema[] =
@@ -259,6 +261,24 @@ uint64_t queue_store_fsync_count(const struct queue_store *q)
 	return q->fsyncs;
 }
 
+static bool queue_kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+	if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+		return false;
+	return ma > major || (ma == major && mi >= minor);
+}
+
+int queue_store_set_sync_method(struct queue_store *q, enum queue_sync_method method)
+{
+	/* Before 5.8 syncfs() did not report writeback errors: not safe for acknowledgements. */
+	if (method == QUEUE_SYNC_FS && !queue_kernel_at_least(5, 8))
+		return -1;
+	q->sync_method = method;
+	return 0;
+}
+
 void queue_store_commit_times(const struct queue_store *q, uint64_t *file_sync_us_r,
 			      uint64_t *dir_sync_us_r, uint64_t *db_us_r)
 {
@@ -408,7 +428,7 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 			queue_item_fail(it, xstrdup("queue: commit without recipients"));
 			continue;
 		}
-		if (it->fd < 0 || fstat(it->fd, &st) < 0) {
+		if (it->fd < 0 || fstat(it->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			queue_item_fail(it, xasprintf("queue: %s: bad spool fd", env->id));
 			continue;
 		}
@@ -423,11 +443,12 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 			env->arrival = now;
 		/* Start writeback of every file first, so their block allocations land in
 		 * one journal transaction and the fdatasyncs below mostly wait on one commit. */
-		(void)sync_file_range(it->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		if (q->sync_method == QUEUE_SYNC_FILES)
+			(void)sync_file_range(it->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		live++;
 	}
 	uint64_t t0 = queue_now_us();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && q->sync_method == QUEUE_SYNC_FILES; i++) {
 		struct queue_commit_item *it = &items[i];
 		if (it->result != 0)
 			continue;
@@ -440,14 +461,24 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 	uint64_t t1 = queue_now_us();
 	q->file_sync_us += t1 - t0;
 
-	/* 2. the directory entries of the new files */
-	if (live > 0 && queue_fsync_fd(q, q->spool_fd, false) < 0) {
-		int e = errno;
-		for (size_t i = 0; i < n; i++)
-			if (items[i].result == 0)
-				queue_item_fail(&items[i], xasprintf("queue: fsync %s: %s", q->spool_path,
-								     strerror(e)));
-		live = 0;
+	/* 2. the directory entries of the new files (with SYNCFS: everything at once) */
+	if (live > 0) {
+		int r;
+		if (q->sync_method == QUEUE_SYNC_FS) {
+			q->fsyncs++;
+			r = syncfs(q->spool_fd);
+		} else {
+			r = queue_fsync_fd(q, q->spool_fd, false);
+		}
+		if (r < 0) {
+			int e = errno;
+			for (size_t i = 0; i < n; i++)
+				if (items[i].result == 0)
+					queue_item_fail(&items[i], xasprintf("queue: %s %s: %s",
+						q->sync_method == QUEUE_SYNC_FS ? "syncfs" : "fsync", q->spool_path,
+						strerror(e)));
+			live = 0;
+		}
 	}
 
 	uint64_t t2 = queue_now_us();
@@ -570,45 +601,56 @@ int queue_store_recover(struct queue_store *q, struct queue_recover_stats *stats
 	if (ret < 0)
 		return -1;
 
-	sqlite3_stmt *st = queue_prepare(q, "SELECT id, state FROM messages", error_r);
+	sqlite3_stmt *st = queue_prepare(q, "SELECT id, size FROM messages", error_r);
 	if (st == NULL)
 		return -1;
-	char **missing = NULL;
-	size_t missing_count = 0;
+	struct queue_bad { char *id; const char *reason; } *bad = NULL;
+	size_t bad_count = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
+		uint64_t size = (uint64_t)sqlite3_column_int64(st, 1);
 		stats.messages++;
 		struct stat sb;
-		if (id == NULL || !queue_id_is_valid(id) || fstatat(q->spool_fd, id, &sb, 0) == 0)
+		if (id == NULL || !queue_id_is_valid(id))
 			continue;
-		log_warn("event=queue_spool_missing id=%s error=\"message row without spool file; put on hold\"",
-			 id);
-		missing = xreallocarray(missing, missing_count + 1, sizeof(*missing));
-		missing[missing_count++] = xstrdup(id);
+		const char *reason;
+		if (fstatat(q->spool_fd, id, &sb, 0) < 0) {
+			reason = "spool file missing";
+			stats.missing_spool++;
+		} else if ((uint64_t)sb.st_size != size) {
+			reason = "spool file size mismatch";
+			stats.bad_size++;
+		} else {
+			continue;
+		}
+		log_warn("event=queue_spool_damaged id=%s error=\"%s; put on hold\"", id, reason);
+		bad = xreallocarray(bad, bad_count + 1, sizeof(*bad));
+		bad[bad_count].id = xstrdup(id);
+		bad[bad_count++].reason = reason;
 	}
 	if (rc != SQLITE_DONE)
 		ret = queue_db_error(q, error_r, "recover scan");
 	sqlite3_finalize(st);
-	stats.missing_spool = (unsigned)missing_count;
-	for (size_t i = 0; i < missing_count && ret == 0; i++) {
-		st = queue_prepare(q, "UPDATE messages SET state = 'hold' WHERE id = ?1; ", error_r);
-		sqlite3_stmt *st2 = queue_prepare(q, "UPDATE recipients SET last_error = 'spool file missing'"
+	for (size_t i = 0; i < bad_count && ret == 0; i++) {
+		st = queue_prepare(q, "UPDATE messages SET state = 'hold' WHERE id = ?1", error_r);
+		sqlite3_stmt *st2 = queue_prepare(q, "UPDATE recipients SET last_error = ?2"
 						     " WHERE msg_id = ?1 AND status = 'pending'", error_r);
 		if (st == NULL || st2 == NULL) {
 			ret = -1;
 		} else {
-			queue_bind_text(st, 1, missing[i]);
-			queue_bind_text(st2, 1, missing[i]);
+			queue_bind_text(st, 1, bad[i].id);
+			queue_bind_text(st2, 1, bad[i].id);
+			queue_bind_text(st2, 2, bad[i].reason);
 			if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(st2) != SQLITE_DONE)
 				ret = queue_db_error(q, error_r, "recover hold");
 		}
 		sqlite3_finalize(st);
 		sqlite3_finalize(st2);
 	}
-	for (size_t i = 0; i < missing_count; i++)
-		free(missing[i]);
-	free(missing);
+	for (size_t i = 0; i < bad_count; i++)
+		free(bad[i].id);
+	free(bad);
 	if (stats_r != NULL)
 		*stats_r = stats;
 	return ret;

@@ -74,6 +74,20 @@ struct queue_commit_item {
 	char *error;
 };
 size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item *items, size_t n);
+/*
+ * How commit_batch makes the bodies durable:
+ *  QUEUE_SYNC_FILES (default): writeback of every file started, fdatasync of
+ *    each, one fsync of spool/. Touches only our files; costs one device flush
+ *    per message.
+ *  QUEUE_SYNC_FS: one syncfs() of the spool's file system per batch (one journal
+ *    commit, one flush, however many messages). Much faster under load (see
+ *    bench-queue-commit -S), but also writes back whatever else is dirty on that
+ *    file system: use it when the spool has its own file system or the machine
+ *    does little else. Refused (-1) on kernels before 5.8, whose syncfs() did not
+ *    report write errors.
+ */
+enum queue_sync_method { QUEUE_SYNC_FILES = 0, QUEUE_SYNC_FS };
+int queue_store_set_sync_method(struct queue_store *q, enum queue_sync_method method);
 /* Number of fsync/fdatasync calls made by this store (including one per commit for the WAL). */
 uint64_t queue_store_fsync_count(const struct queue_store *q);
 /* Microseconds spent by commit_batch in: spool file syncs, the spool/ fsync, the DB transaction. */
@@ -84,13 +98,15 @@ void queue_store_commit_times(const struct queue_store *q, uint64_t *file_sync_u
  * Startup recovery; call before accepting mail (it cannot tell an orphan from a
  * spool file a live session is still writing). Removes spool files without a
  * message row (never acknowledged); logs an error for every row whose spool
- * file is missing (must not happen) and puts that message on hold with
- * last_error "spool file missing" so it is visible in `queue list`.
+ * file is missing or does not have the committed size (must not happen) and
+ * puts that message on hold with last_error "spool file missing" / "spool file
+ * size mismatch", so it is visible in `queue list` and never delivered damaged.
  */
 struct queue_recover_stats {
 	unsigned messages;         /* message rows */
 	unsigned orphans_removed;  /* spool files without a row, unlinked */
 	unsigned missing_spool;    /* rows without a spool file (now on hold) */
+	unsigned bad_size;         /* rows whose spool file has another size (now on hold) */
 	unsigned ignored;          /* other names in spool/ (left alone, logged) */
 };
 int queue_store_recover(struct queue_store *q, struct queue_recover_stats *stats_r, char **error_r);

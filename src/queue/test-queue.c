@@ -372,6 +372,41 @@ static void gc_fail_cb(void *arg, int result, const char *error)
 	assert_non_null(error);
 }
 
+static void test_group_commit_syncfs(void **state)
+{
+	enum { SESSIONS = 10, PER_SESSION = 5 };
+	struct gc_ctx g = { 0 };
+	g.q = open_store();
+	g.base = event_base_new();
+	g.c = queue_committer_new(g.q, g.base, 0, NULL);
+	assert_non_null(g.c);
+	if (queue_committer_set_sync_method(g.c, QUEUE_SYNC_FS) < 0) {
+		queue_committer_free(&g.c);
+		event_base_free(g.base);
+		queue_store_close(&g.q);
+		skip(); /* kernel before 5.8 */
+	}
+	struct gc_session sessions[SESSIONS];
+	for (int i = 0; i < SESSIONS; i++) {
+		sessions[i] = (struct gc_session){ .g = &g, .n = PER_SESSION };
+		gc_submit(&sessions[i]);
+	}
+	assert_int_equal(event_base_dispatch(g.base), 0);
+	assert_int_equal(g.done, SESSIONS * PER_SESSION);
+	assert_int_equal(g.failed, 0);
+	struct queue_committer_stats st;
+	queue_committer_get_stats(g.c, &st);
+	assert_int_equal(st.messages, SESSIONS * PER_SESSION);
+	assert_int_equal(st.fsyncs, 2 * st.batches); /* one syncfs + one WAL commit per batch */
+	queue_committer_free(&g.c);
+	event_base_free(g.base);
+	struct queue_recover_stats rs;
+	assert_int_equal(queue_store_recover(g.q, &rs, NULL), 0);
+	assert_int_equal(rs.messages, SESSIONS * PER_SESSION);
+	assert_int_equal(rs.missing_spool + rs.bad_size + rs.orphans_removed, 0);
+	queue_store_close(&g.q);
+}
+
 static void gc_fail_cb_any(void *arg, int result, const char *error)
 {
 	int *r = arg;
@@ -390,7 +425,7 @@ static void test_group_commit_failure(void **state)
 	struct queue_envelope *env = make_msg(q, "x", 1, &fd);
 	char id[QUEUE_ID_SIZE];
 	memcpy(id, env->id, sizeof(id));
-	/* an fd that cannot be fsynced as a file: a pipe; the commit fails with an error */
+	/* not a spool file but a pipe: the commit fails with an error */
 	int p[2];
 	assert_int_equal(pipe(p), 0);
 	close(fd);
@@ -619,16 +654,21 @@ static void test_recover(void **state)
 	char *junk = xasprintf("%s/spool/not-an-id", qdir);
 	fd = open(junk, O_CREAT | O_WRONLY, 0600);
 	close(fd);
-	/* must not happen: a row whose body vanished */
+	/* must not happen: a row whose body vanished, one whose body was truncated */
 	char *lost_path = xasprintf("%s/spool/%s", qdir, lost->id);
 	assert_int_equal(unlink(lost_path), 0);
+	struct queue_envelope *cut = make_msg(q, "truncated later", 1, &fd);
+	commit_one(q, cut, fd);
+	char *cut_path = xasprintf("%s/spool/%s", qdir, cut->id);
+	assert_int_equal(truncate(cut_path, 3), 0);
 
 	struct queue_recover_stats rs;
 	char *error = NULL;
 	assert_int_equal(queue_store_recover(q, &rs, &error), 0);
-	assert_int_equal(rs.messages, 2);
+	assert_int_equal(rs.messages, 3);
 	assert_int_equal(rs.orphans_removed, 2);
 	assert_int_equal(rs.missing_spool, 1);
+	assert_int_equal(rs.bad_size, 1);
 	assert_int_equal(rs.ignored, 1);
 	assert_false(spool_exists(orphan));
 	assert_false(spool_exists(orphan2));
@@ -639,6 +679,14 @@ static void test_recover(void **state)
 	assert_int_equal(got->state, QUEUE_STATE_HOLD);
 	assert_string_equal(got->rcpts[0].last_error, "spool file missing");
 	queue_envelope_free(&got);
+	assert_int_equal(queue_store_get(q, cut->id, &got, NULL), 1);
+	assert_int_equal(got->state, QUEUE_STATE_HOLD);
+	assert_string_equal(got->rcpts[0].last_error, "spool file size mismatch");
+	queue_envelope_free(&got);
+	assert_true(spool_exists(cut->id)); /* kept for the administrator */
+	queue_store_delete(q, cut->id, NULL);
+	free(cut_path);
+	queue_envelope_free(&cut);
 	/* idempotent */
 	assert_int_equal(queue_store_recover(q, &rs, &error), 0);
 	assert_int_equal(rs.orphans_removed, 0);
@@ -1038,6 +1086,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_syncfs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
