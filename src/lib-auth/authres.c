@@ -150,6 +150,14 @@ void authres_add_dmarc(struct authres *a, const struct dmarc_outcome *o, const c
 	commit(a, &r);
 }
 
+void authres_add_arc(struct authres *a, const struct arc_verify_result *r)
+{
+	char comment[32] = "";
+	if (r->cv == ARC_RESULT_PASS)
+		snprintf(comment, sizeof(comment), "i=%u", r->instances);
+	authres_add(a, "arc", arc_result_name(r->cv), r->cv == ARC_RESULT_FAIL ? r->problem : comment, NULL);
+}
+
 char *authres_value(struct authres *a)
 {
 	if (a->results == 0)

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lib-auth/arc.h"
 #include "lib-auth/dkim.h"
 #include "lib-auth/dmarc.h"
 #include "lib-auth/spf.h"
@@ -39,6 +40,8 @@ void authres_add_dkim(struct authres *a, const struct dkim_sig_result *s);
 void authres_add_dkim_none(struct authres *a);
 /* dmarc=RESULT (p=POLICY dis=DISPOSITION) header.from=DOMAIN */
 void authres_add_dmarc(struct authres *a, const struct dmarc_outcome *o, const char *from_domain);
+/* arc=none|pass|fail, with a comment: "(i=N)" on pass, the problem on fail */
+void authres_add_arc(struct authres *a, const struct arc_verify_result *r);
 /* Any other method: "METHOD=RESULT [(reason)] [PROPS]" where props is a
    preformatted "ptype.prop=value ..." string (values must be safe). */
 void authres_add(struct authres *a, const char *method, const char *result, const char *reason,
