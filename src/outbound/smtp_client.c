@@ -810,6 +810,11 @@ static void rcpt_reply(struct smtp_session *s)
 	struct rcpt_state *r = &d->rcpts[d->tx[d->tx_replied++]];
 	int code = s->rep->code;
 
+	if (code == 421) {
+		/* the server is going away: a session failure, not this recipient's */
+		session_fail_reply(s, "4.0.0", "5.0.0");
+		return;
+	}
 	if (code >= 200 && code < 300) {
 		r->accepted = true;
 	} else if (code < 500) {
@@ -1077,8 +1082,10 @@ static void handle_reply(struct smtp_session *s)
 	case S_DATA:
 		if (code == 354)
 			start_body(s);
-		else
+		else if (code >= 400)
 			data_end_reply(s, false);
+		else
+			session_fail(s, 421, "4.5.0", "unexpected reply to DATA", false);
 		break;
 	case S_DOT:
 		data_end_reply(s, true);
