@@ -1,6 +1,9 @@
 #include "imap/imap_msg.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <iconv.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -153,7 +156,7 @@ static void lower(char *s)
 }
 
 /* Parse "; a=b; c=d" into an IMAP param list; fills boundary when asked. */
-static char *parse_params(const char *p, char **boundary_r)
+static char *parse_params(const char *p, char **boundary_r, char **charset_r)
 {
 	struct buf out;
 	buf_init(&out, 64 * 1024);
@@ -183,6 +186,8 @@ static char *parse_params(const char *p, char **boundary_r)
 			*q = (char)toupper((unsigned char)*q);
 		if (boundary_r != NULL && strcmp(name, "BOUNDARY") == 0 && *boundary_r == NULL)
 			*boundary_r = xstrdup(v);
+		if (charset_r != NULL && strcmp(name, "CHARSET") == 0 && *charset_r == NULL)
+			*charset_r = xstrdup(v);
 		buf_append_c(&out, n++ == 0 ? '(' : ' ');
 		imap_append_string(&out, name, strlen(name));
 		buf_append_c(&out, ' ');
@@ -280,7 +285,7 @@ static void parse_part(struct imap_msg *m, struct imap_msg_part *p, const char *
 			lower(sub);
 			p->type = type;
 			p->subtype = sub;
-			p->params = parse_params(q, &boundary);
+			p->params = parse_params(q, &boundary, &p->charset);
 		} else {
 			free(type);
 			free(sub);
@@ -315,6 +320,7 @@ static void part_free(struct imap_msg_part *p)
 	free(p->type);
 	free(p->subtype);
 	free(p->params);
+	free(p->charset);
 	for (size_t i = 0; i < p->nchildren; i++)
 		part_free(&p->children[i]);
 	free(p->children);
@@ -575,7 +581,7 @@ static void append_disposition(struct buf *out, const struct imap_msg_part *p)
 		buf_append_c(out, '(');
 		append_upper_string(out, type);
 		buf_append_c(out, ' ');
-		char *params = parse_params(q, NULL);
+		char *params = parse_params(q, NULL, NULL);
 		buf_append_str(out, params);
 		free(params);
 		buf_append_c(out, ')');
@@ -839,17 +845,9 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-int imap_msg_binary(const struct imap_msg *m, const char *section, struct buf *out)
+/* Decode a part's content transfer encoding; 0 for an unknown encoding. */
+static int decode_cte(const struct imap_msg_part *p, struct buf *out)
 {
-	const char *s = section;
-	int nums = 0;
-	const struct imap_msg_part *p = resolve(m, &s, &nums);
-	if (*s != '\0')
-		return -1;
-	if (p == NULL)
-		return 1;
-	if (nums == 0)
-		return buf_append(out, m->root.hdr, m->root.hdr_len + m->root.body_len) < 0 ? -1 : 1;
 	char *enc = imap_msg_header(p->hdr, p->hdr_len, "Content-Transfer-Encoding");
 	int ret = 1;
 	if (enc == NULL || strcasecmp(enc, "7bit") == 0 || strcasecmp(enc, "8bit") == 0 ||
@@ -877,7 +875,7 @@ int imap_msg_binary(const struct imap_msg *m, const char *section, struct buf *o
 				buf_append_c(out, b[i]);
 				continue;
 			}
-			if (i + 2 < n + 0 && hexval((unsigned char)b[i + 1]) >= 0 && hexval((unsigned char)b[i + 2]) >= 0) {
+			if (i + 2 < n && hexval((unsigned char)b[i + 1]) >= 0 && hexval((unsigned char)b[i + 2]) >= 0) {
 				buf_append_c(out, (char)(hexval((unsigned char)b[i + 1]) * 16 + hexval((unsigned char)b[i + 2])));
 				i += 2;
 			} else if (i + 2 < n && b[i + 1] == '\r' && b[i + 2] == '\n') {
@@ -893,6 +891,227 @@ int imap_msg_binary(const struct imap_msg *m, const char *section, struct buf *o
 	}
 	free(enc);
 	return ret;
+}
+
+int imap_msg_binary(const struct imap_msg *m, const char *section, struct buf *out)
+{
+	const char *s = section;
+	int nums = 0;
+	const struct imap_msg_part *p = resolve(m, &s, &nums);
+	if (*s != '\0')
+		return -1;
+	if (p == NULL)
+		return 1;
+	if (nums == 0)
+		return buf_append(out, m->root.hdr, m->root.hdr_len + m->root.body_len) < 0 ? -1 : 1;
+	return decode_cte(p, out);
+}
+
+/* ---- search text: charset conversion, encoded words, case folding ---- */
+
+/* Append in (charset cs) to out as UTF-8; bytes that do not convert are kept as they are. */
+static void to_utf8(const char *cs, const char *in, size_t len, struct buf *out)
+{
+	if (cs == NULL || strcasecmp(cs, "utf-8") == 0 || strcasecmp(cs, "us-ascii") == 0 || strcasecmp(cs, "utf8") == 0) {
+		buf_append(out, in, len);
+		return;
+	}
+	iconv_t cd = iconv_open("UTF-8", cs);
+	if (cd == (iconv_t)-1) {
+		buf_append(out, in, len);
+		return;
+	}
+	char tmp[4096];
+	char *ip = (char *)in;
+	size_t il = len;
+	while (il > 0) {
+		char *op = tmp;
+		size_t ol = sizeof(tmp);
+		size_t r = iconv(cd, &ip, &il, &op, &ol);
+		if (buf_append(out, tmp, (size_t)(op - tmp)) < 0)
+			break;
+		if (r == (size_t)-1 && errno != E2BIG) {
+			/* invalid or incomplete input: copy one byte and go on */
+			buf_append_c(out, *ip);
+			ip++;
+			il--;
+		}
+	}
+	iconv_close(cd);
+}
+
+void imap_msg_decode_words(const char *in, size_t len, struct buf *out)
+{
+	size_t i = 0;
+	bool last_was_word = false;
+	size_t ws_start = 0;
+	while (i < len) {
+		if (in[i] == '=' && i + 1 < len && in[i + 1] == '?') {
+			/* =?charset?X?text?= */
+			const char *cs = in + i + 2;
+			const char *q1 = memchr(cs, '?', len - (size_t)(cs - in));
+			if (q1 != NULL && q1 + 2 < in + len && q1[2] == '?') {
+				char enc = (char)toupper((unsigned char)q1[1]);
+				const char *text = q1 + 3;
+				const char *end = NULL;
+				for (const char *t = text; t + 1 < in + len; t++)
+					if (t[0] == '?' && t[1] == '=') {
+						end = t;
+						break;
+					}
+				if (end != NULL && (enc == 'B' || enc == 'Q') && q1 - cs < 64) {
+					if (last_was_word)
+						out->len = ws_start; /* whitespace between encoded words vanishes */
+					char charset[64];
+					memcpy(charset, cs, (size_t)(q1 - cs));
+					charset[q1 - cs] = '\0';
+					char *star = strchr(charset, '*'); /* RFC 2231 language */
+					if (star)
+						*star = '\0';
+					struct buf raw;
+					buf_init(&raw, (size_t)(end - text) + 1);
+					if (enc == 'B') {
+						unsigned acc = 0;
+						int bits = 0;
+						for (const char *t = text; t < end; t++) {
+							int v = b64val((unsigned char)*t);
+							if (v < 0)
+								continue;
+							acc = (acc << 6) | (unsigned)v;
+							bits += 6;
+							if (bits >= 8) {
+								bits -= 8;
+								buf_append_c(&raw, (char)((acc >> bits) & 0xff));
+							}
+						}
+					} else {
+						for (const char *t = text; t < end; t++) {
+							if (*t == '_')
+								buf_append_c(&raw, ' ');
+							else if (*t == '=' && t + 2 < end && hexval((unsigned char)t[1]) >= 0 &&
+							         hexval((unsigned char)t[2]) >= 0) {
+								buf_append_c(&raw, (char)(hexval((unsigned char)t[1]) * 16 + hexval((unsigned char)t[2])));
+								t += 2;
+							} else
+								buf_append_c(&raw, *t);
+						}
+					}
+					to_utf8(charset, raw.data, raw.len, out);
+					buf_deinit(&raw);
+					i = (size_t)(end - in) + 2;
+					last_was_word = true;
+					ws_start = out->len;
+					continue;
+				}
+			}
+		}
+		if (in[i] != ' ' && in[i] != '\t' && in[i] != '\r' && in[i] != '\n') {
+			last_was_word = false;
+		} else if (!last_was_word) {
+			ws_start = out->len + 1;
+		}
+		buf_append_c(out, in[i]);
+		i++;
+	}
+}
+
+/* Lowercase UTF-8 for matching: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic capitals. */
+void imap_msg_fold(const char *in, size_t len, struct buf *out)
+{
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)in[i];
+		if (c < 0x80) {
+			buf_append_c(out, (char)tolower(c));
+			i++;
+			continue;
+		}
+		uint32_t cp;
+		size_t n;
+		if ((c & 0xe0) == 0xc0 && i + 1 < len && ((unsigned char)in[i + 1] & 0xc0) == 0x80) {
+			cp = ((uint32_t)(c & 0x1f) << 6) | ((unsigned char)in[i + 1] & 0x3f);
+			n = 2;
+		} else {
+			buf_append_c(out, (char)c); /* 3- and 4-byte sequences and invalid bytes as they are */
+			i++;
+			continue;
+		}
+		if ((cp >= 0xc0 && cp <= 0xde && cp != 0xd7) || (cp >= 0x391 && cp <= 0x3a9) || (cp >= 0x410 && cp <= 0x42f))
+			cp += 0x20;
+		else if (cp >= 0x400 && cp <= 0x40f)
+			cp += 0x50;
+		else if (cp >= 0x100 && cp <= 0x17f && (cp & 1) == 0 && cp != 0x130 && cp != 0x138)
+			cp += 1;
+		char enc[2] = { (char)(0xc0 | (cp >> 6)), (char)(0x80 | (cp & 0x3f)) };
+		buf_append(out, enc, 2);
+		i += n;
+	}
+}
+
+static bool folded_contains(const char *hay, size_t len, const char *folded_needle, size_t nl)
+{
+	if (nl == 0)
+		return true;
+	struct buf f;
+	buf_init(&f, len * 2 + 16);
+	imap_msg_fold(hay, len, &f);
+	bool r = memmem(f.data, f.len, folded_needle, nl) != NULL;
+	buf_deinit(&f);
+	return r;
+}
+
+static bool part_body_contains(const struct imap_msg_part *p, const char *needle, size_t nl, int depth)
+{
+	if (depth > IMAP_MSG_MAX_DEPTH)
+		return false;
+	for (size_t i = 0; i < p->nchildren; i++)
+		if (part_body_contains(&p->children[i], needle, nl, depth + 1))
+			return true;
+	if (p->nchildren > 0)
+		return false;
+	if (p->inner != NULL) {
+		/* an attached message: its header and body are text of the outer body */
+		struct buf h;
+		buf_init(&h, p->inner->hdr_len * 4 + 16);
+		imap_msg_decode_words(p->inner->hdr, p->inner->hdr_len, &h);
+		bool r = folded_contains(h.data, h.len, needle, nl);
+		buf_deinit(&h);
+		return r || part_body_contains(p->inner, needle, nl, depth + 1);
+	}
+	struct buf raw, utf;
+	buf_init(&raw, p->body_len + 16);
+	if (decode_cte(p, &raw) <= 0) {
+		buf_reset(&raw);
+		buf_append(&raw, p->body, p->body_len);
+	}
+	buf_init(&utf, raw.len * 4 + 16);
+	to_utf8(strcmp(p->type, "text") == 0 ? p->charset : NULL, raw.data, raw.len, &utf);
+	bool r = folded_contains(utf.data, utf.len, needle, nl);
+	buf_deinit(&raw);
+	buf_deinit(&utf);
+	return r;
+}
+
+bool imap_msg_body_search(const struct imap_msg *m, const char *needle)
+{
+	struct buf n;
+	buf_init(&n, strlen(needle) * 2 + 16);
+	imap_msg_fold(needle, strlen(needle), &n);
+	bool r = part_body_contains(&m->root, n.data, n.len, 0);
+	buf_deinit(&n);
+	return r;
+}
+
+bool imap_msg_text_search(const char *text, size_t len, const char *needle)
+{
+	struct buf d, n;
+	buf_init(&d, len * 4 + 16);
+	imap_msg_decode_words(text, len, &d);
+	buf_init(&n, strlen(needle) * 2 + 16);
+	imap_msg_fold(needle, strlen(needle), &n);
+	bool r = folded_contains(d.data, d.len, n.data, n.len);
+	buf_deinit(&d);
+	buf_deinit(&n);
+	return r;
 }
 
 bool imap_msg_contains(const char *hay, size_t len, const char *needle)

@@ -23,6 +23,7 @@ struct imap_msg_part {
 	size_t body_len;
 	char *type, *subtype;     /* lowercase; default text/plain (message/rfc822 in multipart/digest) */
 	char *params;             /* IMAP list "(\"charset\" \"utf-8\")" or "NIL" */
+	char *charset;            /* the charset parameter as given, or NULL */
 	struct imap_msg_part *children; /* multipart */
 	size_t nchildren;
 	struct imap_msg_part *inner;    /* message/rfc822 */
@@ -50,6 +51,16 @@ int imap_msg_section(const struct imap_msg *m, const char *section, struct buf *
 /* BINARY[section]: decoded content of a leaf part. -1 malformed, 0 unknown encoding, 1 ok. */
 int imap_msg_binary(const struct imap_msg *m, const char *section, struct buf *out);
 
+/*
+ * SEARCH matching (RFC 9051 6.4.4: case-insensitive substring). Body text is decoded
+ * (base64, quoted-printable) and converted to UTF-8 from its charset (iconv); header text
+ * has its RFC 2047 encoded words decoded. Folding covers ASCII, Latin-1, Latin Extended-A,
+ * Greek and Cyrillic capitals.
+ */
+bool imap_msg_body_search(const struct imap_msg *m, const char *needle);
+bool imap_msg_text_search(const char *text, size_t len, const char *needle);
+void imap_msg_decode_words(const char *in, size_t len, struct buf *out);
+void imap_msg_fold(const char *in, size_t len, struct buf *out);
 /* Case-insensitive substring search (ASCII folding). */
 bool imap_msg_contains(const char *hay, size_t len, const char *needle);
 /* RFC 5322 Date: header to time_t, 0 when unparseable. */

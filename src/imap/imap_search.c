@@ -1,6 +1,6 @@
 /* SEARCH and UID SEARCH: every RFC 9051 key, CHARSET UTF-8/US-ASCII, ESEARCH RETURN options,
- * MODSEQ (CONDSTORE). Header and body keys match case-insensitively on the raw (undecoded)
- * text; decoding of encoded-words and transfer encodings is not done. */
+ * MODSEQ (CONDSTORE). Header keys match on the text with RFC 2047 words decoded, body keys
+ * on the decoded parts converted to UTF-8 (imap_msg.h), case-insensitively. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,7 +298,7 @@ static bool header_has(struct seval *e, const char *name, const char *needle)
 				const char *e2 = memchr(hdr + i + fl, '\n', len - i - fl);
 				fl = e2 ? (size_t)(e2 - hdr) + 1 - i : len - i;
 			}
-			if (needle[0] == '\0' || imap_msg_contains(line + nl + 1, fl - nl - 1, needle))
+			if (needle[0] == '\0' || imap_msg_text_search(line + nl + 1, fl - nl - 1, needle))
 				return true;
 			i += fl;
 			continue;
@@ -364,9 +364,10 @@ static bool eval(struct seval *e, const struct skey *k)
 	case SK_HEADER:
 		return header_has(e, k->hdr, k->str);
 	case SK_BODY:
-		return load(e) && imap_msg_contains(e->msg.root.body, e->msg.root.body_len, k->str);
+		return load(e) && imap_msg_body_search(&e->msg, k->str);
 	case SK_TEXT:
-		return load(e) && imap_msg_contains(e->content.data, e->content.len, k->str);
+		return load(e) && (imap_msg_text_search(e->msg.root.hdr, e->msg.root.hdr_len, k->str) ||
+		                   imap_msg_body_search(&e->msg, k->str));
 	case SK_SEQ:
 		return seqset_has(&k->set, (uint32_t)e->seq, (uint32_t)s->count);
 	case SK_UID:

@@ -576,7 +576,9 @@ static void setup_bev(struct imap_session *s)
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, IMAP_OUT_LOW, 0);
 	struct timeval tv = { s->set->timeout_secs ? s->set->timeout_secs : 1800, 0 };
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	/* output that nobody reads for 10 minutes ends the session */
+	struct timeval wtv = { tv.tv_sec < 600 ? tv.tv_sec : 600, 0 };
+	bufferevent_set_timeouts(s->bev, &tv, &wtv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
@@ -911,6 +913,12 @@ static void cmd_enable(struct imap_session *s, struct imap_command *c, bool uid)
 
 static void idle_changed(struct imap_session *s)
 {
+	/* a client that idles but never reads: stop feeding it */
+	if (imap_out_pending(s) > 16 * IMAP_OUT_HIGH) {
+		log_info("event=imap_disconnect sid=%s reason=output_not_read", s->sid);
+		close_after_flush(s);
+		return;
+	}
 	imap_sync_view(s, true);
 }
 

@@ -161,6 +161,54 @@ static void test_dates(void **state)
 	buf_deinit(&b);
 }
 
+static const char encoded[] =
+	"Subject: =?ISO-8859-1?Q?Caf=E9_cr=E8me?= =?UTF-8?B?w4lDT0xF?=\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/alternative; boundary=b\r\n"
+	"\r\n"
+	"--b\r\n"
+	"Content-Type: text/plain; charset=iso-8859-1\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n"
+	"\r\n"
+	"Gr=FC=DFe aus M=FCnchen, soft=\r\nbreak\r\n"
+	"--b\r\n"
+	"Content-Type: text/html; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"PHA+0J/RgNC40LLQtdGCINC80LjRgDwvcD4=\r\n"
+	"--b--\r\n";
+
+static const struct {
+	const char *needle;
+	bool in_body, in_subject;
+} search_cases[] = {
+	{ "münchen", true, false },   /* QP + Latin-1, case folded */
+	{ "MÜNCHEN", true, false },
+	{ "softbreak", true, false },  /* soft line break removed */
+	{ "привет", true, false },     /* base64 + UTF-8 */
+	{ "ПРИВЕТ МИР", true, false },
+	{ "café crème", false, true }, /* encoded words, Latin-1 */
+	{ "crèmeÉcole", false, true }, /* whitespace between adjacent encoded words vanishes */
+	{ "école", false, true },
+	{ "PHA+", false, false },      /* raw base64 is not text */
+	{ "nothing", false, false },
+};
+
+static void test_search_decoding(void **state)
+{
+	struct imap_msg m;
+	imap_msg_parse(&m, encoded, strlen(encoded));
+	char *subj = imap_msg_header(m.root.hdr, m.root.hdr_len, "Subject");
+	for (size_t i = 0; i < sizeof(search_cases) / sizeof(search_cases[0]); i++) {
+		bool b = imap_msg_body_search(&m, search_cases[i].needle);
+		bool h = imap_msg_text_search(subj, strlen(subj), search_cases[i].needle);
+		if (b != search_cases[i].in_body || h != search_cases[i].in_subject)
+			fail_msg("case %zu '%s': body %d subject %d", i, search_cases[i].needle, b, h);
+	}
+	free(subj);
+	imap_msg_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -168,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_envelope_bodystructure),
 		cmocka_unit_test(test_seqset),
 		cmocka_unit_test(test_dates),
+		cmocka_unit_test(test_search_decoding),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
