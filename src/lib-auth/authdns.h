@@ -76,4 +76,22 @@ const char *authdns_status_name(enum authdns_status st);
 enum authdns_status authdns_query(const struct authdns *dns, authdns_lookup_fn *fn,
 				  const char *name, struct authdns_answer *ans);
 
+/* RR type numbers for authdns_answer_from_rdata. */
+enum authdns_rrtype {
+	AUTHDNS_RR_A = 1,
+	AUTHDNS_RR_PTR = 12,
+	AUTHDNS_RR_MX = 15,
+	AUTHDNS_RR_TXT = 16,
+	AUTHDNS_RR_AAAA = 28,
+};
+
+/* For resolver adapters (e.g. libunbound's struct ub_result: data[], len[],
+   ttl): append count records of rrtype given as wire-format RDATA with
+   uncompressed names. TXT character-strings are concatenated; MX/PTR names
+   become dotted text without the final dot (special characters as \DDD).
+   Returns 0, or -1 on malformed RDATA or over a cap (ans->status is then
+   PERMFAIL). A count of 0 leaves the answer NODATA. */
+int authdns_answer_from_rdata(struct authdns_answer *ans, int rrtype, char *const *data, const int *len,
+			      size_t count, uint32_t ttl);
+
 #endif
