@@ -6,13 +6,49 @@
 #include <strings.h>
 
 #include "imap/imap_internal.h"
+#include "lib-imap/imap_utf7.h"
 #include "lib-mailbox/maildir.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
-static const char *arg_name(const struct imap_command *c, size_t i)
+/*
+ * A mailbox name argument. Clients that enabled IMAP4rev2 send UTF-8; names are kept in
+ * modified UTF-7 (on disk and towards IMAP4rev1 clients), so convert in place.
+ */
+static const char *name_arg(struct imap_session *s, struct imap_arg *a)
 {
-	return i < c->count ? imap_arg_astring(&c->args[i]) : NULL;
+	const char *v = imap_arg_astring(a);
+	if (v == NULL || !s->rev2)
+		return v;
+	struct buf b;
+	buf_init(&b, 4 * a->len + 16);
+	if (imap_utf8_to_mutf7(v, &b) < 0) {
+		buf_deinit(&b);
+		return NULL;
+	}
+	free(a->str);
+	a->len = b.len;
+	a->str = buf_steal(&b);
+	buf_deinit(&b);
+	return a->str;
+}
+
+#define arg_name(c, i) ((i) < (c)->count ? name_arg(s, &(c)->args[i]) : NULL)
+
+/* A mailbox name in a response, in the client's form. */
+static void append_name(struct imap_session *s, struct buf *out, const char *name)
+{
+	if (s->rev2) {
+		struct buf u;
+		buf_init(&u, 4 * strlen(name) + 16);
+		if (imap_mutf7_to_utf8(name, &u) == 0) {
+			imap_append_astring(out, u.data);
+			buf_deinit(&u);
+			return;
+		}
+		buf_deinit(&u);
+	}
+	imap_append_astring(out, name);
 }
 
 /* Open a mailbox by IMAP name; NULL with a response text in *err_r. */
@@ -166,7 +202,7 @@ void cmd_select(struct imap_session *s, struct imap_command *c, bool uid)
 		struct buf b;
 		buf_init(&b, 1024);
 		buf_append_str(&b, "* LIST () \".\" ");
-		imap_append_astring(&b, canon);
+		append_name(s, &b, canon);
 		imap_send(s, "%s\r\n", b.data);
 		buf_deinit(&b);
 	}
@@ -326,7 +362,7 @@ static int send_status(struct imap_session *s, const char *name, unsigned items,
 	struct buf b;
 	buf_init(&b, 2048);
 	buf_append_str(&b, "* STATUS ");
-	imap_append_astring(&b, canon);
+	append_name(s, &b, canon);
 	buf_append_str(&b, " (");
 	size_t start = b.len;
 #define ITEM(flag, fmt, val)                                                   \
@@ -423,7 +459,7 @@ static void do_list(struct imap_session *s, const char *tag, const char *ref, ch
 		if (subscribed && (o->ret_subscribed || o->subscribed_only))
 			buf_printf(&b, "%s\\Subscribed", b.len > start ? " " : "");
 		buf_append_str(&b, ") \".\" ");
-		imap_append_astring(&b, names[i]);
+		append_name(s, &b, names[i]);
 		buf_append_str(&b, "\r\n");
 		imap_send_raw(s, b.data, b.len);
 		buf_deinit(&b);
@@ -469,13 +505,13 @@ void cmd_list(struct imap_session *s, struct imap_command *c, bool uid)
 		imap_send(s, "%s BAD Usage: LIST reference pattern\r\n", c->tag);
 		return;
 	}
-	const struct imap_arg *pat = &c->args[i + 1];
+	struct imap_arg *pat = &c->args[i + 1];
 	char **patterns;
 	size_t npat = 0;
 	if (pat->type == IMAP_ARG_LIST) {
 		patterns = xcalloc(pat->count + 1, sizeof(*patterns));
 		for (size_t k = 0; k < pat->count; k++) {
-			const char *p = imap_arg_astring(&pat->list[k]);
+			const char *p = name_arg(s, &pat->list[k]);
 			if (p == NULL) {
 				free(patterns);
 				imap_send(s, "%s BAD Invalid pattern\r\n", c->tag);
@@ -484,7 +520,7 @@ void cmd_list(struct imap_session *s, struct imap_command *c, bool uid)
 			patterns[npat++] = (char *)p;
 		}
 	} else {
-		const char *p = imap_arg_astring(pat);
+		const char *p = name_arg(s, pat);
 		if (p == NULL) {
 			imap_send(s, "%s BAD Invalid pattern\r\n", c->tag);
 			return;

@@ -350,3 +350,26 @@ def test_large_fetch_over_starttls_completes(srv):
     parts = [d[1] for d in data if isinstance(d, tuple)]
     assert len(parts) == 6 and all(len(p) > 1000000 for p in parts)
     m.logout()
+
+
+def test_utf8_names_for_imap4rev2(srv):
+    r = Raw(srv.host, srv.ports["imaps"], tls=True)
+    r.line()
+    r.send("a LOGIN %s %s\r\nb ENABLE IMAP4rev2\r\n" % (JOE, USERS[JOE]))
+    assert "* ENABLED IMAP4rev2" in r.until("b ")
+    name = "Caf\u00e9 & Cr\u00e8me".encode()
+    r.send(b"c CREATE {%d+}\r\n%s\r\n" % (len(name), name))
+    assert r.until("c ")[-1].startswith("c OK")
+    r.send('d LIST "" "Caf*"\r\n')
+    lines = r.until("d ")
+    assert any("Caf\u00e9 & Cr\u00e8me" in l or "{%d}" % len(name) in l for l in lines), lines
+    r.send("e SEARCH ALL\r\n")  # rev2: ESEARCH
+    r.send("f SELECT INBOX\r\ng SEARCH ALL\r\n")
+    lines = r.until("g ")
+    assert any(l.startswith("* ESEARCH") for l in lines), lines
+    r.close()
+    assert os.path.isdir(os.path.join(srv.maildir(JOE), ".Caf&AOk- &- Cr&AOg-me"))
+    m = login(srv)
+    typ, data = m.list('""', "Caf*")
+    assert data == [b'(\\HasNoChildren) "." "Caf&AOk- &- Cr&AOg-me"']
+    m.logout()
