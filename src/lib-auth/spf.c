@@ -57,7 +57,23 @@ struct spf_ctx {
 	unsigned voids;
 	char *problem;
 	char *mechanism;
+	unsigned queries;  /* every DNS query of this evaluation */
+	char *p_domain;    /* %{p} cache: the value for this <domain> */
+	char *p_value;
 };
+
+/* All queries go through here: a hard cap on the total, so %{p} in many
+   macros or other tricks cannot turn one check into thousands of queries. */
+static enum authdns_status spf_query(struct spf_ctx *c, authdns_lookup_fn *fn, const char *name,
+				     struct authdns_answer *ans)
+{
+	if (++c->queries > SPF_MAX_QUERIES) {
+		authdns_answer_clear(ans);
+		ans->status = AUTHDNS_PERMFAIL;
+		return ans->status;
+	}
+	return authdns_query(c->dns, fn, name, ans);
+}
 
 const char *spf_result_name(enum spf_result r)
 {
@@ -808,7 +824,7 @@ static int addr_match(struct spf_ctx *c, const char *name, bool force4, int cidr
 	authdns_answer_init(&ans);
 	bool v4 = force4 || c->ip.family == AF_INET;
 	char *q = name_for_query(name);
-	enum authdns_status st = authdns_query(c->dns, v4 ? c->dns->a : c->dns->aaaa, q, &ans);
+	enum authdns_status st = spf_query(c, v4 ? c->dns->a : c->dns->aaaa, q, &ans);
 	free(q);
 	int ret = 0;
 	if (st == AUTHDNS_TEMPFAIL) {
@@ -857,7 +873,7 @@ static size_t validated_names(struct spf_ctx *c, char **names, size_t max, bool 
 		}
 		memcpy(rev + o, "ip6.arpa", 9);
 	}
-	enum authdns_status st = authdns_query(c->dns, c->dns->ptr, rev, &ans);
+	enum authdns_status st = spf_query(c, c->dns->ptr, rev, &ans);
 	if (st == AUTHDNS_TEMPFAIL && tempfail_r != NULL)
 		*tempfail_r = true;
 	if (st != AUTHDNS_OK) {
@@ -877,7 +893,20 @@ static size_t validated_names(struct spf_ctx *c, char **names, size_t max, bool 
 	return n;
 }
 
+static char *validated_ptr_uncached(struct spf_ctx *c, const char *domain);
+
 static char *validated_ptr(struct spf_ctx *c, const char *domain)
+{
+	if (c->p_domain == NULL || strcasecmp(c->p_domain, domain) != 0) {
+		free(c->p_domain);
+		free(c->p_value);
+		c->p_domain = xstrdup(domain);
+		c->p_value = validated_ptr_uncached(c, domain);
+	}
+	return xstrdup(c->p_value);
+}
+
+static char *validated_ptr_uncached(struct spf_ctx *c, const char *domain)
 {
 	char *names[10];
 	size_t n = validated_names(c, names, 10, NULL);
@@ -925,7 +954,7 @@ static char *explanation(struct spf_ctx *c, const char *exp_spec, const char *do
 	authdns_answer_init(&ans);
 	char *q = name_for_query(name);
 	free(name);
-	enum authdns_status st = authdns_query(c->dns, c->dns->txt, q, &ans);
+	enum authdns_status st = spf_query(c, c->dns->txt, q, &ans);
 	free(q);
 	char *ret = NULL;
 	if (st == AUTHDNS_OK && ans.count == 1 && strlen(ans.rr[0].data) == ans.rr[0].len) {
@@ -1014,7 +1043,7 @@ static int eval_mech(struct spf_ctx *c, const struct spf_term *t, const char *do
 		authdns_answer_init(&ans);
 		char *q = name_for_query(target);
 		free(target);
-		enum authdns_status st = authdns_query(c->dns, c->dns->mx, q, &ans);
+		enum authdns_status st = spf_query(c, c->dns->mx, q, &ans);
 		free(q);
 		if (st == AUTHDNS_TEMPFAIL) {
 			set_problem(c, "DNS temporary failure (MX)", NULL);
@@ -1068,7 +1097,7 @@ static enum spf_result check_host(struct spf_ctx *c, const char *domain, unsigne
 	struct authdns_answer ans;
 	authdns_answer_init(&ans);
 	char *q = name_for_query(domain);
-	enum authdns_status st = authdns_query(c->dns, c->dns->txt, q, &ans);
+	enum authdns_status st = spf_query(c, c->dns->txt, q, &ans);
 	free(q);
 	if (st == AUTHDNS_TEMPFAIL) {
 		set_problem(c, "DNS temporary failure for", domain);
@@ -1182,6 +1211,8 @@ enum spf_result spf_check_host_opts(const struct spf_ip *ip, const char *domain,
 	    out->result == SPF_RESULT_SOFTFAIL || out->result == SPF_RESULT_NEUTRAL)
 		xfree(&c.problem);
 	out->problem = c.problem;
+	free(c.p_domain);
+	free(c.p_value);
 	out->dns_mechanisms = c.dns_mech;
 	out->void_lookups = c.voids;
 	return out->result;

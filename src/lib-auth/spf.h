@@ -8,7 +8,8 @@
  * identities (an empty MAIL FROM uses postmaster@<helo>).
  *
  * Limits: 10 DNS mechanisms/redirects, 2 void lookups, 10 MX names, 10 PTR
- * names, records of at most AUTHDNS_MAX_TXT bytes and SPF_MAX_TERMS terms,
+ * names, SPF_MAX_QUERIES queries in all (%{p} is resolved once per domain),
+ * records of at most AUTHDNS_MAX_TXT bytes and SPF_MAX_TERMS terms,
  * macro expansions of at most SPF_MAX_EXPAND bytes, recursion depth
  * SPF_MAX_DEPTH. Anything over a limit is permerror, never a crash.
  *
@@ -28,6 +29,7 @@
 #define SPF_MAX_TERMS 512
 #define SPF_MAX_EXPAND 2048
 #define SPF_MAX_DEPTH 20
+#define SPF_MAX_QUERIES 200  /* all DNS queries of one check (MX/PTR/%{p} included) */
 
 enum spf_result {
 	SPF_RESULT_NONE = 0,

@@ -12,6 +12,7 @@
 
 #include "lib-auth/spf.h"
 #include "lib-auth/testzone.h"
+#include "lib/buf.h"
 #include "lib/xalloc.h"
 
 struct macro_case {
@@ -194,6 +195,25 @@ static void test_limits(void **state)
 	spf_outcome_free(&out);
 	assert_int_equal(eval(z, "198.51.100.1", "a@ok.example.com", &out), SPF_RESULT_FAIL);
 	assert_string_equal(out.explanation, "198.51.100.1 is not one of ok.example.com's designated mail servers.");
+	spf_outcome_free(&out);
+	/* %{p} in many macros: resolved once, total queries capped */
+	struct buf pb;
+	buf_init(&pb, 4096);
+	buf_append_str(&pb, "v=spf1");
+	for (int i = 0; i < 2; i++) /* two void lookups are allowed */
+		buf_append_str(&pb, " exists:%{p}.%{p}.%{p}.%{p}.%{p}.%{p}.%{p}.%{p}.%{p}.%{p}.x.example.com");
+	buf_append_str(&pb, " -all");
+	add_txt(z, "pbomb.example.com", pb.data);
+	buf_deinit(&pb);
+	for (int i = 0; i < 12; i++) {
+		char n[64];
+		snprintf(n, sizeof(n), "p%d.example.com", i);
+		testzone_add(z, "1.2.0.192.in-addr.arpa", "PTR", n, strlen(n), 0);
+		testzone_add(z, n, "A", "192.0.2.1", 9, 0);
+	}
+	size_t q0 = testzone_queries(z);
+	assert_int_equal(eval(z, "192.0.2.1", "a@pbomb.example.com", &out), SPF_RESULT_FAIL);
+	assert_true(testzone_queries(z) - q0 < 40);
 	spf_outcome_free(&out);
 	/* HELO identity */
 	struct authdns dns;
