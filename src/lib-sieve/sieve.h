@@ -52,8 +52,11 @@ enum sieve_ext {
 	SIEVE_EXT_CMP_NUMERIC = 1u << 19,  /* comparator-i;ascii-numeric */
 	SIEVE_EXT_ENVIRONMENT = 1u << 20,
 	SIEVE_EXT_IHAVE = 1u << 21,
-	SIEVE_EXT_MAILROUTE = 1u << 22,    /* vnd.mailroute: system rules only */
-	SIEVE_EXT_TESTSUITE = 1u << 23,    /* vnd.dovecot.testsuite subset: tests only */
+	SIEVE_EXT_MIME = 1u << 22,         /* RFC 5703 :mime/:anychild on header/address/exists */
+	SIEVE_EXT_FOREVERYPART = 1u << 23, /* RFC 5703 foreverypart/break */
+	SIEVE_EXT_EXTRACTTEXT = 1u << 24,  /* RFC 5703 extracttext */
+	SIEVE_EXT_MAILROUTE = 1u << 25,    /* vnd.mailroute: system rules only */
+	SIEVE_EXT_TESTSUITE = 1u << 26,    /* vnd.dovecot.testsuite subset: tests only */
 };
 /* What a user's script may require (everything but vnd.mailroute and the testsuite). */
 #define SIEVE_EXT_USER_DEFAULT ((unsigned)(SIEVE_EXT_MAILROUTE - 1))

@@ -60,6 +60,10 @@ struct exec {
 	bool stop, ret, ts_abort;
 	unsigned redirects, notifies, edits;
 	char **once;
+	/* foreverypart */
+	bool in_part, breaking;
+	size_t cur_part;
+	char *break_name;
 	size_t nonce;
 	/* testsuite overrides */
 	struct sieve_msg_view ts_msg;
@@ -513,9 +517,73 @@ static int do_match(struct exec *ex, const struct sieve_node *n, const struct st
 
 /* ---- header/address value collection ---- */
 
+/* :type/:subtype/:contenttype/:param of a MIME structured header value */
+static void mime_option_values(struct exec *ex, const struct sieve_node *n, const char *v, struct strlist *out)
+{
+	size_t ctl = strcspn(v, ";");
+	while (ctl > 0 && (v[ctl - 1] == ' ' || v[ctl - 1] == '\t'))
+		ctl--;
+	const char *slash = memchr(v, '/', ctl);
+	if (n->tag[TAG_TYPE] != NULL) {
+		sl_add(out, v, slash ? (size_t)(slash - v) : ctl);
+	} else if (n->tag[TAG_SUBTYPE] != NULL) {
+		if (slash != NULL)
+			sl_add(out, slash + 1, ctl - (size_t)(slash + 1 - v));
+		else
+			sl_add(out, "", 0);
+	} else if (n->tag[TAG_CONTENTTYPE] != NULL) {
+		sl_add(out, v, ctl);
+	} else {
+		struct strlist names;
+		if (get_list(ex, n, n->tag[TAG_PARAM], &names) < 0)
+			return;
+		for (size_t i = 0; i < names.n; i++) {
+			char *pv = sieve_mime_param(v, names.v[i]);
+			if (pv != NULL) {
+				sl_add(out, pv, strlen(pv));
+				free(pv);
+			}
+		}
+		sl_free(&names);
+	}
+}
+
+static void mime_header_values(struct exec *ex, const struct sieve_node *n, const char *name, bool decoded,
+			       struct strlist *out)
+{
+	struct sieve_message *m = msg(ex);
+	sieve_message_parse_parts(m, ex->lim.max_mime_parts, ex->lim.max_body_size);
+	size_t cur = ex->in_part ? ex->cur_part : 0;
+	size_t last = cur;
+	if (n->tag[TAG_ANYCHILD] != NULL && cur < m->nparts)
+		last = m->parts[cur].end;
+	bool opt = n->tag[TAG_TYPE] || n->tag[TAG_SUBTYPE] || n->tag[TAG_CONTENTTYPE] || n->tag[TAG_PARAM];
+	for (size_t p = cur; p <= last; p++) {
+		const struct sieve_hdr *h = p == 0 || p >= m->nparts ? m->hdrs : m->parts[p].hdrs;
+		size_t nh = p == 0 || p >= m->nparts ? m->nhdrs : m->parts[p].nhdrs;
+		if (work(ex, n, 1 + nh / 16) < 0)
+			return;
+		for (size_t i = 0; i < nh; i++) {
+			if (h[i].deleted || strcasecmp(h[i].name, name) != 0)
+				continue;
+			const char *v = decoded && !opt ? h[i].decoded : h[i].raw;
+			if (opt)
+				mime_option_values(ex, n, v, out);
+			else
+				sl_add(out, v, strlen(v));
+		}
+		if (m->nparts == 0)
+			break;
+	}
+}
+
 static void header_values(struct exec *ex, const struct sieve_node *n, const char *name, bool decoded,
 			  struct strlist *out)
 {
+	if (n != NULL && n->tag[TAG_MIME_] != NULL) {
+		mime_header_values(ex, n, name, decoded, out);
+		return;
+	}
 	struct sieve_message *m = msg(ex);
 	if (work(ex, n, 1 + m->nhdrs / 16) < 0)
 		return;
@@ -1231,7 +1299,7 @@ static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 		int r = 1;
 		for (size_t i = 0; i < names.n && r; i++) {
 			struct strlist hv = { 0 };
-			header_values(ex, NULL, names.v[i], false, &hv);
+			header_values(ex, n, names.v[i], false, &hv);
 			if (hv.n == 0)
 				r = 0;
 			sl_free(&hv);
@@ -1787,16 +1855,11 @@ static size_t utf8_count(const char *s, size_t len)
 	return n;
 }
 
-static int cmd_set(struct exec *ex, const struct sieve_node *n)
+/* Apply the set modifiers of n to val and store it in variable name; frees val. */
+static int assign_var(struct exec *ex, const struct sieve_node *n, const char *name, size_t nlen, struct buf val)
 {
-	struct buf val, tmp;
-	buf_init(&val, ex->lim.max_string_length);
+	struct buf tmp;
 	buf_init(&tmp, ex->lim.max_string_length * 2 + 16);
-	if (get_str(ex, n, n->pos[1], &val) < 0) {
-		buf_deinit(&val);
-		buf_deinit(&tmp);
-		return -1;
-	}
 	unsigned mods = n->modifiers;
 #define MOD(t) (mods & (1u << ((t) - TAG_LOWER)))
 	if (MOD(TAG_LOWER) || MOD(TAG_UPPER))
@@ -1836,7 +1899,7 @@ static int cmd_set(struct exec *ex, const struct sieve_node *n)
 		buf_printf(&val, "%zu", l);
 	}
 #undef MOD
-	struct var *v = var_get(ex, n->pos[0]->strs[0].s, n->pos[0]->strs[0].len, true);
+	struct var *v = var_get(ex, name, nlen, true);
 	if (v == NULL) {
 		ex_error(ex, n, "too many variables (the limit is %u)", ex->lim.max_variables);
 		buf_deinit(&val);
@@ -1854,7 +1917,88 @@ static int cmd_set(struct exec *ex, const struct sieve_node *n)
 	return 0;
 }
 
+static int cmd_set(struct exec *ex, const struct sieve_node *n)
+{
+	struct buf val;
+	buf_init(&val, ex->lim.max_string_length);
+	if (get_str(ex, n, n->pos[1], &val) < 0) {
+		buf_deinit(&val);
+		return -1;
+	}
+	return assign_var(ex, n, n->pos[0]->strs[0].s, n->pos[0]->strs[0].len, val);
+}
+
+/* RFC 5703 extracttext: the decoded text of the current part */
+static int cmd_extracttext(struct exec *ex, const struct sieve_node *n)
+{
+	struct buf val;
+	buf_init(&val, ex->lim.max_string_length);
+	struct sieve_message *m = msg(ex);
+	sieve_message_parse_parts(m, ex->lim.max_mime_parts, ex->lim.max_body_size);
+	size_t cur = ex->in_part ? ex->cur_part : 0;
+	if (cur < m->nparts && m->parts[cur].text != NULL && !m->parts[cur].multipart) {
+		const struct sieve_part *p = &m->parts[cur];
+		bool html = strcmp(p->type, "text/html") == 0 || strcmp(p->type, "application/xhtml+xml") == 0;
+		char *plain = html ? html_to_text(p->text, p->text_len) : NULL;
+		const char *text = plain != NULL ? plain : p->text;
+		size_t len = plain != NULL ? strlen(plain) : p->text_len;
+		if (n->tag[TAG_FIRST] != NULL) {
+			uint64_t want = n->tag[TAG_FIRST]->number, chars = 0;
+			size_t i = 0;
+			for (; i < len; i++) {
+				if (((unsigned char)text[i] & 0xc0) != 0x80 && chars++ == want)
+					break;
+			}
+			len = i;
+		}
+		buf_append(&val, text, len < val.max ? len : val.max);
+		free(plain);
+	}
+	return assign_var(ex, n, n->pos[0]->strs[0].s, n->pos[0]->strs[0].len, val);
+}
+
 static int exec_block(struct exec *ex, struct sieve_node *const *cmds, size_t n);
+
+/* RFC 5703 foreverypart: the whole message and every part below it, depth first */
+static int cmd_foreverypart(struct exec *ex, const struct sieve_node *n)
+{
+	struct sieve_message *m = msg(ex);
+	sieve_message_parse_parts(m, ex->lim.max_mime_parts, ex->lim.max_body_size);
+	size_t first = 0, last;
+	if (m->nparts == 0)
+		return 0;
+	if (ex->in_part) {
+		first = ex->cur_part + 1;
+		last = m->parts[ex->cur_part].end;
+	} else {
+		last = m->nparts - 1;
+	}
+	char *name = n->tag[TAG_NAME] != NULL ? get_strdup(ex, n, n->tag[TAG_NAME]) : NULL;
+	if (n->tag[TAG_NAME] != NULL && name == NULL)
+		return -1;
+	bool saved_in = ex->in_part;
+	size_t saved_cur = ex->cur_part;
+	int r = 0;
+	for (size_t i = first; i <= last && i < m->nparts; i++) {
+		ex->in_part = true;
+		ex->cur_part = i;
+		r = exec_block(ex, n->block, n->nblock);
+		if (r < 0 || ex->stop || ex->ret)
+			break;
+		if (ex->breaking) {
+			if (ex->break_name == NULL || (name != NULL && strcmp(name, ex->break_name) == 0)) {
+				ex->breaking = false;
+				free(ex->break_name);
+				ex->break_name = NULL;
+			}
+			break;
+		}
+	}
+	ex->in_part = saved_in;
+	ex->cur_part = saved_cur;
+	free(name);
+	return r;
+}
 
 static int run_script(struct exec *ex, const struct sieve_script *s)
 {
@@ -2096,6 +2240,17 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 	}
 	case CMD_SET:
 		return cmd_set(ex, n);
+	case CMD_EXTRACTTEXT:
+		return cmd_extracttext(ex, n);
+	case CMD_FOREVERYPART:
+		return cmd_foreverypart(ex, n);
+	case CMD_BREAK:
+		free(ex->break_name);
+		ex->break_name = NULL;
+		if (n->tag[TAG_NAME] != NULL && (ex->break_name = get_strdup(ex, n, n->tag[TAG_NAME])) == NULL)
+			return -1;
+		ex->breaking = true;
+		return 0;
 	case CMD_VACATION:
 		return cmd_vacation(ex, n);
 	case CMD_SETFLAG:
@@ -2227,7 +2382,7 @@ static int exec_block(struct exec *ex, struct sieve_node *const *cmds, size_t n)
 {
 	bool cond_done = false;
 	for (size_t i = 0; i < n; i++) {
-		if (ex->stop || ex->ret)
+		if (ex->stop || ex->ret || ex->breaking)
 			return 0;
 		const struct sieve_node *c = cmds[i];
 		if (c->id != CMD_ELSIF && c->id != CMD_ELSE)
@@ -2375,6 +2530,7 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	free(ex.ts_auth);
 	free(ex.ts_orig);
 	free(ex.ts_cur_test);
+	free(ex.break_name);
 	sieve_script_free(&ex.ts_script);
 	sieve_result_deinit(&ex.ts_run_res);
 	sl_free(&ex.ts_errors);

@@ -167,6 +167,13 @@ void sieve_message_free(struct sieve_message *m)
 		free(m->parts[i].text);
 		free(m->parts[i].prologue);
 		free(m->parts[i].epilogue);
+		for (size_t k = 0; k < m->parts[i].nhdrs; k++) {
+			free(m->parts[i].hdrs[k].name);
+			free(m->parts[i].hdrs[k].raw);
+			free(m->parts[i].hdrs[k].decoded);
+			free(m->parts[i].hdrs[k].orig);
+		}
+		free(m->parts[i].hdrs);
 	}
 	free(m->parts);
 	memset(m, 0, sizeof(*m));
@@ -366,53 +373,162 @@ void sieve_rfc2047_decode(const char *s, size_t len, struct buf *out)
 
 /* ---- MIME ---- */
 
-/* Get a parameter from a Content-Type style value (allocated) or NULL. */
-static char *get_param(const char *v, const char *name)
+/* Percent-decode s[0..len) into out (RFC 2231 extended values). */
+static void pct_decode(const char *s, size_t len, struct buf *out)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '%' && i + 2 < len && hexval((unsigned char)s[i + 1]) >= 0 &&
+		    hexval((unsigned char)s[i + 2]) >= 0) {
+			buf_append_c(out, (char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2])));
+			i += 2;
+		} else {
+			buf_append_c(out, s[i]);
+		}
+	}
+}
+
+#define MAX_PARAM_SEGMENTS 32
+
+/*
+ * A parameter of a Content-Type style value (allocated) or NULL. Handles
+ * RFC 2231 continuations (name*0, name*1...) and encoded values
+ * (name*=charset'lang'%xx), converting to UTF-8.
+ */
+char *sieve_mime_param(const char *v, const char *name)
 {
 	size_t nlen = strlen(name);
+	char *seg[MAX_PARAM_SEGMENTS] = { NULL };
+	bool seg_enc[MAX_PARAM_SEGMENTS] = { false };
 	const char *p = strchr(v, ';');
-	while (p != NULL) {
+	char *direct = NULL;
+	while (p != NULL && direct == NULL) {
+		p++;
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		const char *k = p;
+		while (*p && *p != '=' && *p != ';')
+			p++;
+		size_t kl = (size_t)(p - k);
+		while (kl > 0 && (k[kl - 1] == ' ' || k[kl - 1] == '\t'))
+			kl--;
+		if (*p != '=') {
+			p = *p == ';' ? p : NULL;
+			continue;
+		}
 		p++;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (strncasecmp(p, name, nlen) == 0) {
-			const char *q = p + nlen;
-			while (*q == ' ' || *q == '\t')
-				q++;
-			if (*q == '=') {
-				q++;
-				while (*q == ' ' || *q == '\t')
-					q++;
-				if (*q == '"') {
-					q++;
-					const char *e = strchr(q, '"');
-					return xstrndup(q, e ? (size_t)(e - q) : strlen(q));
-				}
-				size_t l = strcspn(q, "; \t");
-				return xstrndup(q, l);
+		char *val;
+		if (*p == '"') {
+			p++;
+			struct buf b;
+			buf_init(&b, strlen(p) + 1);
+			while (*p && *p != '"') {
+				if (*p == '\\' && p[1])
+					p++;
+				buf_append_c(&b, *p++);
+			}
+			if (*p == '"')
+				p++;
+			val = buf_steal(&b);
+			buf_deinit(&b);
+		} else {
+			size_t l = strcspn(p, "; \t");
+			val = xstrndup(p, l);
+			p += l;
+		}
+		if (kl == nlen && strncasecmp(k, name, nlen) == 0) {
+			direct = val;
+			break;
+		}
+		if (kl > nlen && strncasecmp(k, name, nlen) == 0 && k[nlen] == '*') {
+			const char *r = k + nlen + 1;
+			size_t rl = kl - nlen - 1;
+			unsigned idx = 0;
+			bool enc = false;
+			if (rl == 0) {
+				enc = true;
+			} else {
+				size_t d = 0;
+				while (d < rl && isdigit((unsigned char)r[d]) && idx < 1000)
+					idx = idx * 10 + (unsigned)(r[d++] - '0');
+				if (d == 0 || (d < rl && !(d + 1 == rl && r[d] == '*')))
+					idx = MAX_PARAM_SEGMENTS;
+				enc = d < rl;
+			}
+			if (idx < MAX_PARAM_SEGMENTS && seg[idx] == NULL) {
+				seg[idx] = val;
+				seg_enc[idx] = enc;
+				val = NULL;
 			}
 		}
-		/* skip to the next ';' outside quotes */
-		bool inq = false;
-		while (*p && (inq || *p != ';')) {
-			if (*p == '"')
-				inq = !inq;
-			p++;
-		}
-		if (*p != ';')
-			break;
+		free(val);
+		p = strchr(p, ';');
 	}
-	return NULL;
+	if (direct != NULL) {
+		for (int i = 0; i < MAX_PARAM_SEGMENTS; i++)
+			free(seg[i]);
+		return direct;
+	}
+	if (seg[0] == NULL) {
+		for (int i = 0; i < MAX_PARAM_SEGMENTS; i++)
+			free(seg[i]);
+		return NULL;
+	}
+	struct buf raw;
+	buf_init(&raw, 65536);
+	char charset[64] = "";
+	for (int i = 0; i < MAX_PARAM_SEGMENTS && seg[i] != NULL; i++) {
+		const char *sv = seg[i];
+		if (i == 0 && seg_enc[0]) {
+			const char *q1 = strchr(sv, '\'');
+			const char *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
+			if (q2 != NULL) {
+				size_t cl = (size_t)(q1 - sv);
+				if (cl < sizeof(charset)) {
+					memcpy(charset, sv, cl);
+					charset[cl] = '\0';
+				}
+				sv = q2 + 1;
+			}
+		}
+		if (seg_enc[i])
+			pct_decode(sv, strlen(sv), &raw);
+		else
+			buf_append_str(&raw, sv);
+	}
+	for (int i = 0; i < MAX_PARAM_SEGMENTS; i++)
+		free(seg[i]);
+	struct buf out;
+	buf_init(&out, raw.len * 3 + 16);
+	sieve_charset_to_utf8(charset, raw.data, raw.len, &out);
+	buf_deinit(&raw);
+	char *r = buf_steal(&out);
+	buf_deinit(&out);
+	return r;
 }
 
 struct part_hdrs {
 	char *ctype;
 	char *cte;
+	struct sieve_message hm;   /* all fields of the part, moved into the part */
+	bool borrowed;             /* ctype/cte point into the message (top level) */
 };
+
+static void part_hdrs_free(struct part_hdrs *ph)
+{
+	if (!ph->borrowed) {
+		free(ph->ctype);
+		free(ph->cte);
+	}
+	sieve_message_free(&ph->hm);
+}
 
 static void part_add(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen)
 {
 	struct part_hdrs *ph = ctx;
+	if (ph->hm.nhdrs < 100)
+		msg_add(&ph->hm, name, nlen, val, vlen);
 	if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) {
 		free(ph->ctype);
 		ph->ctype = unfold(val, vlen);
@@ -428,7 +544,7 @@ struct mime_ctx {
 	size_t max_body;
 };
 
-static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char *default_type, const char *body,
+static void add_part(struct mime_ctx *mc, struct part_hdrs *ph, const char *default_type, const char *body,
 		     size_t len, unsigned depth);
 
 static const char *find_boundary(const char *s, size_t len, const char *b, size_t blen, bool *final)
@@ -475,11 +591,11 @@ static void add_multipart(struct mime_ctx *mc, size_t self, const char *boundary
 			plen--;
 		if (next != NULL && plen > 0 && start[plen - 1] == '\r')
 			plen--;
-		struct part_hdrs ph = { NULL, NULL };
+		struct part_hdrs ph;
+		memset(&ph, 0, sizeof(ph));
 		size_t off = parse_header_block(start, plen, 100, part_add, &ph);
 		add_part(mc, &ph, subdefault, start + off, plen - off, depth + 1);
-		free(ph.ctype);
-		free(ph.cte);
+		part_hdrs_free(&ph);
 		p = next;
 		final = fin2;
 	}
@@ -490,7 +606,7 @@ static void add_multipart(struct mime_ctx *mc, size_t self, const char *boundary
 	}
 }
 
-static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char *default_type, const char *body,
+static void add_part(struct mime_ctx *mc, struct part_hdrs *ph, const char *default_type, const char *body,
 		     size_t len, unsigned depth)
 {
 	struct sieve_message *m = mc->m;
@@ -515,23 +631,33 @@ static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char
 	if (len > mc->max_body)
 		len = mc->max_body;
 	m->parts = xreallocarray(m->parts, m->nparts + 1, sizeof(*m->parts));
+	size_t self = m->nparts;
 	struct sieve_part *pt = &m->parts[m->nparts++];
 	memset(pt, 0, sizeof(*pt));
+	pt->end = self;
+	pt->depth = depth;
+	/* the part's own header fields (the top level uses the message's) */
+	pt->hdrs = ph->hm.hdrs;
+	pt->nhdrs = ph->hm.nhdrs;
+	ph->hm.hdrs = NULL;
+	ph->hm.nhdrs = ph->hm.alloc = 0;
 	pt->type = xstrdup(type);
 	pt->raw = xmemdup(body, len + 1);
 	pt->raw[len] = '\0';
 	pt->raw_len = len;
 	if (strncmp(type, "multipart/", 10) == 0) {
 		pt->multipart = true;
-		char *boundary = ph->ctype ? get_param(ph->ctype, "boundary") : NULL;
+		char *boundary = ph->ctype ? sieve_mime_param(ph->ctype, "boundary") : NULL;
 		if (boundary != NULL && *boundary != '\0')
-			add_multipart(mc, m->nparts - 1, boundary, strcmp(type, "multipart/digest") == 0 ? "message/rfc822" : "text/plain",
+			add_multipart(mc, self, boundary, strcmp(type, "multipart/digest") == 0 ? "message/rfc822" : "text/plain",
 				      body, len, depth);
 		free(boundary);
+		m->parts[self].end = m->nparts - 1;
 		return;
 	}
 	if (strcmp(type, "message/rfc822") == 0) {
-		struct part_hdrs sub = { NULL, NULL };
+		struct part_hdrs sub;
+		memset(&sub, 0, sizeof(sub));
 		size_t off = parse_header_block(body, len, 100, part_add, &sub);
 		/* RFC 5173 5.2: the content of a message/rfc822 part is its header */
 		size_t hl = off;
@@ -543,8 +669,8 @@ static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char
 		pt->text_len = hl;
 		pt->multipart = true; /* not text: only :content "message" sees it */
 		add_part(mc, &sub, "text/plain", body + off, len - off, depth + 1);
-		free(sub.ctype);
-		free(sub.cte);
+		part_hdrs_free(&sub);
+		m->parts[self].end = m->nparts - 1;
 		return;
 	}
 	const char *cte = ph->cte;
@@ -561,7 +687,7 @@ static void add_part(struct mime_ctx *mc, const struct part_hdrs *ph, const char
 			qp_decode(body, len, false, &dec);
 		else
 			buf_append(&dec, body, len);
-		char *cs = ph->ctype ? get_param(ph->ctype, "charset") : NULL;
+		char *cs = ph->ctype ? sieve_mime_param(ph->ctype, "charset") : NULL;
 		buf_init(&utf, dec.len * 3 + 16);
 		sieve_charset_to_utf8(cs, dec.data, dec.len, &utf);
 		free(cs);
@@ -578,7 +704,9 @@ void sieve_message_parse_parts(struct sieve_message *m, unsigned max_parts, size
 		return;
 	m->parts_parsed = true;
 	struct mime_ctx mc = { m, max_parts ? max_parts : 64, max_body ? max_body : 1024 * 1024 };
-	struct part_hdrs ph = { NULL, NULL };
+	struct part_hdrs ph;
+	memset(&ph, 0, sizeof(ph));
+	ph.borrowed = true;
 	for (size_t i = 0; i < m->nhdrs; i++) {
 		if (strcasecmp(m->hdrs[i].name, "content-type") == 0 && ph.ctype == NULL)
 			ph.ctype = m->hdrs[i].raw;

@@ -29,6 +29,10 @@ struct sieve_part {
 	size_t text_len;
 	bool multipart;
 	char *prologue, *epilogue;   /* multipart only (may be NULL) */
+	struct sieve_hdr *hdrs;      /* the part's header fields; NULL for part 0 (the message's) */
+	size_t nhdrs;
+	size_t end;                  /* index of the last part in this part's subtree */
+	unsigned depth;
 };
 
 struct sieve_message {
@@ -51,6 +55,9 @@ void sieve_message_parse_parts(struct sieve_message *m, unsigned max_parts, size
 void sieve_message_add_header(struct sieve_message *m, const char *name, const char *value, bool last);
 /* The header block after edits: every remaining field + CRLF (no final empty line). */
 char *sieve_message_header_text(const struct sieve_message *m);
+
+/* A parameter of a Content-Type/Content-Disposition style value (allocated), or NULL. */
+char *sieve_mime_param(const char *value, const char *name);
 
 /* Decode RFC 2047 encoded words into out (UTF-8). */
 void sieve_rfc2047_decode(const char *s, size_t len, struct buf *out);

@@ -17,7 +17,7 @@
 #include "lib-sieve/sieve_private.h"
 #include "lib/xalloc.h"
 
-enum tag_group { G_NONE, G_MATCH, G_CMP, G_ADDR, G_BODY, G_ZONE, G_DAYS, G_DUPID, G_ROUTE, G_LOC, G_MOD };
+enum tag_group { G_NONE, G_MATCH, G_CMP, G_ADDR, G_BODY, G_ZONE, G_DAYS, G_DUPID, G_ROUTE, G_LOC, G_MOD, G_MIMEOPT };
 
 struct tag_def {
 	const char *name;
@@ -78,11 +78,20 @@ static const struct tag_def tag_defs[] = {
 	{ "header", TAG_HEADER, 0, 's', G_DUPID, 0 },
 	{ "uniqueid", TAG_UNIQUEID, 0, 's', G_DUPID, 0 },
 	{ "relay", TAG_RELAY, 0, 0, G_ROUTE, 0 },
+	{ "mime", TAG_MIME_, SIEVE_EXT_MIME, 0, G_NONE, 0 },
+	{ "anychild", TAG_ANYCHILD, SIEVE_EXT_MIME, 0, G_NONE, 0 },
+	{ "type", TAG_TYPE, SIEVE_EXT_MIME, 0, G_MIMEOPT, 0 },
+	{ "subtype", TAG_SUBTYPE, SIEVE_EXT_MIME, 0, G_MIMEOPT, 0 },
+	{ "contenttype", TAG_CONTENTTYPE, SIEVE_EXT_MIME, 0, G_MIMEOPT, 0 },
+	{ "param", TAG_PARAM, SIEVE_EXT_MIME, 'l', G_MIMEOPT, 0 },
+	{ "name", TAG_NAME, 0, 's', G_NONE, 0 },
+	{ "first", TAG_FIRST, 0, 'n', G_NONE, 0 },
 	{ "transport", TAG_TRANSPORT, 0, 0, G_ROUTE, 0 },
 };
 
 #define MATCH_TAGS TAG_IS, TAG_CONTAINS, TAG_MATCHES, TAG_REGEX, TAG_VALUE, TAG_COUNT, TAG_COMPARATOR
 #define ADDR_TAGS TAG_ALL, TAG_LOCALPART, TAG_DOMAIN, TAG_USER, TAG_DETAIL
+#define MIME_TAGS TAG_MIME_, TAG_ANYCHILD
 
 static const uint8_t t_none[] = { TAG_NONE };
 static const uint8_t t_keep[] = { TAG_FLAGS, TAG_NONE };
@@ -97,9 +106,14 @@ static const uint8_t t_deleteheader[] = { MATCH_TAGS, TAG_INDEX, TAG_LAST, TAG_N
 static const uint8_t t_include[] = { TAG_PERSONAL, TAG_GLOBAL, TAG_ONCE, TAG_OPTIONAL, TAG_NONE };
 static const uint8_t t_notify[] = { TAG_FROM, TAG_IMPORTANCE, TAG_OPTIONS, TAG_MESSAGE, TAG_NONE };
 static const uint8_t t_route[] = { TAG_RELAY, TAG_TRANSPORT, TAG_NONE };
-static const uint8_t t_address[] = { MATCH_TAGS, ADDR_TAGS, TAG_INDEX, TAG_LAST, TAG_NONE };
+static const uint8_t t_address[] = { MATCH_TAGS, ADDR_TAGS, TAG_INDEX, TAG_LAST, MIME_TAGS, TAG_NONE };
 static const uint8_t t_envelope[] = { MATCH_TAGS, ADDR_TAGS, TAG_NONE };
-static const uint8_t t_header[] = { MATCH_TAGS, TAG_INDEX, TAG_LAST, TAG_NONE };
+static const uint8_t t_header[] = { MATCH_TAGS, TAG_INDEX, TAG_LAST, MIME_TAGS, TAG_TYPE, TAG_SUBTYPE,
+				     TAG_CONTENTTYPE, TAG_PARAM, TAG_NONE };
+static const uint8_t t_exists[] = { MIME_TAGS, TAG_NONE };
+static const uint8_t t_foreverypart[] = { TAG_NAME, TAG_NONE };
+static const uint8_t t_extracttext[] = { TAG_FIRST, TAG_LOWER, TAG_UPPER, TAG_LOWERFIRST, TAG_UPPERFIRST,
+					  TAG_QUOTEWILDCARD, TAG_QUOTEREGEX, TAG_ENCODEURL, TAG_LENGTH, TAG_NONE };
 static const uint8_t t_match[] = { MATCH_TAGS, TAG_NONE };
 static const uint8_t t_size[] = { TAG_OVER, TAG_UNDER, TAG_NONE };
 static const uint8_t t_body[] = { MATCH_TAGS, TAG_RAW, TAG_CONTENT, TAG_TEXT, TAG_NONE };
@@ -144,6 +158,9 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "return", CMD_RETURN, false, SIEVE_EXT_INCLUDE, "", NO_TESTS, false, t_none },
 	{ "global", CMD_GLOBAL, false, SIEVE_EXT_INCLUDE, "l", NO_TESTS, false, t_none },
 	{ "notify", CMD_NOTIFY, false, SIEVE_EXT_ENOTIFY, "s", NO_TESTS, false, t_notify },
+	{ "foreverypart", CMD_FOREVERYPART, false, SIEVE_EXT_FOREVERYPART, "", NO_TESTS, true, t_foreverypart },
+	{ "break", CMD_BREAK, false, SIEVE_EXT_FOREVERYPART, "", NO_TESTS, false, t_foreverypart },
+	{ "extracttext", CMD_EXTRACTTEXT, false, SIEVE_EXT_EXTRACTTEXT, "s", NO_TESTS, false, t_extracttext },
 	{ "route", CMD_ROUTE, false, SIEVE_EXT_MAILROUTE, "s", NO_TESTS, false, t_route },
 	{ "webhook", CMD_WEBHOOK, false, SIEVE_EXT_MAILROUTE, "s", NO_TESTS, false, t_none },
 	{ "quarantine", CMD_QUARANTINE, false, SIEVE_EXT_MAILROUTE, "?s", NO_TESTS, false, t_none },
@@ -163,7 +180,7 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "allof", TST_ALLOF, true, 0, "", TEST_LIST, false, t_none },
 	{ "anyof", TST_ANYOF, true, 0, "", TEST_LIST, false, t_none },
 	{ "envelope", TST_ENVELOPE, true, SIEVE_EXT_ENVELOPE, "ll", NO_TESTS, false, t_envelope },
-	{ "exists", TST_EXISTS, true, 0, "l", NO_TESTS, false, t_none },
+	{ "exists", TST_EXISTS, true, 0, "l", NO_TESTS, false, t_exists },
 	{ "false", TST_FALSE, true, 0, "", NO_TESTS, false, t_none },
 	{ "true", TST_TRUE, true, 0, "", NO_TESTS, false, t_none },
 	{ "header", TST_HEADER, true, 0, "ll", NO_TESTS, false, t_header },
@@ -225,6 +242,9 @@ static const struct {
 	{ "comparator-i;ascii-casemap", 0 },
 	{ "environment", SIEVE_EXT_ENVIRONMENT },
 	{ "ihave", SIEVE_EXT_IHAVE },
+	{ "mime", SIEVE_EXT_MIME },
+	{ "foreverypart", SIEVE_EXT_FOREVERYPART },
+	{ "extracttext", SIEVE_EXT_EXTRACTTEXT },
 	{ "vnd.mailroute", SIEVE_EXT_MAILROUTE },
 	{ "vnd.dovecot.testsuite", SIEVE_EXT_TESTSUITE },
 };
@@ -262,6 +282,7 @@ struct validator {
 	unsigned *include_count;
 	char *error;
 	bool seen_non_require;
+	unsigned loop_depth;       /* foreverypart nesting */
 };
 
 static void v_error(struct validator *v, int line, int col, const char *fmt, ...)
@@ -453,12 +474,21 @@ static const struct sieve_cmd_def *find_def(const char *name)
 	return NULL;
 }
 
-static const struct tag_def *find_tag(const char *name)
+static bool tag_allowed(const struct sieve_cmd_def *d, enum sieve_tag_id id);
+
+/* Tag names are not unique across commands (:mime of vacation and of header): prefer one the command takes. */
+static const struct tag_def *find_tag_for(const struct sieve_cmd_def *d, const char *name)
 {
-	for (size_t i = 0; i < sizeof(tag_defs) / sizeof(tag_defs[0]); i++)
-		if (strcasecmp(tag_defs[i].name, name) == 0)
+	const struct tag_def *any = NULL;
+	for (size_t i = 0; i < sizeof(tag_defs) / sizeof(tag_defs[0]); i++) {
+		if (strcasecmp(tag_defs[i].name, name) != 0)
+			continue;
+		if (tag_allowed(d, tag_defs[i].id))
 			return &tag_defs[i];
-	return NULL;
+		if (any == NULL)
+			any = &tag_defs[i];
+	}
+	return any;
 }
 
 static bool tag_allowed(const struct sieve_cmd_def *d, enum sieve_tag_id id)
@@ -543,7 +573,7 @@ static int validate_tags_and_args(struct validator *v, struct sieve_node *n)
 			pos[npos++] = a;
 			continue;
 		}
-		const struct tag_def *t = find_tag(a->tag);
+		const struct tag_def *t = find_tag_for(d, a->tag);
 		if (t == NULL || !tag_allowed(d, t->id) ||
 		    (tag_ext_for(d, t) != 0 && (v->s->required & tag_ext_for(d, t)) == 0 &&
 		     !(d->id == CMD_SET && t->id == TAG_QUOTEREGEX))) {
@@ -837,6 +867,28 @@ static int validate_specific(struct validator *v, struct sieve_node *n)
 		break;
 	case CMD_INCLUDE:
 		return compile_include(v, n);
+	case CMD_BREAK:
+		if (v->loop_depth == 0) {
+			v_error(v, n->line, n->col, "the break command is not inside a foreverypart loop");
+			return -1;
+		}
+		return 0;
+	case CMD_EXTRACTTEXT:
+		if (v->loop_depth == 0) {
+			v_error(v, n->line, n->col, "the extracttext command is not inside a foreverypart loop");
+			return -1;
+		}
+		if ((v->s->required & SIEVE_EXT_VARIABLES) == 0) {
+			v_error(v, n->line, n->col, "the extracttext command needs require \"variables\"");
+			return -1;
+		}
+		if (!valid_identifier(n->pos[0]->strs[0].s, n->pos[0]->strs[0].len)) {
+			v_error(v, n->pos[0]->line, n->pos[0]->col, "invalid variable name '%s'", n->pos[0]->strs[0].s);
+			return -1;
+		}
+		return 0;
+	case CMD_FOREVERYPART:
+		return 0;
 	case CMD_NOTIFY:
 		a = n->tag[TAG_IMPORTANCE];
 		if (a != NULL && !a->strs[0].vars &&
@@ -893,6 +945,11 @@ static int validate_specific(struct validator *v, struct sieve_node *n)
 	default:
 		break;
 	}
+	if ((n->tag[TAG_ANYCHILD] || n->tag[TAG_TYPE] || n->tag[TAG_SUBTYPE] || n->tag[TAG_CONTENTTYPE] ||
+	     n->tag[TAG_PARAM]) && n->tag[TAG_MIME_] == NULL) {
+		v_error(v, n->line, n->col, "the %s test uses MIME options without :mime", n->def->name);
+		return -1;
+	}
 	if (n->def->test || n->id == CMD_DELETEHEADER) {
 		if (resolve_match(v, n) < 0)
 			return -1;
@@ -943,7 +1000,12 @@ static int validate_node(struct validator *v, struct sieve_node *n, bool as_test
 	for (size_t i = 0; i < n->ntests; i++)
 		if (validate_node(v, n->tests[i], true) < 0)
 			return -1;
-	if (n->has_block && validate_commands(v, n->block, n->nblock, false) < 0)
+	if (n->id == CMD_FOREVERYPART)
+		v->loop_depth++;
+	int br = n->has_block ? validate_commands(v, n->block, n->nblock, false) : 0;
+	if (n->id == CMD_FOREVERYPART)
+		v->loop_depth--;
+	if (br < 0)
 		return -1;
 	return 0;
 }

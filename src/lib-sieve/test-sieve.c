@@ -474,6 +474,28 @@ static const struct run_case run_cases[] = {
 	  .script = "require \"ihave\";\nif ihave \"fileinto\" { discard; }", .want = "discard" },
 	{ .name = "vnd.mailroute not for users",
 	  .script = "keep;", .ext = SIEVE_EXT_USER_DEFAULT, .want = "keep" },
+	/* ---- mime / foreverypart / extracttext (RFC 5703) ---- */
+	{ .name = "foreverypart types",
+	  .script = "require [\"foreverypart\", \"mime\", \"variables\", \"fileinto\"];\nset \"t\" \"\";\n"
+		    "foreverypart {\n  if header :mime :contenttype \"content-type\" \"*\" { }\n"
+		    "  if header :mime :matches :contenttype \"content-type\" \"*\" { set \"t\" \"${t}${1},\"; }\n}\n"
+		    "fileinto \"${t}\";",
+	  .msg = MSG_MIME, .want = "fileinto \"multipart/mixed,text/plain,text/html,application/octet-stream,\"" },
+	{ .name = "foreverypart break :name",
+	  .script = "require [\"foreverypart\", \"mime\", \"variables\", \"fileinto\"];\nset \"n\" \"\";\n"
+		    "foreverypart :name \"outer\" {\n  set \"n\" \"${n}x\";\n"
+		    "  if header :mime :type \"content-type\" \"text\" { break :name \"outer\"; }\n}\n"
+		    "fileinto \"${n}\";",
+	  .msg = MSG_MIME, .want = "fileinto \"xx\"" },
+	{ .name = "mime :param and :anychild",
+	  .script = "require [\"mime\"];\n"
+		    "if header :mime :anychild :param \"charset\" \"content-type\" \"iso-8859-1\" { discard; }",
+	  .msg = MSG_MIME, .want = "discard" },
+	{ .name = "extracttext :first",
+	  .script = "require [\"foreverypart\", \"extracttext\", \"variables\", \"mime\", \"fileinto\"];\n"
+		    "foreverypart { if header :mime :subtype \"content-type\" \"html\" { extracttext :first 6 \"x\"; } }\n"
+		    "fileinto \"${x}\";",
+	  .msg = MSG_MIME, .want = "fileinto \"secret\"" },
 	/* ---- limits ---- */
 	{ .name = "action limit",
 	  .script = "require [\"fileinto\"];\nfileinto \"1\"; fileinto \"2\"; fileinto \"3\"; fileinto \"4\";"
@@ -618,6 +640,9 @@ static const struct error_case error_cases[] = {
 	  "t:2:19: reject_code needs an enhanced status code of the same class, not '4.7.1'" },
 	{ "require \"vnd.dovecot.testsuite\";", "t:1:9: unknown Sieve capability 'vnd.dovecot.testsuite'" },
 	{ "keep;\n\"str\";", "t:2:1: expected a command, found string" },
+	{ "require \"foreverypart\";\nbreak;", "t:2:1: the break command is not inside a foreverypart loop" },
+	{ "require \"mime\";\nif header :type \"content-type\" \"text\" {}",
+	  "t:2:4: the header test uses MIME options without :mime" },
 	{ "if anyof (true,) {}", "t:1:16: expected a test in the test list, found ')'" },
 	{ "redirect [\"a\" \"b\"];", "t:1:15: expected ',' or ']' in the string list, found string" },
 	{ "redirect [];", "t:1:11: expected a string in the string list, found ']'" },
