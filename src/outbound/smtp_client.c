@@ -35,6 +35,7 @@
 #define CAP_STARTTLS 0x20
 #define CAP_AUTH 0x40
 #define CAP_ENHANCED 0x80
+#define CAP_CHUNKING 0x100
 
 #define AUTH_PLAIN 0x1
 #define AUTH_LOGIN 0x2
@@ -57,13 +58,15 @@ enum sess_state {
 	S_DATA,
 	S_BODY,
 	S_DOT,
+	S_BDAT,      /* a BDAT chunk sent, waiting for its reply */
+	S_BDAT_LAST, /* BDAT ... LAST sent: the final reply */
 	S_IDLE,    /* transaction finished, owned by a delivery or parked in the pool */
 	S_QUIT,    /* closing: waiting for QUIT's reply or the timer */
 };
 
 static const char *const state_names[] = {
 	"connect", "banner", "EHLO", "HELO", "STARTTLS", "TLS handshake", "AUTH", "RSET",
-	"MAIL FROM", "RCPT TO", "DATA", "message body", "end of data", "idle", "QUIT",
+	"MAIL FROM", "RCPT TO", "DATA", "message body", "end of data", "BDAT", "BDAT LAST", "idle", "QUIT",
 };
 
 struct rcpt_state {
@@ -169,7 +172,10 @@ struct smtp_session {
 	bool dead;
 	/* body transfer */
 	off_t data_off;
+	size_t hdr_off;      /* downgrade: how much of the rewritten header was produced */
 	bool data_bol, data_prev_cr, data_eof;
+	bool stuff_bol;      /* dot-stuffing: at the start of a line */
+	bool bdat;           /* this transaction uses BDAT */
 };
 
 struct smtp_client {
@@ -505,6 +511,7 @@ static void parse_ehlo(struct smtp_session *s)
 		{ SMTP_EHLO_8BITMIME, CAP_8BITMIME },     { SMTP_EHLO_SMTPUTF8, CAP_SMTPUTF8 },
 		{ SMTP_EHLO_DSN, CAP_DSN },               { SMTP_EHLO_STARTTLS, CAP_STARTTLS },
 		{ SMTP_EHLO_AUTH, CAP_AUTH },             { SMTP_EHLO_ENHANCEDSTATUSCODES, CAP_ENHANCED },
+		{ SMTP_EHLO_CHUNKING, CAP_CHUNKING },
 	};
 	struct smtp_ehlo e;
 	s->caps = 0;
@@ -697,6 +704,8 @@ static void after_helo(struct smtp_session *s)
 }
 
 static void body_fill(struct smtp_session *s);
+static void body_init(struct smtp_session *s);
+static void bdat_next(struct smtp_session *s);
 
 static void send_rcpt(struct smtp_session *s, size_t tx_i)
 {
@@ -799,6 +808,11 @@ static void send_data_or_finish(struct smtp_session *s)
 		delivery_finish(d);
 		return;
 	}
+	if ((s->caps & CAP_CHUNKING) && s->c->set.chunking) {
+		body_init(s);
+		bdat_next(s);
+		return;
+	}
 	s->state = S_DATA;
 	session_send(s, "DATA\r\n");
 	session_timer(s, s->c->set.timeouts.data_init);
@@ -886,98 +900,158 @@ static void data_end_reply(struct smtp_session *s, bool final)
 	delivery_finish(d);
 }
 
-static void start_body(struct smtp_session *s)
-{
-	s->state = S_BODY;
-	s->data_off = 0;
-	s->data_bol = true;
-	s->data_prev_cr = false;
-	s->data_eof = false;
-	bufferevent_setwatermark(s->bev, EV_WRITE, BODY_LOW_WATER, 0);
-	session_timer(s, s->c->set.timeouts.data_block);
-	body_fill(s);
-}
+#define CANON_MAX (BODY_CHUNK * 5 + 64) /* QP (< 3.2x) then CRLF (< 1.5x of that): bounded */
 
-/* Dot-stuffing (RFC 5321 4.5.2) and bare LF → CRLF, across chunk boundaries. */
-static void stuff(struct smtp_session *s, const char *in, size_t n, struct evbuffer *out, char *o)
+/* Bare LF → CRLF across pieces; tracks whether the output ends a line. */
+static size_t canon(struct smtp_session *s, const char *in, size_t n, char *out)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		char ch = in[i];
-		if (s->data_bol && ch == '.')
-			o[k++] = '.';
 		if (ch == '\n' && !s->data_prev_cr)
-			o[k++] = '\r';
-		o[k++] = ch;
+			out[k++] = '\r';
+		out[k++] = ch;
 		s->data_prev_cr = ch == '\r';
 		s->data_bol = ch == '\n';
 	}
-	evbuffer_add(out, o, k);
+	return k;
 }
 
-/* Append up to about one chunk of the message; the end marker at EOF. */
-static void body_fill(struct smtp_session *s)
+/*
+ * The next piece of the message in canonical form (CRLF line ends, the 8-bit
+ * downgrade applied, a final CRLF added). Returns its length (0 only at EOF,
+ * with *eof_r set), or -1 on a read error.
+ */
+static ssize_t body_produce(struct smtp_session *s, char *out, bool *eof_r)
 {
 	struct smtp_delivery *d = s->d;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	char *in = xmalloc(BODY_CHUNK);
-	struct buf qp;
-	/* worst case per input byte: "=XX" plus soft breaks, then doubled by stuffing */
-	char *o = xmalloc(BODY_CHUNK * 10 + 64);
+	char *in;
+	size_t k = 0;
 
-	buf_init(&qp, BODY_CHUNK * 4 + 64);
-	if (d->downgrade && s->data_off == 0) {
-		for (size_t off = 0; off < d->conv_hdr.len; off += BODY_CHUNK) {
-			size_t n = d->conv_hdr.len - off < BODY_CHUNK ? d->conv_hdr.len - off : BODY_CHUNK;
-			stuff(s, d->conv_hdr.data + off, n, out, o);
+	*eof_r = false;
+	if (d->downgrade && s->hdr_off < d->conv_hdr.len) {
+		size_t n = d->conv_hdr.len - s->hdr_off < BODY_CHUNK ? d->conv_hdr.len - s->hdr_off : BODY_CHUNK;
+		k = canon(s, d->conv_hdr.data + s->hdr_off, n, out);
+		s->hdr_off += n;
+		if (s->hdr_off == d->conv_hdr.len) {
+			s->data_off = (off_t)d->body_off;
+			mime7bit_qp_init(&d->qp);
 		}
-		s->data_off = (off_t)d->body_off;
-		mime7bit_qp_init(&d->qp);
+		return (ssize_t)k;
 	}
-	while (!s->data_eof && evbuffer_get_length(out) < BODY_HIGH_WATER) {
-		ssize_t n = pread(d->fd, in, BODY_CHUNK, s->data_off);
-		if (n < 0 && errno == EINTR)
-			continue;
+	in = xmalloc(BODY_CHUNK);
+	ssize_t n;
+	do {
+		n = pread(d->fd, in, BODY_CHUNK, s->data_off);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		free(in);
+		return -1;
+	}
+	struct buf qp;
+	buf_init(&qp, BODY_CHUNK * 4 + 64);
+	if (n == 0) {
+		*eof_r = true;
+		s->data_eof = true;
+		if (d->downgrade) {
+			(void)mime7bit_qp_finish(&d->qp, &qp);
+			k = canon(s, qp.data, qp.len, out);
+		}
+		if (!s->data_bol)
+			k += canon(s, "\n", 1, out + k);
+	} else if (d->downgrade) {
+		(void)mime7bit_qp_feed(&d->qp, in, (size_t)n, &qp); /* sized for the worst case */
+		k = canon(s, qp.data, qp.len, out);
+	} else {
+		k = canon(s, in, (size_t)n, out);
+	}
+	s->data_off += n;
+	buf_deinit(&qp);
+	free(in);
+	return (ssize_t)k;
+}
+
+static void body_read_failed(struct smtp_session *s)
+{
+	struct smtp_delivery *d = s->d;
+	/* our own problem, not the peer's: defer everything, drop the connection mid-DATA */
+	set_last_error(d, 451, "4.3.0", "cannot read the queued message", false);
+	fail_all_pending(d, SMTP_RCPT_TEMPFAIL, 451, "4.3.0", "cannot read the queued message", false);
+	session_close(s, false);
+	delivery_finish(d);
+}
+
+/* DATA: append pieces, dot-stuffed (RFC 5321 4.5.2), until the high-water mark; the end marker at EOF. */
+static void body_fill(struct smtp_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char *c = xmalloc(CANON_MAX);
+	char *o = xmalloc(CANON_MAX * 2);
+	bool eof = false;
+
+	while (!eof && evbuffer_get_length(out) < BODY_HIGH_WATER) {
+		ssize_t n = body_produce(s, c, &eof);
 		if (n < 0) {
-			free(in);
+			free(c);
 			free(o);
-			buf_deinit(&qp);
-			/* our own problem, not the peer's: defer everything, drop the connection mid-DATA */
-			set_last_error(d, 451, "4.3.0", "cannot read the queued message", false);
-			fail_all_pending(d, SMTP_RCPT_TEMPFAIL, 451, "4.3.0", "cannot read the queued message", false);
-			session_close(s, false);
-			delivery_finish(d);
+			body_read_failed(s);
 			return;
 		}
-		if (n == 0) {
-			s->data_eof = true;
-			if (d->downgrade) {
-				buf_reset(&qp);
-				(void)mime7bit_qp_finish(&d->qp, &qp);
-				stuff(s, qp.data, qp.len, out, o);
-			}
-			if (!s->data_bol)
-				evbuffer_add(out, "\r\n", 2);
-			evbuffer_add(out, ".\r\n", 3);
-			break;
+		size_t k = 0;
+		for (ssize_t i = 0; i < n; i++) {
+			if (s->stuff_bol && c[i] == '.')
+				o[k++] = '.';
+			o[k++] = c[i];
+			s->stuff_bol = c[i] == '\n';
 		}
-		if (d->downgrade) {
-			buf_reset(&qp);
-			(void)mime7bit_qp_feed(&d->qp, in, (size_t)n, &qp); /* sized for the worst case */
-			stuff(s, qp.data, qp.len, out, o);
-		} else {
-			stuff(s, in, (size_t)n, out, o);
-		}
-		s->data_off += n;
+		evbuffer_add(out, o, k);
 	}
-	free(in);
+	free(c);
 	free(o);
-	buf_deinit(&qp);
-	if (s->data_eof) {
+	if (eof) {
+		evbuffer_add(out, ".\r\n", 3);
 		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 		s->state = S_DOT;
 		session_timer(s, s->c->set.timeouts.data_final);
 	}
+}
+
+/* BDAT (RFC 3030): one chunk per command, each answered before the next; LAST after EOF. */
+static void bdat_next(struct smtp_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char *c = xmalloc(CANON_MAX);
+	bool eof = false;
+	ssize_t n = body_produce(s, c, &eof);
+	if (n < 0) {
+		free(c);
+		body_read_failed(s);
+		return;
+	}
+	evbuffer_add_printf(out, "BDAT %zd%s\r\n", n, eof ? " LAST" : "");
+	evbuffer_add(out, c, (size_t)n);
+	free(c);
+	s->state = eof ? S_BDAT_LAST : S_BDAT;
+	session_timer(s, eof ? s->c->set.timeouts.data_final : s->c->set.timeouts.data_block);
+}
+
+static void body_init(struct smtp_session *s)
+{
+	s->data_off = 0;
+	s->hdr_off = 0;
+	s->data_bol = true;
+	s->data_prev_cr = false;
+	s->data_eof = false;
+	s->stuff_bol = true;
+}
+
+static void start_body(struct smtp_session *s)
+{
+	body_init(s);
+	s->state = S_BODY;
+	bufferevent_setwatermark(s->bev, EV_WRITE, BODY_LOW_WATER, 0);
+	session_timer(s, s->c->set.timeouts.data_block);
+	body_fill(s);
 }
 
 static void session_write_cb(struct bufferevent *bev, void *arg)
@@ -1088,7 +1162,14 @@ static void handle_reply(struct smtp_session *s)
 			session_fail(s, 421, "4.5.0", "unexpected reply to DATA", false);
 		break;
 	case S_DOT:
+	case S_BDAT_LAST:
 		data_end_reply(s, true);
+		break;
+	case S_BDAT:
+		if (code >= 200 && code < 300)
+			bdat_next(s);
+		else
+			data_end_reply(s, false);
 		break;
 	default:
 		break;

@@ -19,7 +19,8 @@
  * TLS, PIPELINING (MAIL+RCPTs in one batch), SIZE (peer limit too small →
  * permanent 552 5.3.4), 8BITMIME (8-bit body without it → quoted-printable or 554 5.6.3),
  * SMTPUTF8 (needed but missing → permanent 553 5.6.7), DSN (NOTIFY/ORCPT/RET/ENVID
- * passed on only when offered), DATA with dot-stuffing and CRLF normalization.
+ * passed on only when offered), DATA with dot-stuffing and CRLF normalization,
+ * or BDAT chunks (RFC 3030, opt-in with settings.chunking) when CHUNKING is offered.
  * 8-bit single-part messages are downgraded to quoted-printable for a peer
  * without 8BITMIME (see mime7bit.h). Every wait has a timeout (RFC 5321 4.5.3.2
  * defaults, configurable). Replies are parsed by lib-smtp's smtp_reply (CRLF
@@ -84,6 +85,7 @@ struct smtp_client_settings {
 	size_t max_reply_line;           /* bytes incl. CRLF; 0 = lib-smtp default (1000) */
 	unsigned idle_ms;                /* pooled session lifetime; 0 = no reuse */
 	unsigned max_reuse;              /* transactions per connection; default 100 */
+	bool chunking;                   /* send with BDAT when the peer offers CHUNKING (RFC 3030) */
 	const char *const *own_names;    /* our hostnames, for MX loop detection */
 	size_t own_name_count;
 	const char *const *own_addrs;    /* our IP addresses (text), for MX loop detection */

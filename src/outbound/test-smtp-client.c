@@ -211,6 +211,8 @@ static void base_free(struct event_base *base)
 
 static const char *const own_names[] = { "self.example.test" };
 
+static bool use_chunking;
+
 static struct smtp_client *client_new_ca(struct event_base *base, struct dns_resolver *dns, unsigned tmo_ms,
                                          unsigned idle_ms, const char *ca)
 {
@@ -224,6 +226,7 @@ static struct smtp_client *client_new_ca(struct event_base *base, struct dns_res
 		.own_names = own_names,
 		.own_name_count = 1,
 		.tls_ca_file = ca,
+		.chunking = use_chunking,
 	};
 	char *error = NULL;
 	struct smtp_client *c = smtp_client_new(base, &set, &error);
@@ -249,6 +252,7 @@ struct deliver_case {
 	const char *msg;             /* message text; default msg_text */
 	bool verify;                 /* tls_verify */
 	bool ca;                     /* the client trusts the receiver's certificate */
+	bool chunking;               /* client setting chunking */
 	int connects;                /* connections the receiver saw (0: don't check) */
 	const char *rcpts[3];
 	bool smtputf8, body_8bit;
@@ -269,8 +273,10 @@ struct deliver_case {
 static void run_relay_case(const struct deliver_case *c)
 {
 	struct event_base *base = event_base_new();
+	use_chunking = c->chunking;
 	struct smtp_client *cl = client_new_ca(base, NULL, c->tmo_ms != 0 ? c->tmo_ms : 3000, 0,
 	                                       c->ca ? cert_path : NULL);
+	use_chunking = false;
 	struct receiver r = { 0 };
 	const char *args[16];
 	size_t na = 0;
@@ -442,6 +448,22 @@ static void test_relay_cases(void **state)
 		{ .name = "verify-untrusted", .tls = SMTP_TLS_REQUIRE, .verify = true,
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .code = { 454 },
 		  .text_has = "certificate verify failed", .messages = 0, .mail_cmds = 0 },
+		{ .name = "bdat", .chunking = true, .recv_args = { "--chunking" },
+		  .rcpts = { "a@dest.test", "b@dest.test" }, .st = { SMTP_RCPT_DELIVERED, SMTP_RCPT_DELIVERED },
+		  .messages = 1, .mail_cmds = 1,
+		  /* no dot-stuffing with BDAT, CRLF still normalized */
+		  .log_has = "hello\\r\\n.leading dot\\r\\nlast line without newline\\r\\n\", \"tls\": false, \"bdat\": 2}" },
+		{ .name = "bdat-not-offered", .chunking = true,
+		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1,
+		  .log_has = "..leading dot" },
+		{ .name = "bdat-last-5xx", .chunking = true, .recv_args = { "--chunking", "--dot-reply", "554 5.6.0 bad" },
+		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_PERMFAIL }, .code = { 554 }, .enh = { "5.6.0" },
+		  .messages = 1, .mail_cmds = 1 },
+		{ .name = "bdat-8bit-downgrade", .chunking = true, .body_8bit = true,
+		  .recv_args = { "--chunking", "--no-8bitmime" },
+		  .msg = "Subject: x\n\ncaf\xc3\xa9\n",
+		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1,
+		  .log_has = "quoted-printable\\r\\n\\r\\ncaf=C3=A9\\r\\n\"" },
 		{ .name = "tls-none-ignores-starttls", .tls = SMTP_TLS_NONE,
 		  .recv_args = { "--tls-cert", cert_path, "--tls-key", key_path },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_DELIVERED }, .messages = 1, .mail_cmds = 1 },
@@ -689,13 +711,16 @@ static void test_cancel(void **state)
 }
 
 
-static void test_large_message(void **state)
+static void large_message(bool bdat)
 {
 	/* several chunks: exercises the write watermark path, dot-stuffing across chunk borders */
 	struct event_base *base = event_base_new();
+	use_chunking = bdat;
 	struct smtp_client *cl = client_new(base, NULL, 3000, 0);
+	use_chunking = false;
 	struct receiver r = { 0 };
-	receiver_start(&r, "127.0.0.1", 0, NULL);
+	const char *args[] = { bdat ? "--chunking" : NULL, NULL };
+	receiver_start(&r, "127.0.0.1", 0, args);
 	struct smtp_relay_host relay = { "127.0.0.1", (unsigned)r.port };
 	struct smtp_destination dest = { .relays = &relay, .relay_count = 1 };
 	struct smtp_envelope_rcpt rc = { .address = "a@dest.test" };
@@ -716,13 +741,25 @@ static void test_large_message(void **state)
 	smtp_client_free(&cl);
 	receiver_stop(&r);
 	char *log = receiver_log(&r);
-	assert_int_equal(count_str(log, "\\r\\n..line "), 4000 / 7 + 1);
+	if (bdat) {
+		assert_int_equal(count_str(log, "\\r\\n.line "), 4000 / 7 + 1);
+		assert_null(strstr(log, "\\r\\n..line "));
+		assert_null(strstr(log, "\"bdat\": 1}"));
+	} else {
+		assert_int_equal(count_str(log, "\\r\\n..line "), 4000 / 7 + 1);
+	}
 	assert_int_equal(count_str(log, "\\r\\nline "), 4000 - (4000 / 7 + 1));
 	assert_non_null(strstr(log, "line 03999 "));
 	assert_non_null(strstr(log, "END-OF-MESSAGE\\r\\n\""));
 	free(log);
 	close(fd);
 	base_free(base);
+}
+
+static void test_large_message(void **state)
+{
+	large_message(false);
+	large_message(true);
 }
 
 static int setup(void **state)

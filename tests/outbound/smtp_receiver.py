@@ -38,6 +38,7 @@ def parse_args():
     p.add_argument("--no-8bitmime", action="store_true")
     p.add_argument("--smtputf8", action="store_true")
     p.add_argument("--dsn", action="store_true")
+    p.add_argument("--chunking", action="store_true")
     p.add_argument("--auth", help="USER:PASS accepted with AUTH PLAIN/LOGIN (offered only inside TLS)")
     return p.parse_args()
 
@@ -60,6 +61,7 @@ class Session:
     def reset(self):
         self.mail_from = None
         self.rcpts = []
+        self.bdat = []
 
     async def send(self, text):
         self.w.write((text + self.eol).encode())
@@ -78,6 +80,8 @@ class Session:
             c.append("SMTPUTF8")
         if ARGS.dsn:
             c.append("DSN")
+        if ARGS.chunking:
+            c.append("CHUNKING")
         if self.tls_ctx and not ARGS.no_starttls and not self.tls:
             c.append("STARTTLS")
         if ARGS.auth and self.tls:
@@ -173,6 +177,24 @@ class Session:
                     data.append(l.decode("utf-8", "replace"))
                 log(event="message", sender=self.mail_from, rcpts=self.rcpts, data="".join(data),
                     tls=self.tls)
+                if ARGS.stall == "dot":
+                    await self.stall()
+                await self.send(ARGS.dot_reply)
+                self.reset()
+            elif verb == "BDAT" and ARGS.chunking:
+                parts = arg.split()
+                n = int(parts[0])
+                last = len(parts) > 1 and parts[1].upper() == "LAST"
+                chunk = await self.r.readexactly(n)
+                self.bdat.append(chunk.decode("utf-8", "replace"))
+                if not self.rcpts:
+                    await self.send("554 5.5.1 no valid recipients")
+                    continue
+                if not last:
+                    await self.send("250 2.0.0 %d octets received" % n)
+                    continue
+                log(event="message", sender=self.mail_from, rcpts=self.rcpts, data="".join(self.bdat),
+                    tls=self.tls, bdat=len(self.bdat))
                 if ARGS.stall == "dot":
                     await self.stall()
                 await self.send(ARGS.dot_reply)
