@@ -99,6 +99,49 @@ static size_t parse_header_block(const char *raw, size_t len, size_t max,
 	return parse_header_block_end(raw, len, max, add, ctx, &ended);
 }
 
+/*
+ * An added field as it goes on the wire (RFC 5293 section 5): a value with
+ * non-ASCII bytes becomes RFC 2047 "B" encoded words of UTF-8, folded
+ * between words so no line passes 78 characters.
+ */
+static char *encode_field(const char *name, size_t nlen, const char *val, size_t vlen)
+{
+	bool ascii = true;
+	for (size_t i = 0; i < vlen; i++)
+		if ((unsigned char)val[i] >= 0x80)
+			ascii = false;
+	if (ascii)
+		return xasprintf("%.*s: %.*s", (int)nlen, name, (int)vlen, val);
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	struct buf b;
+	buf_init(&b, nlen + vlen * 3 + 64);
+	buf_append(&b, name, nlen);
+	buf_append_c(&b, ':');
+	size_t i = 0;
+	bool first = true;
+	while (i < vlen) {
+		/* up to 45 input bytes per word, not splitting a UTF-8 sequence */
+		size_t n = vlen - i < 45 ? vlen - i : 45;
+		while (n > 1 && i + n < vlen && ((unsigned char)val[i + n] & 0xc0) == 0x80)
+			n--;
+		buf_append_str(&b, first ? " =?UTF-8?B?" : "\r\n =?UTF-8?B?");
+		first = false;
+		for (size_t k = 0; k < n; k += 3) {
+			unsigned c0 = (unsigned char)val[i + k];
+			unsigned c1 = k + 1 < n ? (unsigned char)val[i + k + 1] : 0;
+			unsigned c2 = k + 2 < n ? (unsigned char)val[i + k + 2] : 0;
+			char q[4] = { b64[c0 >> 2], b64[((c0 & 3) << 4) | (c1 >> 4)],
+				      k + 1 < n ? b64[((c1 & 15) << 2) | (c2 >> 6)] : '=', k + 2 < n ? b64[c2 & 63] : '=' };
+			buf_append(&b, q, 4);
+		}
+		buf_append_str(&b, "?=");
+		i += n;
+	}
+	char *r = buf_steal(&b);
+	buf_deinit(&b);
+	return r;
+}
+
 static void msg_add(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen)
 {
 	struct sieve_message *m = ctx;
@@ -110,7 +153,7 @@ static void msg_add(void *ctx, const char *name, size_t nlen, const char *val, s
 	h->name = xstrndup(name, nlen);
 	h->raw = unfold(val, vlen);
 	if (m->adding) {
-		h->orig = xasprintf("%.*s: %.*s", (int)nlen, name, (int)vlen, val);
+		h->orig = encode_field(name, nlen, val, vlen);
 	} else {
 		size_t ol = (size_t)(val + vlen - name);
 		while (ol > 0 && (name[ol - 1] == '\r' || name[ol - 1] == '\n'))

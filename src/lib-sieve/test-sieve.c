@@ -740,6 +740,19 @@ static void test_edited_header(void **state)
 	assert_string_equal(res.edited_header, "X-First: 1\r\nSubject: folded\r\n continued\r\nTo: a@b.c\r\nX-Tag: t\r\n");
 	assert_string_equal(raw + res.body_offset, "body\r\n");
 	sieve_result_deinit(&res);
+	/* non-ASCII values are sent as RFC 2047 words, and read back decoded */
+	sieve_script_free(&s);
+	const char *src2 = "require \"editheader\";\naddheader :last \"X-U\" \"Grüße\";\n"
+			   "if header :is \"x-u\" \"Grüße\" { discard; }";
+	s = sieve_compile(src2, strlen(src2), "t", &opt, &err);
+	assert_non_null(s);
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+	assert_string_equal(res.edited_header, "Subject: folded\r\n continued\r\nX-Caffeine: C8\r\nTo: a@b.c\r\n"
+					       "X-U: =?UTF-8?B?R3LDvMOfZQ==?=\r\n");
+	assert_int_equal(res.count, 2);
+	assert_int_equal(res.actions[1].type, SIEVE_ACT_DISCARD);
+	sieve_result_deinit(&res);
 	/* no edits: no new header */
 	sieve_script_free(&s);
 	s = sieve_compile("keep;", 5, "t", NULL, &err);
