@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "lib-auth/dkim.h"
 #include "lib-auth/testzone.h"
@@ -219,6 +220,53 @@ static const struct tag_case tag_cases[] = {
 	{ .in = "a_b=c", .ret = 1, .count = 1, .name0 = "a_b", .value0 = "c" },
 };
 
+/* RFC 8463 A.3: Ed25519 signatures are deterministic, so signing the
+   example's hash input with the example key must give the printed b=. */
+static void test_rfc8463_sign(void **state)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/corpora/dkim/rfc8463/signed.eml", shared_dir());
+	size_t len, klen;
+	char *msg = read_file(path, &len);
+	assert_non_null(msg);
+	snprintf(path, sizeof(path), "%s/corpora/dkim/rfc8463/ed25519.private.b64", shared_dir());
+	char *kb64 = read_file(path, &klen);
+	assert_non_null(kb64);
+	size_t seedlen;
+	unsigned char *seed = dkim_base64_decode(kb64, klen, &seedlen);
+	assert_non_null(seed);
+	assert_int_equal(seedlen, 32);
+	EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, seedlen);
+	assert_non_null(key);
+	struct dkim_msg m;
+	const char *err;
+	assert_int_equal(dkim_msg_parse(msg, len, &m, &err), 1);
+	const char *colon = memchr(m.hdrs[0].raw, ':', m.hdrs[0].raw_len);
+	struct dkim_taglist tl;
+	assert_int_equal(dkim_taglist_parse(colon + 1, m.hdrs[0].raw_len - (size_t)(colon + 1 - m.hdrs[0].raw), &tl, &err), 1);
+	assert_string_equal(dkim_taglist_get(&tl, "a"), "ed25519-sha256");
+	struct buf data;
+	buf_init(&data, 1 << 20);
+	assert_int_equal(dkim_header_hash_input(&m, 0, dkim_taglist_get(&tl, "h"), true, &data), 0);
+	char *b64;
+	assert_int_equal(dkim_crypto_sign(key, true, data.data, data.len, &b64), 1);
+	char expect[256];
+	size_t o = 0;
+	for (const char *p = dkim_taglist_get(&tl, "b"); *p != '\0' && o < sizeof(expect) - 1; p++)
+		if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+			expect[o++] = *p;
+	expect[o] = '\0';
+	assert_string_equal(b64, expect);
+	free(b64);
+	buf_deinit(&data);
+	dkim_taglist_free(&tl);
+	dkim_msg_free(&m);
+	EVP_PKEY_free(key);
+	free(seed);
+	free(kb64);
+	free(msg);
+}
+
 static void test_taglist(void **state)
 {
 	for (size_t i = 0; i < sizeof(tag_cases) / sizeof(tag_cases[0]); i++) {
@@ -418,6 +466,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_canon_example),
+		cmocka_unit_test(test_rfc8463_sign),
 		cmocka_unit_test(test_taglist),
 		cmocka_unit_test(test_msg_prefixes),
 		cmocka_unit_test(test_roundtrip_rsa),

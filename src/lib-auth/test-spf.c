@@ -138,6 +138,22 @@ static void test_records(void **state)
 	}
 }
 
+/* trickle: every prefix of valid records is checked without crashing, and
+   the full records stay valid */
+static void test_record_prefixes(void **state)
+{
+	for (size_t i = 0; i < sizeof(record_cases) / sizeof(record_cases[0]); i++) {
+		const char *rec = record_cases[i].rec;
+		for (size_t n = 0; n <= strlen(rec); n++) {
+			char *p = xstrndup(rec, n);
+			const char *err;
+			int r = spf_record_check(p, &err);
+			assert_true(r == 1 || r == -1);
+			free(p);
+		}
+	}
+}
+
 static enum spf_result eval(struct testzone *z, const char *ipstr, const char *mailfrom,
 			    struct spf_outcome *out)
 {
@@ -231,6 +247,7 @@ int main(void)
 		cmocka_unit_test(test_macros),
 		cmocka_unit_test(test_macro_bomb),
 		cmocka_unit_test(test_records),
+		cmocka_unit_test(test_record_prefixes),
 		cmocka_unit_test(test_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
