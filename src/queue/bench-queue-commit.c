@@ -6,6 +6,7 @@
  * starts the session's next message, like SMTP clients waiting for the 250.
  * -1 commits one message per batch synchronously (no group commit) for comparison;
  * -b N commits synchronously in batches of N (no thread, no event loop).
+ * -P takes spool files from the committer's pre-created pool.
  * -F syncs batches with syncfs() (QUEUE_SYNC_FS) instead of per-file fdatasync.
  * -S compares only the body durability of a batch (-b N or -c N messages):
  * one file per message vs. one appended segment (see bench_spool_only).
@@ -26,6 +27,8 @@
 #include "lib/xalloc.h"
 #include "queue/queue_committer.h"
 #include "queue/queue_store.h"
+
+static bool use_pool;
 
 struct bench {
 	struct queue_store *q;
@@ -53,7 +56,8 @@ static struct queue_envelope *bench_msg(struct bench *b, int *fd_r)
 {
 	struct queue_envelope *env = queue_envelope_new("sender@example.org");
 	char *error = NULL;
-	if (queue_spool_create(b->q, env->id, fd_r, &error) < 0) {
+	if ((b->c != NULL && use_pool ? queue_committer_spool_create(b->c, env->id, fd_r, &error)
+				      : queue_spool_create(b->q, env->id, fd_r, &error)) < 0) {
 		fprintf(stderr, "%s\n", error);
 		exit(1);
 	}
@@ -192,7 +196,7 @@ int main(int argc, char **argv)
 	long sync_batch = 1;
 	const char *dir_arg = NULL;
 	int opt;
-	while ((opt = getopt(argc, argv, "c:n:s:w:d:1b:SF")) != -1) {
+	while ((opt = getopt(argc, argv, "c:n:s:w:d:1b:SFP")) != -1) {
 		switch (opt) {
 		case 'c': concurrency = strtol(optarg, NULL, 10); break;
 		case 'n': messages = strtol(optarg, NULL, 10); break;
@@ -202,9 +206,10 @@ int main(int argc, char **argv)
 		case '1': sync_mode = true; break;
 		case 'S': spool_only = true; break;
 		case 'F': use_syncfs = true; break;
+		case 'P': use_pool = true; break;
 		case 'b': sync_mode = true; sync_batch = strtol(optarg, NULL, 10); break;
 		default:
-			fprintf(stderr, "usage: %s [-c N] [-n N] [-s BYTES] [-w US] [-d DIR] [-1] [-b N] [-S] [-F]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-c N] [-n N] [-s BYTES] [-w US] [-d DIR] [-1] [-b N] [-S] [-F] [-P]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -288,10 +293,10 @@ int main(int argc, char **argv)
 		free(sessions);
 	}
 	double elapsed = now_s() - t0;
-	printf("sync=%s mode=%s concurrency=%ld size=%ld window_us=%ld messages=%ld failed=%ld seconds=%.3f "
+	printf("pool=%d sync=%s mode=%s concurrency=%ld size=%ld window_us=%ld messages=%ld failed=%ld seconds=%.3f "
 	       "msgs_per_s=%.0f batches=%llu avg_batch=%.1f max_batch=%llu fsyncs=%llu "
 	       "lat_avg_ms=%.2f lat_max_ms=%.2f file_sync_ms=%.0f dir_sync_ms=%.0f db_ms=%.0f\n",
-	       use_syncfs ? "syncfs" : "files", sync_mode ? "sync" : "group", sync_mode ? 1 : concurrency, size, window, b.done, b.failed,
+	       use_pool, use_syncfs ? "syncfs" : "files", sync_mode ? "sync" : "group", sync_mode ? 1 : concurrency, size, window, b.done, b.failed,
 	       elapsed, (double)b.done / elapsed, (unsigned long long)st.batches,
 	       st.batches > 0 ? (double)st.messages / (double)st.batches : 0.0,
 	       (unsigned long long)st.max_batch, (unsigned long long)st.fsyncs,

@@ -45,6 +45,18 @@ struct queue_committer {
 	bool stopping;
 	enum queue_sync_method sync_method;
 	struct queue_committer_stats stats;
+
+	/* Pre-created empty spool files, made by the pool thread so that file
+	 * creation (which can wait for a journal commit) stays off the loop thread. */
+	pthread_t pool_thread;
+	bool pool_started;
+	pthread_cond_t pool_cond;
+	struct queue_pool_entry {
+		char id[QUEUE_ID_SIZE];
+		int fd;
+	} pool[QUEUE_COMMITTER_POOL];
+	unsigned pool_count;
+	bool pool_failed; /* last refill hit an error: don't spin, the loop falls back */
 };
 
 static void queue_committer_deadline(struct timespec *ts, const struct timespec *from, unsigned us)
@@ -144,6 +156,62 @@ static void *queue_committer_thread(void *arg)
 	return NULL;
 }
 
+static void *queue_committer_pool_thread(void *arg)
+{
+	struct queue_committer *c = arg;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->stopping && (c->pool_count > QUEUE_COMMITTER_POOL / 2 || c->pool_failed))
+			pthread_cond_wait(&c->pool_cond, &c->lock);
+		if (c->stopping)
+			break;
+		unsigned want = QUEUE_COMMITTER_POOL - c->pool_count;
+		pthread_mutex_unlock(&c->lock);
+		struct queue_pool_entry fresh[QUEUE_COMMITTER_POOL];
+		unsigned made = 0;
+		bool failed = false;
+		while (made < want) {
+			char *error = NULL;
+			if (queue_spool_create(c->store, fresh[made].id, &fresh[made].fd, &error) < 0) {
+				log_warn("event=queue_pool_refill_failed error=\"%s\"", error);
+				free(error);
+				failed = true;
+				break;
+			}
+			made++;
+		}
+		pthread_mutex_lock(&c->lock);
+		for (unsigned i = 0; i < made; i++)
+			c->pool[c->pool_count++] = fresh[i];
+		c->pool_failed = failed;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int queue_committer_spool_create(struct queue_committer *c, char id_r[QUEUE_ID_SIZE], int *fd_r,
+				 char **error_r)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->pool_count > 0) {
+		/* oldest first, so IDs still roughly follow arrival order */
+		struct queue_pool_entry e = c->pool[0];
+		memmove(&c->pool[0], &c->pool[1], (c->pool_count - 1) * sizeof(c->pool[0]));
+		c->pool_count--;
+		if (c->pool_count <= QUEUE_COMMITTER_POOL / 2)
+			pthread_cond_signal(&c->pool_cond);
+		pthread_mutex_unlock(&c->lock);
+		memcpy(id_r, e.id, QUEUE_ID_SIZE);
+		*fd_r = e.fd;
+		return 1;
+	}
+	c->pool_failed = false; /* let the pool thread try again */
+	pthread_cond_signal(&c->pool_cond);
+	pthread_mutex_unlock(&c->lock);
+	/* openat() of one file in spool/ only: safe next to the worker's use of the store */
+	return queue_spool_create(c->store, id_r, fd_r, error_r);
+}
+
 /* Run the callbacks of finished submissions (loop thread, or free()). */
 static void queue_committer_deliver(struct queue_committer *c)
 {
@@ -192,6 +260,7 @@ struct queue_committer *queue_committer_new(struct queue_store *q, struct event_
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cond, &attr);
+	pthread_cond_init(&c->pool_cond, NULL);
 	pthread_condattr_destroy(&attr);
 	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->efd < 0) {
@@ -212,6 +281,13 @@ struct queue_committer *queue_committer_new(struct queue_store *q, struct event_
 		goto fail;
 	}
 	c->thread_started = true;
+	err = pthread_create(&c->pool_thread, NULL, queue_committer_pool_thread, c);
+	if (err != 0) {
+		if (error_r != NULL)
+			*error_r = xasprintf("queue committer: pthread_create: %s", strerror(err));
+		goto fail;
+	}
+	c->pool_started = true;
 	return c;
 fail:
 	queue_committer_free(&c);
@@ -223,13 +299,23 @@ void queue_committer_free(struct queue_committer **cp)
 	struct queue_committer *c = *cp;
 	if (c == NULL)
 		return;
-	if (c->thread_started) {
+	if (c->thread_started || c->pool_started) {
 		pthread_mutex_lock(&c->lock);
 		c->stopping = true;
 		pthread_cond_signal(&c->cond);
+		pthread_cond_signal(&c->pool_cond);
 		pthread_mutex_unlock(&c->lock);
-		pthread_join(c->thread, NULL);
+		if (c->thread_started)
+			pthread_join(c->thread, NULL);
+		if (c->pool_started)
+			pthread_join(c->pool_thread, NULL);
 	}
+	/* unused pre-created files were never handed out: remove them */
+	for (unsigned i = 0; i < c->pool_count; i++) {
+		close(c->pool[i].fd);
+		(void)queue_spool_remove(c->store, c->pool[i].id, NULL);
+	}
+	c->pool_count = 0;
 	queue_committer_deliver(c); /* callbacks may still query c, not submit */
 	*cp = NULL;
 	if (c->ev != NULL)
@@ -237,6 +323,7 @@ void queue_committer_free(struct queue_committer **cp)
 	if (c->efd >= 0)
 		close(c->efd);
 	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->pool_cond);
 	pthread_mutex_destroy(&c->lock);
 	queue_store_close(&c->store);
 	free(c);

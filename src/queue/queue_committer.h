@@ -48,6 +48,17 @@ struct queue_committer_stats {
 struct queue_committer *queue_committer_new(struct queue_store *q, struct event_base *base,
 					    unsigned window_us, char **error_r);
 void queue_committer_free(struct queue_committer **c);
+/*
+ * Like queue_spool_create() (same contract), but hands out one of up to
+ * QUEUE_COMMITTER_POOL empty spool files pre-created by a helper thread, so the
+ * loop thread does not wait for a file creation stuck behind a journal commit;
+ * creates one synchronously when the pool is empty. Unused pool files are
+ * removed by queue_committer_free() (and, after a crash, by recovery: they have
+ * no row). IDs then reflect creation, not DATA, time (still roughly ordered).
+ */
+#define QUEUE_COMMITTER_POOL 32
+int queue_committer_spool_create(struct queue_committer *c, char id_r[QUEUE_ID_SIZE], int *fd_r,
+				 char **error_r);
 /* Choose how batches are synced (queue_store.h); takes effect from the next batch. 0, or -1 refused. */
 int queue_committer_set_sync_method(struct queue_committer *c, enum queue_sync_method method);
 void queue_committer_submit(struct queue_committer *c, struct queue_envelope *env, int spool_fd,

@@ -81,6 +81,34 @@ static struct queue_envelope *make_msg(struct queue_store *q, const char *body, 
 	return env;
 }
 
+/* The same with a spool file from the committer's pool. */
+static struct queue_envelope *make_msg_pool(struct queue_committer *c, const char *body, unsigned nrcpt,
+					    int *fd_r)
+{
+	struct queue_envelope *env = queue_envelope_new("sender@example.org");
+	char *error = NULL;
+	assert_int_equal(queue_committer_spool_create(c, env->id, fd_r, &error), 1);
+	assert_int_equal(write(*fd_r, body, strlen(body)), (ssize_t)strlen(body));
+	for (unsigned i = 0; i < nrcpt; i++)
+		assert_non_null(queue_envelope_add_rcpt(env, "r@example.test", NULL, 0, QUEUE_RCPT_LOCAL, "/m/x", NULL));
+	return env;
+}
+
+static unsigned count_spool_files(void)
+{
+	char *spool = xasprintf("%s/spool", qdir);
+	DIR *d = opendir(spool);
+	assert_non_null(d);
+	unsigned files = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			files++;
+	closedir(d);
+	free(spool);
+	return files;
+}
+
 static void commit_one(struct queue_store *q, struct queue_envelope *env, int fd)
 {
 	struct queue_commit_item it = { .env = env, .fd = fd };
@@ -287,6 +315,7 @@ struct gc_ctx {
 struct gc_session {
 	struct gc_ctx *g;
 	int n;
+	bool pool; /* take spool files from the committer's pool */
 };
 
 static void gc_submit(struct gc_session *s);
@@ -309,7 +338,10 @@ static void gc_done(void *arg, int result, const char *error)
 static void gc_submit(struct gc_session *s)
 {
 	int fd;
-	struct queue_envelope *env = make_msg(s->g->q, "Subject: gc\r\n\r\nhello\r\n", 2, &fd);
+	/* half of the sessions take pre-created files from the committer's pool */
+	struct queue_envelope *env = !s->pool
+		? make_msg(s->g->q, "Subject: gc\r\n\r\nhello\r\n", 2, &fd)
+		: make_msg_pool(s->g->c, "Subject: gc\r\n\r\nhello\r\n", 2, &fd);
 	s->n--;
 	s->g->submitted++;
 	if (++s->g->outstanding > s->g->max_outstanding)
@@ -328,7 +360,7 @@ static void test_group_commit(void **state)
 	assert_non_null(g.c);
 	struct gc_session sessions[SESSIONS];
 	for (int i = 0; i < SESSIONS; i++) {
-		sessions[i] = (struct gc_session){ .g = &g, .n = PER_SESSION };
+		sessions[i] = (struct gc_session){ .g = &g, .n = PER_SESSION, .pool = i % 2 == 1 };
 		gc_submit(&sessions[i]);
 	}
 	assert_int_equal(event_base_dispatch(g.base), 0);
@@ -358,6 +390,8 @@ static void test_group_commit(void **state)
 	assert_null(g.c);
 	assert_int_equal(g.done, 2);
 	assert_int_equal(g.failed, 0);
+	/* the unused pre-created pool files are gone: one spool file per message */
+	assert_int_equal(count_spool_files(), SESSIONS * PER_SESSION + 2);
 	event_base_free(g.base);
 	/* clean the queue for the next tests */
 	assert_int_equal(queue_store_flush(g.q, NULL, 0, NULL), SESSIONS * PER_SESSION + 2);
@@ -388,7 +422,7 @@ static void test_group_commit_syncfs(void **state)
 	}
 	struct gc_session sessions[SESSIONS];
 	for (int i = 0; i < SESSIONS; i++) {
-		sessions[i] = (struct gc_session){ .g = &g, .n = PER_SESSION };
+		sessions[i] = (struct gc_session){ .g = &g, .n = PER_SESSION, .pool = i % 2 == 1 };
 		gc_submit(&sessions[i]);
 	}
 	assert_int_equal(event_base_dispatch(g.base), 0);
@@ -471,7 +505,8 @@ static void crash_submit(struct crash_session *s)
 {
 	int fd;
 	struct queue_envelope *env = queue_envelope_new("crash@example.org");
-	if (queue_spool_create(s->q, env->id, &fd, NULL) != 1)
+	/* pre-created pool files are left behind by the crash too: recovery removes them */
+	if (queue_committer_spool_create(s->c, env->id, &fd, NULL) != 1)
 		_exit(5);
 	memcpy(s->id, env->id, QUEUE_ID_SIZE);
 	char body[128];
