@@ -141,8 +141,7 @@ static void sl_add(struct strlist *l, const char *s, size_t len)
 {
 	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
 	l->len = xreallocarray(l->len, l->n + 1, sizeof(*l->len));
-	l->v[l->n] = xmemdup(s, len + 1);
-	l->v[l->n][len] = '\0';
+	l->v[l->n] = xmemdup(s, len); /* copies len bytes, adds a NUL; s need not be terminated */
 	l->len[l->n] = len;
 	l->n++;
 }
@@ -1395,7 +1394,7 @@ static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 			a->type = SIEVE_ACT_DUPLICATE_TRACK;
 			a->line = n->line;
 			a->col = n->col;
-			a->text = xmemdup(id.data, id.len + 1);
+			a->text = xmemdup(id.data, id.len);
 			a->seconds = secs;
 			a->last = n->tag[TAG_LAST] != NULL;
 		}

@@ -685,8 +685,7 @@ static void add_part(struct mime_ctx *mc, struct part_hdrs *ph, const char *defa
 	ph->hm.hdrs = NULL;
 	ph->hm.nhdrs = ph->hm.alloc = 0;
 	pt->type = xstrdup(type);
-	pt->raw = xmemdup(body, len + 1);
-	pt->raw[len] = '\0';
+	pt->raw = xmemdup(body, len);
 	pt->raw_len = len;
 	if (strncmp(type, "multipart/", 10) == 0) {
 		pt->multipart = true;
@@ -708,7 +707,7 @@ static void add_part(struct mime_ctx *mc, struct part_hdrs *ph, const char *defa
 			hl -= 2;
 		else if (hl >= 1 && body[hl - 1] == '\n')
 			hl -= 1;
-		pt->text = xstrndup(body, hl);
+		pt->text = xmemdup(body, hl);
 		pt->text_len = hl;
 		pt->multipart = true; /* not text: only :content "message" sees it */
 		add_part(mc, &sub, "text/plain", body + off, len - off, depth + 1);

@@ -65,8 +65,7 @@ void sieve_node_free(struct sieve_node *n)
 static void push_str(struct sieve_arg *a, const char *s, size_t len)
 {
 	a->strs = xreallocarray(a->strs, a->nstrs + 1, sizeof(*a->strs));
-	a->strs[a->nstrs].s = xmemdup(s, len + 1);
-	a->strs[a->nstrs].s[len] = '\0';
+	a->strs[a->nstrs].s = xmemdup(s, len);
 	a->strs[a->nstrs].len = len;
 	a->strs[a->nstrs].vars = false;
 	a->nstrs++;

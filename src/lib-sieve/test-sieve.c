@@ -763,6 +763,32 @@ static void test_edited_header(void **state)
 	sieve_script_free(&s);
 }
 
+/* the raw message is not NUL-terminated (an exact-size heap copy: ASan sees any overread) */
+static void test_unterminated_message(void **state)
+{
+	(void)state;
+	const char *src = "require [\"body\", \"variables\"];\n"
+			  "if body :raw :matches \"*\" { set \"a\" \"${1}\"; }\n"
+			  "if body :text :contains \"x\" { keep; }\nif header :contains \"subject\" \"s\" { keep; }";
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(src, strlen(src), "t", NULL, &err);
+	assert_non_null(s);
+	static const char *const msgs[] = { MSG_MIME, "Content-Type: text/html;iso-8859-1\n\n", "Subject: s", "" };
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		size_t len = strlen(msgs[i]);
+		char *raw = xmalloc(len ? len : 1);
+		memcpy(raw, msgs[i], len);
+		struct sieve_msg_view mv = { .raw = raw, .raw_len = len, .envelope_from = "a@example.com" };
+		struct sieve_result res;
+		sieve_result_init(&res);
+		assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+		assert_int_equal(sieve_vacation_allowed(&mv), 1);
+		sieve_result_deinit(&res);
+		free(raw);
+	}
+	sieve_script_free(&s);
+}
+
 static void test_step_limit(void **state)
 {
 	(void)state;
@@ -958,6 +984,7 @@ int main(void)
 		cmocka_unit_test(test_nesting_limit),
 		cmocka_unit_test(test_step_limit),
 		cmocka_unit_test(test_work_limit),
+		cmocka_unit_test(test_unterminated_message),
 		cmocka_unit_test(test_edited_header),
 		cmocka_unit_test(test_include),
 		cmocka_unit_test(test_trace),
