@@ -22,7 +22,28 @@ struct mbox {
 	uint32_t uidvalidity;
 	bool scanned;
 	struct timespec mt_new, mt_cur;
+	/* handles are shared by the sessions of a process (one event loop, no interleaved
+	 * transactions): refs counts the users; dev/ino identify the index file it opened */
+	unsigned refs;
+	dev_t dev;
+	ino_t ino;
+	struct mbox *next;
 };
+
+static struct mbox *open_boxes;
+
+static bool index_identity(const char *path, dev_t *dev, ino_t *ino)
+{
+	char *f = xasprintf("%s/%s", path, MBOX_INDEX_NAME);
+	struct stat st;
+	int r = stat(f, &st);
+	free(f);
+	if (r < 0)
+		return false;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return true;
+}
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
@@ -89,7 +110,10 @@ static int db_open(struct mbox *mb)
 		return -1;
 	}
 	sqlite3_busy_timeout(mb->db, 10000);
-	if (exec(mb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-128;") < 0 ||
+	/* one connection per selected mailbox per session: keep its memory small (the default
+	 * lookaside alone is ~120 KB) */
+	sqlite3_db_config(mb->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 64, 16);
+	if (exec(mb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-32;") < 0 ||
 	    exec(mb, schema) < 0)
 		return -1;
 	if (exec(mb, "BEGIN IMMEDIATE") < 0)
@@ -121,8 +145,21 @@ struct mbox *mbox_open(const char *path, const char **error_r)
 		*error_r = "[NONEXISTENT] No such mailbox";
 		return NULL;
 	}
+	dev_t dev;
+	ino_t ino;
+	if (index_identity(path, &dev, &ino)) {
+		for (struct mbox *o = open_boxes; o != NULL; o = o->next) {
+			if (o->dev == dev && o->ino == ino && strcmp(o->path, path) == 0) {
+				if (mbox_sync(o, true, error_r) < 0)
+					return NULL;
+				o->refs++;
+				return o;
+			}
+		}
+	}
 	struct mbox *mb = xcalloc(1, sizeof(*mb));
 	mb->path = xstrdup(path);
+	mb->refs = 1;
 	if (db_open(mb) < 0) {
 		/* unreadable index: move it aside and rebuild from the Maildir */
 		sqlite3_close(mb->db);
@@ -146,6 +183,10 @@ struct mbox *mbox_open(const char *path, const char **error_r)
 		mbox_close(&mb);
 		return NULL;
 	}
+	if (index_identity(path, &mb->dev, &mb->ino)) {
+		mb->next = open_boxes;
+		open_boxes = mb;
+	}
 	return mb;
 }
 
@@ -154,11 +195,19 @@ void mbox_close(struct mbox **mbp)
 	struct mbox *mb = *mbp;
 	if (mb == NULL)
 		return;
+	*mbp = NULL;
+	if (--mb->refs > 0)
+		return;
+	for (struct mbox **pp = &open_boxes; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == mb) {
+			*pp = mb->next;
+			break;
+		}
+	}
 	if (mb->db != NULL)
 		sqlite3_close(mb->db);
 	free(mb->path);
 	free(mb);
-	*mbp = NULL;
 }
 
 const char *mbox_path(const struct mbox *mb)

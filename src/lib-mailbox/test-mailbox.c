@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -277,6 +278,53 @@ static void test_index(void **state)
 	free(user);
 }
 
+/* Two processes append to one folder at once: every message gets its own UID. */
+static void test_concurrent_processes(void **state)
+{
+	const char *err;
+	char *user = xasprintf("%s/conc", root);
+	assert_int_equal(maildir_ensure_root(user, &err), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	struct mbox *mb = mbox_open(user, &err);
+	if (mb == NULL)
+		_exit(3);
+	for (int i = 0; i < 40; i++) {
+		uint32_t uid;
+		char m[64];
+		int n = snprintf(m, sizeof(m), "Subject: %s %d\r\n\r\nx\r\n", pid == 0 ? "child" : "parent", i);
+		if (mbox_append(mb, m, (size_t)n, 0, "", 0, &uid, &err) < 0) {
+			if (pid == 0)
+				_exit(4);
+			fail_msg("append: %s", err);
+		}
+	}
+	mbox_close(&mb);
+	if (pid == 0)
+		_exit(0);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	mb = mbox_open(user, &err);
+	uint32_t *uids;
+	size_t n;
+	assert_int_equal(mbox_uids(mb, &uids, &n), 0);
+	assert_int_equal(n, 80);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(uids[i], i + 1);
+	free(uids);
+	/* a second open in this process shares the handle */
+	struct mbox *again = mbox_open(user, &err);
+	assert_ptr_equal(again, mb);
+	mbox_close(&again);
+	assert_null(again);
+	struct mbox_status st;
+	assert_int_equal(mbox_get_status(mb, &st), 0);
+	assert_int_equal(st.messages, 80);
+	mbox_close(&mb);
+	free(user);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -285,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_patterns),
 		cmocka_unit_test(test_folders),
 		cmocka_unit_test(test_index),
+		cmocka_unit_test(test_concurrent_processes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
