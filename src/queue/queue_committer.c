@@ -249,6 +249,7 @@ struct queue_committer *queue_committer_new(struct queue_store *q, struct event_
 	struct queue_store *store = queue_store_open(queue_store_dir(q), error_r);
 	if (store == NULL)
 		return NULL;
+	(void)queue_store_set_wal_autocheckpoint(q, 10000, NULL);
 	struct queue_committer *c = xcalloc(1, sizeof(*c));
 	c->store = store;
 	c->base = base;

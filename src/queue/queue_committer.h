@@ -42,8 +42,9 @@ struct queue_committer_stats {
 };
 
 /*
- * Opens its own connection to the store directory of q (q itself is not used
- * afterwards and stays the loop thread's). NULL and *error_r on error.
+ * Opens its own connection to the store directory of q (q stays the loop
+ * thread's; its WAL autocheckpoint threshold is raised to 10000 pages so that
+ * checkpoints normally run in the worker, after a batch). NULL and *error_r on error.
  */
 struct queue_committer *queue_committer_new(struct queue_store *q, struct event_base *base,
 					    unsigned window_us, char **error_r);

@@ -270,6 +270,13 @@ static bool queue_kernel_at_least(int major, int minor)
 	return ma > major || (ma == major && mi >= minor);
 }
 
+int queue_store_set_wal_autocheckpoint(struct queue_store *q, unsigned pages, char **error_r)
+{
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%u", pages);
+	return queue_exec(q, sql, error_r);
+}
+
 int queue_store_set_sync_method(struct queue_store *q, enum queue_sync_method method)
 {
 	/* Before 5.8 syncfs() did not report writeback errors: not safe for acknowledgements. */

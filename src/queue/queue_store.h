@@ -88,6 +88,13 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
  */
 enum queue_sync_method { QUEUE_SYNC_FILES = 0, QUEUE_SYNC_FS };
 int queue_store_set_sync_method(struct queue_store *q, enum queue_sync_method method);
+/*
+ * SQLite's automatic WAL checkpoint threshold for this connection (default 1000
+ * pages). A checkpoint writes and fsyncs queue.db in the thread that commits;
+ * queue_committer_new() raises the loop store's threshold to 10000 pages so the
+ * committer's worker normally does them off the loop thread. 0 or -1.
+ */
+int queue_store_set_wal_autocheckpoint(struct queue_store *q, unsigned pages, char **error_r);
 /* Number of fsync/fdatasync calls made by this store (including one per commit for the WAL). */
 uint64_t queue_store_fsync_count(const struct queue_store *q);
 /* Microseconds spent by commit_batch in: spool file syncs, the spool/ fsync, the DB transaction. */
