@@ -272,7 +272,9 @@ char *sieve_capabilities(unsigned extensions)
 			buf_append_c(&b, ' ');
 		buf_append_str(&b, ext_names[i].name);
 	}
-	return buf_steal(&b);
+	char *r = buf_steal(&b);
+	buf_deinit(&b);
+	return r;
 }
 
 struct validator {

@@ -976,6 +976,21 @@ static void test_duplicate_callback(void **state)
 	sieve_script_free(&s);
 }
 
+static void test_capabilities(void **state)
+{
+	(void)state;
+	char *u = sieve_capabilities(SIEVE_EXT_USER_DEFAULT);
+	char *sys = sieve_capabilities(SIEVE_EXT_SYSTEM_DEFAULT);
+	assert_non_null(strstr(u, "fileinto reject ereject envelope encoded-character variables"));
+	assert_non_null(strstr(u, " vacation vacation-seconds "));
+	assert_non_null(strstr(u, "comparator-i;ascii-numeric"));
+	assert_null(strstr(u, "vnd.mailroute"));
+	assert_null(strstr(u, "testsuite"));
+	assert_non_null(strstr(sys, "vnd.mailroute"));
+	free(u);
+	free(sys);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -990,6 +1005,7 @@ int main(void)
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_vacation_allowed),
 		cmocka_unit_test(test_duplicate_callback),
+		cmocka_unit_test(test_capabilities),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
