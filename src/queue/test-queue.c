@@ -44,6 +44,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	char *mnt = xasprintf("%s/small", base);
+	(void)umount2(mnt, MNT_DETACH); /* test_full_disk's tmpfs, should it have failed midway */
+	free(mnt);
 	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(qdir);
 	return 0;
