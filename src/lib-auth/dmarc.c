@@ -370,6 +370,28 @@ void dmarc_outcome_free(struct dmarc_outcome *out)
 	memset(out, 0, sizeof(*out));
 }
 
+/* "v" *WSP "=" *WSP "DMARC1" *WSP (";" / end): RFC 7489 6.4 */
+static bool is_dmarc_record(const char *t, size_t l)
+{
+	size_t i = 0;
+	if (l == 0 || t[0] != 'v')
+		return false;
+	i = 1;
+	while (i < l && (t[i] == ' ' || t[i] == '\t'))
+		i++;
+	if (i >= l || t[i] != '=')
+		return false;
+	i++;
+	while (i < l && (t[i] == ' ' || t[i] == '\t'))
+		i++;
+	if (l - i < 6 || memcmp(t + i, "DMARC1", 6) != 0)
+		return false;
+	i += 6;
+	while (i < l && (t[i] == ' ' || t[i] == '\t'))
+		i++;
+	return i == l || t[i] == ';';
+}
+
 /* Fetch and parse the record at _dmarc.<domain>: 1 found, 0 none, -1 tempfail. */
 static int fetch_record(const struct authdns *dns, const char *domain, struct dmarc_record *r, char **problem)
 {
@@ -389,8 +411,7 @@ static int fetch_record(const struct authdns *dns, const char *domain, struct dm
 	for (size_t i = 0; i < ans.count; i++) {
 		const char *t = ans.rr[i].data;
 		size_t l = ans.rr[i].len;
-		if (l >= 8 && strncmp(t, "v=DMARC1", 8) == 0 &&
-		    (l == 8 || t[8] == ';' || t[8] == ' ' || t[8] == '\t')) {
+		if (is_dmarc_record(t, l)) {
 			found++;
 			idx = i;
 		}

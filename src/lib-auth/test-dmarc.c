@@ -228,6 +228,9 @@ static const struct eval_case eval_cases[] = {
 	{ "two.example.net", NULL, SPF_RESULT_FAIL, NULL, 0, 0, DMARC_RESULT_NONE, DMARC_POLICY_UNSPECIFIED, NULL },
 	/* DNS failure */
 	{ "tmp.example.net", NULL, SPF_RESULT_FAIL, NULL, 0, 0, DMARC_RESULT_TEMPERROR, DMARC_POLICY_UNSPECIFIED, NULL },
+	/* spaces around = are allowed; DMARC10 is not DMARC1 */
+	{ "spaced.example", NULL, SPF_RESULT_FAIL, NULL, 0, 0, DMARC_RESULT_FAIL, DMARC_POLICY_QUARANTINE, "spaced.example" },
+	{ "v10.example", NULL, SPF_RESULT_FAIL, NULL, 0, 0, DMARC_RESULT_NONE, DMARC_POLICY_UNSPECIFIED, NULL },
 	/* public suffix parent not queried for co.uk */
 	{ "shop.co.uk", NULL, SPF_RESULT_FAIL, NULL, 0, 0, DMARC_RESULT_NONE, DMARC_POLICY_UNSPECIFIED, NULL },
 };
@@ -247,6 +250,8 @@ static void test_evaluate(void **state)
 	add_txt(z, "_dmarc.two.example.net", "v=DMARC1; p=reject");
 	add_txt(z, "_dmarc.two.example.net", "v=DMARC1; p=none");
 	add_txt(z, "_dmarc.co.uk", "v=DMARC1; p=reject");
+	add_txt(z, "_dmarc.spaced.example", "v = DMARC1 ; p = quarantine");
+	add_txt(z, "_dmarc.v10.example", "v=DMARC10; p=reject");
 	testzone_add(z, "_dmarc.tmp.example.net", "TIMEOUT", NULL, 0, 0);
 	struct authdns dns;
 	testzone_authdns(z, &dns);
