@@ -346,3 +346,87 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 	queue_store_close(&q);
 	return ret;
 }
+
+/* ---- mailq (Postfix's output format) ---- */
+
+struct queue_cli_ids {
+	char (*ids)[QUEUE_ID_SIZE];
+	size_t count, alloc;
+};
+
+static void queue_cli_collect(void *ctx, const struct queue_list_entry *e)
+{
+	struct queue_cli_ids *l = ctx;
+	if (l->count == l->alloc) {
+		l->alloc = l->alloc == 0 ? 64 : l->alloc * 2;
+		l->ids = xreallocarray(l->ids, l->alloc, QUEUE_ID_SIZE);
+	}
+	memcpy(l->ids[l->count++], e->id, QUEUE_ID_SIZE);
+}
+
+int queue_cli_mailq(const char *dir, FILE *out, FILE *err)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0 && errno == ENOENT) {
+		fputs("Mail queue is empty\n", out);
+		return 0;
+	}
+	char *error = NULL;
+	struct queue_store *q = queue_store_open(dir, &error);
+	if (q == NULL) {
+		fprintf(err, "mailroute: %s\n", error);
+		free(error);
+		return 1;
+	}
+	struct queue_cli_ids l = { 0 };
+	if (queue_store_list(q, queue_cli_collect, &l, &error) < 0) {
+		fprintf(err, "mailroute: %s\n", error);
+		free(error);
+		queue_store_close(&q);
+		return 1;
+	}
+	uint64_t bytes = 0;
+	size_t shown = 0;
+	for (size_t i = 0; i < l.count; i++) {
+		struct queue_envelope *env = NULL;
+		if (queue_store_get(q, l.ids[i], &env, NULL) <= 0)
+			continue; /* delivered meanwhile */
+		if (shown++ == 0)
+			fprintf(out, "%-17s %8s %-20s  %s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+				"-Sender/Recipient-------");
+		char t[32] = "";
+		struct tm tm;
+		if (localtime_r(&env->arrival, &tm) != NULL)
+			strftime(t, sizeof(t), "%a %b %e %H:%M:%S", &tm);
+		char flag = env->state == QUEUE_STATE_ACTIVE ? ' ' : '!';
+		fprintf(out, "%s%c %8llu %-20s  ", env->id, flag, (unsigned long long)env->size, t);
+		queue_cli_print_clean(out, env->sender[0] != '\0' ? env->sender : "MAILER-DAEMON", 512);
+		fputc('\n', out);
+		const char *last_reason = NULL;
+		for (size_t k = 0; k < env->rcpt_count; k++) {
+			const struct queue_rcpt *r = &env->rcpts[k];
+			if (r->status != QUEUE_RCPT_PENDING)
+				continue;
+			if (r->last_error != NULL && (last_reason == NULL || strcmp(last_reason, r->last_error) != 0)) {
+				fputs("(", out);
+				queue_cli_print_clean(out, r->last_error, 512);
+				fputs(")\n", out);
+				last_reason = r->last_error;
+			}
+			fprintf(out, "%49s", "");
+			queue_cli_print_clean(out, r->address, 512);
+			fputc('\n', out);
+		}
+		fputc('\n', out);
+		bytes += env->size;
+		queue_envelope_free(&env);
+	}
+	if (shown == 0)
+		fputs("Mail queue is empty\n", out);
+	else
+		fprintf(out, "-- %llu Kbytes in %zu Request%s.\n", (unsigned long long)((bytes + 1023) / 1024), shown,
+			shown == 1 ? "" : "s");
+	free(l.ids);
+	queue_store_close(&q);
+	return 0;
+}

@@ -30,4 +30,12 @@
 int queue_cli_check(int argc, char **argv, FILE *err);
 int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err);
 
+/*
+ * `mailq` (the Postfix-compatible entry point): Postfix's listing format, a
+ * '!' after the ID for held/quarantined messages, the last error of pending
+ * recipients in parentheses, "-- N Kbytes in M Requests." or "Mail queue is
+ * empty". Returns the exit code.
+ */
+int queue_cli_mailq(const char *dir, FILE *out, FILE *err);
+
 #endif

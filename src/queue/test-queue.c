@@ -1036,6 +1036,54 @@ static void test_cli_quarantine(void **state)
 	assert_true(spool_exists(ids[0]));
 }
 
+static void test_mailq(void **state)
+{
+	size_t len;
+	char *out, *err;
+	FILE *o = open_memstream(&out, &len), *e = open_memstream(&err, &len);
+	assert_int_equal(queue_cli_mailq(qdir, o, e), 0);
+	fclose(o);
+	fclose(e);
+	assert_string_equal(out, "Mail queue is empty\n");
+	free(out); free(err);
+
+	struct queue_store *q = open_store();
+	int fd;
+	struct queue_envelope *env = make_msg(q, "Subject: mailq\r\n\r\n", 2, &fd);
+	char id[QUEUE_ID_SIZE];
+	memcpy(id, env->id, sizeof(id));
+	commit_one(q, env, fd);
+	queue_envelope_free(&env);
+	assert_int_equal(queue_store_rcpt_result(q, id, 1, QUEUE_RESULT_DEFERRED, "connect to x: refused", 0, NULL, NULL), 1);
+	env = make_msg(q, "x", 1, &fd);
+	env->state = QUEUE_STATE_HOLD;
+	queue_envelope_set_str(&env->sender, "");
+	char id2[QUEUE_ID_SIZE];
+	memcpy(id2, env->id, sizeof(id2));
+	commit_one(q, env, fd);
+	queue_envelope_free(&env);
+	queue_store_close(&q);
+
+	o = open_memstream(&out, &len);
+	e = open_memstream(&err, &len);
+	assert_int_equal(queue_cli_mailq(qdir, o, e), 0);
+	fclose(o);
+	fclose(e);
+	assert_true(strncmp(out, "-Queue ID-", 10) == 0);
+	char *line = xasprintf("%s        18 ", id);
+	assert_non_null(strstr(out, line));
+	free(line);
+	line = xasprintf("%s!        1 ", id2);
+	assert_non_null(strstr(out, line));
+	free(line);
+	assert_non_null(strstr(out, "  sender@example.org\n"));
+	assert_non_null(strstr(out, "  MAILER-DAEMON\n"));
+	assert_non_null(strstr(out, "\n(connect to x: refused)\n"));
+	assert_non_null(strstr(out, "rcpt1@example.test\n"));
+	assert_non_null(strstr(out, "\n-- 1 Kbytes in 2 Requests.\n"));
+	free(out); free(err);
+}
+
 static void test_cli_no_queue(void **state)
 {
 	/* the server never ran: read-only commands see an empty queue and create nothing */
@@ -1135,6 +1183,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_no_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_quarantine, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailq, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
