@@ -576,6 +576,9 @@ static void setup_bev(struct imap_session *s)
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, IMAP_OUT_LOW, 0);
 	struct timeval tv = { s->set->timeout_secs ? s->set->timeout_secs : 1800, 0 };
+	/* an unauthenticated connection gets a short leash */
+	if (s->state == IMAP_STATE_NOTAUTH && tv.tv_sec > 120)
+		tv.tv_sec = 120;
 	/* output that nobody reads for 10 minutes ends the session */
 	struct timeval wtv = { tv.tv_sec < 600 ? tv.tv_sec : 600, 0 };
 	bufferevent_set_timeouts(s->bev, &tv, &wtv);
@@ -700,6 +703,7 @@ static void auth_done(void *arg, enum lookup_status status, const char *user, co
 			s->user = xstrdup(user);
 			s->root = xstrdup(maildir);
 			s->state = IMAP_STATE_AUTH;
+			setup_bev(s); /* the full autologout timer */
 			struct buf caps;
 			buf_init(&caps, 1024);
 			imap_capability_string(s, &caps);
@@ -1153,7 +1157,10 @@ static void process_input(struct imap_session *s)
 			imap_send(s, "+ OK\r\n");
 			break;
 		case IMAP_READ_BAD:
-			bad_command(s, s->reader.tag, s->reader.error);
+			if (s->reader.is_append)
+				imap_send(s, "%s NO [TOOBIG] Message too large\r\n", s->reader.tag);
+			else
+				bad_command(s, s->reader.tag, s->reader.error);
 			imap_reader_reset(&s->reader);
 			break;
 		case IMAP_READ_FATAL:

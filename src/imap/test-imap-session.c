@@ -95,6 +95,8 @@ static const struct step steps[] = {
 	{ .send = "b7 STATUS INBOX (MESSAGES UNSEEN UIDNEXT)\r\n", .expect = "^\\* STATUS INBOX \\(MESSAGES 1 UIDNEXT 2 UNSEEN 0\\)\r\nb7 OK", .tag = "b7 " },
 	{ .send = "b8 UID STORE 1 FLAGS (\\Deleted)\r\n", .expect = "^\\* 1 FETCH \\(UID 1 FLAGS \\(\\\\Deleted( \\\\Recent)?\\)\\)\r\nb8 OK", .tag = "b8 " },
 	{ .send = "b9 EXPUNGE\r\n", .expect = "^\\* 1 EXPUNGE\r\nb9 OK", .tag = "b9 " },
+	{ .send = "c0 APPEND INBOX {2000000}\r\n", .expect = "^c0 NO \\[TOOBIG\\]", .tag = "c0 " },
+	{ .send = "c0a STATUS INBOX {99999}\r\n", .expect = "^c0a BAD Literal too large", .tag = "c0a " },
 	{ .send = "c1 IDLE\r\n", .expect = "^\\+ idling", .tag = "+ " },
 	{ .send = "DONE\r\n", .expect = "^c1 OK IDLE terminated", .tag = "c1 " },
 	{ .send = "c2 NOOP caf\xc3\xa9\r\n", .expect = "^c2 BAD", .tag = "c2 " },

@@ -160,9 +160,11 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, const char *data, 
 				return IMAP_READ_FATAL;
 			}
 			char tag[sizeof(r->tag)];
+			bool append = r->is_append;
 			memcpy(tag, r->tag, sizeof(tag));
 			imap_reader_reset(r);
 			memcpy(r->tag, tag, sizeof(tag));
+			r->is_append = append; /* so the caller can answer NO [TOOBIG]; reset again after */
 			r->error = "Literal too large";
 			return IMAP_READ_BAD;
 		}

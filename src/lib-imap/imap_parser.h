@@ -33,7 +33,7 @@ enum imap_read_result {
 	IMAP_READ_MORE = 0,        /* all input consumed, command incomplete */
 	IMAP_READ_COMMAND = 1,     /* a complete command is in reader->cmd */
 	IMAP_READ_CONTINUE = 2,    /* send "+ ..." now (synchronizing literal), then feed the rest */
-	IMAP_READ_BAD = -1,        /* recoverable: answer "<tag> BAD <error>"; reader was reset */
+	IMAP_READ_BAD = -1,        /* recoverable: answer "<tag> BAD <error>" (tag and is_append kept; reset the reader) */
 	IMAP_READ_FATAL = -2,      /* answer "* BYE <error>" and close */
 };
 

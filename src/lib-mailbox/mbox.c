@@ -120,9 +120,16 @@ static int db_open(struct mbox *mb)
 		return -1;
 	int64_t v = meta_get(mb, "uidvalidity", 0);
 	if (v == 0) {
+		/* a folder deleted and re-created (or an index rebuilt) must not reuse the old
+		 * UIDVALIDITY: the clock, but never twice the same value from this process */
+		static uint32_t last_validity;
 		struct timeval tv;
 		gettimeofday(&tv, NULL);
-		v = (int64_t)(uint32_t)tv.tv_sec;
+		uint32_t nv = (uint32_t)tv.tv_sec;
+		if (nv <= last_validity)
+			nv = last_validity + 1;
+		last_validity = nv;
+		v = (int64_t)nv;
 		if (meta_set(mb, "uidvalidity", v) < 0 || meta_set(mb, "uidnext", 1) < 0 ||
 		    meta_set(mb, "highestmodseq", 1) < 0 || meta_set(mb, "recent", 1) < 0) {
 			exec(mb, "ROLLBACK");
