@@ -866,6 +866,7 @@ size_t sieve_address_parse_list(const char *s, struct sieve_address *out, size_t
 			else if (c == '<' && !inangle) {
 				inangle = true;
 				angle_open = i;
+				angle_close = (size_t)-1;
 			} else if (c == '>' && inangle) {
 				inangle = false;
 				angle_close = i;
@@ -883,8 +884,8 @@ size_t sieve_address_parse_list(const char *s, struct sieve_address *out, size_t
 		struct sieve_address a = { NULL, NULL };
 		bool ok;
 		if (angle_open != (size_t)-1 && angle_open >= st) {
-			size_t ae = angle_close != (size_t)-1 ? angle_close : en;
-			ok = split_addr(s + angle_open + 1, ae - angle_open - 1, &a);
+			size_t ae = angle_close != (size_t)-1 && angle_close > angle_open ? angle_close : en;
+			ok = ae > angle_open && split_addr(s + angle_open + 1, ae - angle_open - 1, &a);
 		} else {
 			ok = split_addr(s + st, en - st, &a);
 		}

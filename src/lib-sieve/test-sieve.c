@@ -466,6 +466,9 @@ static const struct run_case run_cases[] = {
 	{ .name = "rfc5228 address group syntax",
 	  .script = "if address :is :domain \"to\" \"example.net\" { discard; }",
 	  .msg = "To: undisclosed: a@example.org, \"q, x\" <b@example.net>;\r\n\r\n", .want = "discard" },
+	{ .name = "address with two angle pairs (fuzz regression)",
+	  .script = "if address :is :domain \"to\" \"c.example\" { discard; }",
+	  .msg = "To: Name <x@y.example> junk <b@c.example>, <>, <, a>\r\n\r\n", .want = "discard" },
 	{ .name = "environment",
 	  .script = "require [\"environment\", \"fileinto\", \"variables\"];\n"
 		    "if environment :matches \"location\" \"*\" { fileinto \"${1}\"; }",
