@@ -478,7 +478,7 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 pass
         # whatever is left (a hung child, or a master that ignored SIGTERM) is killed

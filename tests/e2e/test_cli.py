@@ -7,7 +7,10 @@ import subprocess
 
 import pytest
 
-from conftest import make_tmpdir, mailroute_bin
+import signal
+import time
+
+from conftest import finish_server, make_tmpdir, mailroute_bin
 
 ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
 
@@ -68,7 +71,7 @@ def test_valid_config_exit_0(workdir):
     assert p.returncode == 0, p.stderr.decode(errors="replace")
 
 
-def test_full_contract_config_valid(workdir):
+def test_full_contract_config_valid(workdir, tls_cert):
     data = os.path.join(workdir, "data-full")
     path = write(workdir, "full.yaml", """\
 hostname: mx.example.test
@@ -92,7 +95,8 @@ smtp_processes: 2
 user: mailroute
 vmail_user: vmail
 log_file: "%s/mailroute.log"
-""" % (data, workdir))
+tls: { cert: "%s", key: "%s" }
+""" % (data, workdir, tls_cert[0], tls_cert[1]))
     p = run(["check-config", "-c", path])
     assert p.returncode == 0, p.stderr.decode(errors="replace")
 
@@ -285,3 +289,24 @@ def test_user_add_and_duplicate(workdir):
     assert p.returncode != 0, "user in a domain that does not exist was accepted"
     p = run(["-c", cfg, "user", "list"])
     assert p.returncode == 0 and b"someone@cli.test" in p.stdout, p
+
+
+def test_serve_sigterm_stops_cleanly(make_server):
+    """SIGTERM to `mailroute serve` = clean stop: exit 0 soon, no process left behind."""
+    srv = make_server("sigterm")
+    try:
+        assert len(srv.pids()) >= 2, "expected a master and role processes: %s" % srv.pids()
+        srv.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        try:
+            rc = srv.proc.wait(timeout=15)
+        except Exception:
+            rc = None
+        assert rc == 0, "serve did not exit 0 within 15 s of SIGTERM (rc %r, %.0fs); processes: %s" % (
+            rc, time.monotonic() - t0, sorted(srv.pids()))
+        deadline = time.monotonic() + 10
+        while srv.pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not srv.pids(), "processes left after the master exited: %s" % sorted(srv.pids())
+    finally:
+        finish_server(srv)

@@ -69,7 +69,7 @@ def test_helo_then_mail(server):
     ("FROBNICATE", (500, 502)),
     ("RCPT TO:<alice@example.test>", (503,)),      # no MAIL yet
     ("DATA", (503,)),                              # no MAIL yet
-    ("BDAT 10 LAST", (503,)),                      # no MAIL yet
+    ("BDAT 8 LAST\r\n012345", (503,)),             # no MAIL yet (8 chunk bytes with cmd()'s CRLF)
     ("MAIL FROM:<a@b@client.test>", (501, 553)),   # two @
     ("MAIL TO:<a@client.test>", (500, 501)),
     ("MAIL FROM:<a@client.test> FOO=BAR", (555, 501)),

@@ -3,6 +3,7 @@ import base64
 import smtplib
 import socket
 import ssl
+import threading
 
 import pytest
 
@@ -137,17 +138,25 @@ def test_starttls_forgets_ehlo_state(server):
         c.close()
 
 
-def test_starttls_inside_transaction_refused(server):
+def test_starttls_inside_transaction_forgets_it(server):
+    """STARTTLS after MAIL: refused (503), or the plaintext transaction is gone inside TLS."""
     c = RawSMTP(server.ports["mx"])
     try:
         c.ehlo()
         assert c.cmd("MAIL FROM:<t@client.test>")[0] == 250
         code, text = c.cmd("STARTTLS")
-        assert code == 503, (code, text)
+        if code == 503:
+            return
+        assert code == 220, (code, text)
+        c.sock = client_tls_context().wrap_socket(c.sock)
+        c.ehlo()
+        code, text = c.cmd("RCPT TO:<alice@example.test>")
+        assert code == 503, "MAIL from before STARTTLS survived: RCPT got %d %s" % (code, text)
     finally:
         c.close()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_old_tls_versions_refused(server):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -158,6 +167,33 @@ def test_old_tls_versions_refused(server):
         ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     except (ValueError, ssl.SSLError) as e:
         pytest.skip("this Python/OpenSSL cannot even offer TLS 1.1: %s" % e)
+    # prove this client really can speak TLS 1.1 (else the refusal below would prove nothing)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    sctx.minimum_version = ssl.TLSVersion.TLSv1
+    sctx.load_cert_chain(server.cert, server.key)
+    a, b = socket.socketpair()
+    result = {}
+
+    def serve_side():
+        try:
+            t = sctx.wrap_socket(b, server_side=True)
+            result["version"] = t.version()
+            t.close()
+        except (ssl.SSLError, OSError) as e:
+            result["error"] = e
+
+    th = threading.Thread(target=serve_side)
+    th.start()
+    try:
+        ctx.wrap_socket(a).close()
+    except (ssl.SSLError, OSError) as e:
+        result.setdefault("client_error", e)
+    th.join(10)
+    a.close()
+    b.close()
+    if result.get("version") != "TLSv1.1":
+        pytest.skip("the local OpenSSL refuses TLS 1.1 on both ends: %r" % result)
     # submissions: implicit TLS
     s = socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=30)
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
