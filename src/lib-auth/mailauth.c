@@ -17,6 +17,7 @@ void mailauth_result_free(struct mailauth_result *r)
 	dmarc_outcome_free(&r->dmarc);
 	free(r->from_domain);
 	free(r->authres_field);
+	free(r->authres_value);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -112,7 +113,8 @@ int mailauth_check(const struct mailauth_request *req, const struct authdns *dns
 	if (out->from_domain != NULL)
 		authres_add_dmarc(&a, &out->dmarc, out->from_domain);
 	authres_add_arc(&a, &out->arc);
-	out->authres_field = authres_finish(&a);
+	out->authres_value = authres_value(&a);
+	out->authres_field = xasprintf("Authentication-Results: %s\r\n", out->authres_value);
 	authres_deinit(&a);
 	return 1;
 }

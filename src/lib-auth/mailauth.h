@@ -44,6 +44,8 @@ struct mailauth_result {
 	struct dmarc_outcome dmarc;      /* result NONE when From is missing/multiple */
 	char *from_domain;               /* RFC5322.From domain, or NULL */
 	char *authres_field;             /* "Authentication-Results: ...\r\n" */
+	char *authres_value;             /* the same value alone (no name, no CRLF): what
+					    arc_sign() wants as arc_sign_options.authres */
 	size_t forged[MAILAUTH_MAX_FORGED]; /* header indexes (0-based, message order) of
 					       A-R fields claiming authserv_id */
 	size_t nforged;

@@ -107,12 +107,40 @@ static void test_check(void **state)
 			fail_msg("case %zu: spf=%s dkim=%s dmarc=%s\n%s", i, spf_result_name(r.spf.result),
 				 dkim_result_name(r.dkim.result), dmarc_result_name(r.dmarc.result), r.authres_field);
 		assert_true(strncmp(r.authres_field, "Authentication-Results: mx.example.test;\r\n", 42) == 0);
+		assert_true(strncmp(r.authres_value, "mx.example.test;\r\n", 18) == 0);
 		/* the message's own A-R claiming our id is reported */
 		assert_int_equal(r.nforged, 1);
 		if (i == 0)
 			printf("%s", r.authres_field);
 		mailauth_result_free(&r);
 		free(msg);
+	}
+	/* forwarder: check, then seal with our verdicts; the next hop sees arc=pass */
+	{
+		add_txt(z, "arc._domainkey.example.test", txt);
+		struct mailauth_request req = {
+			.ip = "192.0.2.10", .helo = "mail.example.com", .mailfrom = "bounce@example.com",
+			.authserv_id = "mx.example.test", .msg = body_msg, .len = strlen(body_msg),
+		};
+		struct mailauth_result r1;
+		assert_int_equal(mailauth_check(&req, &dns, &r1, &err), 1);
+		struct arc_sign_options ao = {
+			.domain = "example.test", .selector = "arc", .key_pem = pem, .authres = r1.authres_value,
+		};
+		char *fields;
+		assert_int_equal(arc_sign(body_msg, strlen(body_msg), &ao, r1.arc.cv, &fields, &err), 1);
+		char *sealed = xasprintf("%s%s", fields, body_msg);
+		req.msg = sealed;
+		req.len = strlen(sealed);
+		req.authserv_id = "next.example.net";
+		struct mailauth_result r2;
+		assert_int_equal(mailauth_check(&req, &dns, &r2, &err), 1);
+		assert_int_equal(r2.arc.cv, ARC_RESULT_PASS);
+		assert_non_null(strstr(r2.authres_field, "arc=pass (i=1)"));
+		mailauth_result_free(&r1);
+		mailauth_result_free(&r2);
+		free(sealed);
+		free(fields);
 	}
 	struct mailauth_request bad = { .ip = "not-an-ip", .msg = "", .len = 0 };
 	struct mailauth_result r;
