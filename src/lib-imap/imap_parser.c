@@ -205,7 +205,8 @@ static void args_push(struct imap_arg **list, size_t *count, size_t *cap, const 
 static void args_free(struct imap_arg *list, size_t count)
 {
 	for (size_t i = 0; i < count; i++) {
-		free(list[i].str);
+		if (!list[i].borrowed)
+			free(list[i].str);
 		args_free(list[i].list, list[i].count);
 	}
 	free(list);
@@ -276,7 +277,13 @@ static int parse_literal(struct parse_ctx *c, struct imap_arg *a)
 		return -1;
 	}
 	a->type = IMAP_ARG_LITERAL;
-	a->str = xmemdup(c->p, (size_t)n);
+	if (n > IMAP_LITERAL_COPY_MAX) {
+		/* a message for APPEND: point into the command buffer instead of copying it */
+		a->str = (char *)c->p;
+		a->borrowed = true;
+	} else {
+		a->str = xmemdup(c->p, (size_t)n);
+	}
 	a->len = (size_t)n;
 	c->p += n;
 	return 0;
@@ -404,7 +411,7 @@ int imap_parse_command(const char *data, size_t len, struct imap_command *cmd, c
 	const char *end = data + len;
 	const char *p = data;
 	const char *t = p;
-	while (p < end && is_atom_char((unsigned char)*p) && *p != '+' && *p != '[' && *p != ']')
+	while (p < end && is_atom_char((unsigned char)*p) && strchr("+[]*%", *p) == NULL)
 		p++;
 	if (p == t || p >= end || *p != ' ') {
 		if (p > t && p - t < 64)
@@ -460,7 +467,7 @@ bool imap_arg_is_astring(const struct imap_arg *a)
 
 const char *imap_arg_astring(const struct imap_arg *a)
 {
-	if (a == NULL || !imap_arg_is_astring(a))
+	if (a == NULL || !imap_arg_is_astring(a) || a->borrowed)
 		return NULL;
 	/* a string with a NUL inside cannot be a name or password */
 	if (strlen(a->str) != a->len)

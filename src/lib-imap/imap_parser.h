@@ -13,8 +13,9 @@
  * 2. imap_parse_command turns the collected bytes into a tree of arguments.
  *    8-bit bytes or controls in atoms, unbalanced parentheses, nesting deeper
  *    than IMAP_PARSER_MAX_DEPTH, or garbage give -1 and an error text (the
- *    session answers BAD). The tree owns copies of every string; free it with
- *    imap_command_free().
+ *    session answers BAD). The tree owns copies of its strings, except literals
+ *    larger than IMAP_LITERAL_COPY_MAX, which point into the parsed bytes
+ *    ("borrowed"); free it with imap_command_free().
  *
  * Atoms keep "[...]" sections whole (BODY[HEADER.FIELDS (A B)]<0.10> is one atom),
  * and may contain '*' and '%' (sequence sets, LIST patterns).
@@ -28,6 +29,7 @@
 #include "lib/buf.h"
 
 #define IMAP_PARSER_MAX_DEPTH 16
+#define IMAP_LITERAL_COPY_MAX 65536
 
 enum imap_read_result {
 	IMAP_READ_MORE = 0,        /* all input consumed, command incomplete */
@@ -76,6 +78,9 @@ struct imap_arg {
 	struct imap_arg *list;     /* LIST children */
 	size_t count;
 	bool literal8;             /* ~{N} (BINARY APPEND) */
+	bool borrowed;             /* str points into the command bytes (literals over
+	                            * IMAP_LITERAL_COPY_MAX; not NUL-terminated): valid until the
+	                            * reader is reset */
 };
 
 struct imap_command {

@@ -62,6 +62,8 @@ static const struct parse_case cases[] = {
 	{ .in = "\r\n", .result = -1 },
 	{ .in = "b8\r\n", .result = -1 },
 	{ .in = "b9 X \"a\\b\"\r\n", .result = -1 },
+	{ .in = "* NOOP\r\n", .result = -1 },
+	{ .in = "a% NOOP\r\n", .result = -1 },
 	{ .in = "c1 X ((((((((((((((((((((a))))))))))))))))))))\r\n", .result = -1 },
 	{ .in = "c2 X {999999}\r\n", .result = IMAP_READ_BAD },
 	{ .in = "c3 X {999999+}\r\n", .result = IMAP_READ_FATAL },
@@ -194,6 +196,31 @@ static void test_pipelined_and_reset(void **state)
 	imap_reader_deinit(&r);
 }
 
+static void test_big_literal_borrowed(void **state)
+{
+	struct buf in;
+	buf_init(&in, 200000);
+	buf_printf(&in, "z APPEND INBOX {%d+}\r\n", 100000);
+	for (int i = 0; i < 100000; i++)
+		buf_append_c(&in, (char)('a' + i % 26));
+	buf_append_str(&in, "\r\n");
+	struct imap_reader r;
+	imap_reader_init(&r, 100, 100, 150000);
+	size_t used;
+	assert_int_equal(imap_reader_feed(&r, in.data, in.len, &used), IMAP_READ_COMMAND);
+	struct imap_command cmd;
+	const char *err;
+	assert_int_equal(imap_parse_command(r.cmd.data, r.cmd.len, &cmd, &err), 1);
+	assert_int_equal(cmd.count, 2);
+	assert_true(cmd.args[1].borrowed);
+	assert_int_equal(cmd.args[1].len, 100000);
+	assert_memory_equal(cmd.args[1].str, "abcdef", 6);
+	assert_null(imap_arg_astring(&cmd.args[1]));
+	imap_command_free(&cmd);
+	imap_reader_deinit(&r);
+	buf_deinit(&in);
+}
+
 static void test_quote_output(void **state)
 {
 	struct buf b;
@@ -220,6 +247,7 @@ int main(void)
 		cmocka_unit_test(test_literal_split_everywhere),
 		cmocka_unit_test(test_pipelined_and_reset),
 		cmocka_unit_test(test_quote_output),
+		cmocka_unit_test(test_big_literal_borrowed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
