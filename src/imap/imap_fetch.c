@@ -30,6 +30,7 @@ struct imap_fetch {
 	uint32_t *uids;  /* targets */
 	size_t *seqs;
 	size_t n, pos;
+	bool unknown_cte;
 };
 
 void imap_fetch_free(struct imap_fetch **fp)
@@ -279,6 +280,8 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 		case SEC_BINARY_SIZE:
 			r = sec->kind == SEC_BODY ? imap_msg_section(&msg, sec->section, &data)
 			                          : imap_msg_binary(&msg, sec->section, &data);
+			if (r == 0 && sec->kind != SEC_BODY)
+				f->unknown_cte = true;
 			if (r <= 0)
 				buf_reset(&data);
 			if (sec->kind == SEC_BINARY_SIZE) {
@@ -329,7 +332,10 @@ bool imap_fetch_continue(struct imap_session *s)
 		if (imap_out_pending(s) > IMAP_OUT_HIGH && f->pos < f->n)
 			return false;
 	}
-	imap_complete(s, f->tag, f->uid, "OK Fetch completed");
+	if (f->unknown_cte)
+		imap_complete(s, f->tag, f->uid, "NO [UNKNOWN-CTE] Cannot decode a part's content transfer encoding");
+	else
+		imap_complete(s, f->tag, f->uid, "OK Fetch completed");
 	imap_fetch_free(&s->fetch);
 	return true;
 }
