@@ -117,6 +117,10 @@ static void queue_cli_list_line(void *ctx, const struct queue_list_entry *e)
 		queue_cli_print_clean(lc->out, e->last_error, 512);
 	else
 		fputc('-', lc->out);
+	fputc('\t', lc->out);
+	queue_cli_print_clean(lc->out, e->pending_rcpts[0] != '\0' ? e->pending_rcpts : "-", 4096);
+	if (e->pending_count > 10)
+		fprintf(lc->out, ",...(%u more)", e->pending_count - 10);
 	fputc('\n', lc->out);
 }
 
@@ -289,7 +293,7 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 	if (stat(dir, &st) < 0 && errno == ENOENT) {
 		/* no queue yet (server never started): empty, and nothing is created */
 		if (strcmp(cmd, "list") == 0)
-			fputs("ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n", out);
+			fputs("ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\tPENDING\n", out);
 		else if (strcmp(cmd, "stats") == 0)
 			fputs("messages: 0\nactive: 0\nhold: 0\nquarantine: 0\nrecipients_pending: 0\n"
 			      "bytes: 0\noldest: -\n", out);
@@ -314,7 +318,7 @@ int queue_cli_run(const char *dir, int argc, char **argv, FILE *out, FILE *err)
 		/* reported below */
 	} else if (strcmp(cmd, "list") == 0) {
 		struct queue_cli_list_ctx lc = { .out = out, .now = time(NULL), .quarantine_only = qr };
-		fputs("ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n", out);
+		fputs("ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\tPENDING\n", out);
 		found = queue_store_list(q, queue_cli_list_line, &lc, &error) < 0 ? -1 : 1;
 	} else if (strcmp(cmd, "show") == 0) {
 		ret = queue_cli_show(q, id, out, err);

@@ -3,7 +3,9 @@
  * from config loading and privilege dropping (src/cli/cli_queue.c), so tests
  * can run it on a scratch directory.
  *
- *   queue list                 tab-separated, one header line, one line per message
+ *   queue list                 tab-separated, one header line, one line per message:
+ *                              ID AGE SIZE SENDER RCPTS STATE NEXT LAST_ERROR PENDING
+ *                              (PENDING: the first 10 pending recipients, comma-separated)
  *   queue show ID              envelope, recipients with their state, message headers
  *   queue delete ID            remove without bounce
  *   queue hold ID | release ID

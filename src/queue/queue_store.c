@@ -1084,7 +1084,9 @@ int queue_store_list(struct queue_store *q, queue_list_cb *cb, void *ctx, char *
 		" (SELECT COUNT(*) FROM recipients r WHERE r.msg_id = m.id AND r.status = 'pending'),"
 		" (SELECT MIN(next_attempt) FROM recipients r WHERE r.msg_id = m.id AND r.status = 'pending'),"
 		" (SELECT last_error FROM recipients r WHERE r.msg_id = m.id AND r.last_error IS NOT NULL"
-		"   ORDER BY last_attempt DESC LIMIT 1)"
+		"   ORDER BY last_attempt DESC LIMIT 1),"
+		" (SELECT group_concat(address, ',') FROM (SELECT address FROM recipients r"
+		"   WHERE r.msg_id = m.id AND r.status = 'pending' ORDER BY idx LIMIT 10))"
 		" FROM messages m ORDER BY m.id", error_r);
 	if (st == NULL)
 		return -1;
@@ -1099,7 +1101,10 @@ int queue_store_list(struct queue_store *q, queue_list_cb *cb, void *ctx, char *
 			.pending_count = (unsigned)sqlite3_column_int64(st, 6),
 			.next_attempt = (time_t)sqlite3_column_int64(st, 7),
 			.last_error = (const char *)sqlite3_column_text(st, 8),
+			.pending_rcpts = (const char *)sqlite3_column_text(st, 9),
 		};
+		if (e.pending_rcpts == NULL)
+			e.pending_rcpts = "";
 		if (e.id == NULL)
 			continue;
 		if (e.sender == NULL)

@@ -216,6 +216,7 @@ struct queue_list_entry {
 	enum queue_state state;
 	time_t next_attempt;      /* earliest of the pending recipients, 0 if none */
 	const char *last_error;   /* most recent attempt's error of any recipient, or NULL */
+	const char *pending_rcpts; /* the first 10 pending recipients, comma-separated */
 };
 typedef void queue_list_cb(void *ctx, const struct queue_list_entry *e);
 /* Every message in id (= arrival) order; cb must not call into the store. Count or -1. */

@@ -1089,7 +1089,7 @@ static void test_cli_no_queue(void **state)
 	/* the server never ran: read-only commands see an empty queue and create nothing */
 	char *out, *err;
 	assert_int_equal(run_cli(&out, &err, 2, "queue", "list"), 0);
-	assert_string_equal(out, "ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n");
+	assert_string_equal(out, "ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\tPENDING\n");
 	free(out); free(err);
 	assert_int_equal(run_cli(&out, &err, 2, "queue", "stats"), 0);
 	assert_non_null(strstr(out, "messages: 0\n"));
@@ -1114,9 +1114,22 @@ static void test_cli(void **state)
 
 	char *out, *err;
 	assert_int_equal(run_cli(&out, &err, 2, "queue", "list"), 0);
-	assert_true(strncmp(out, "ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\n", 47) == 0);
+	assert_true(strncmp(out, "ID\tAGE\tSIZE\tSENDER\tRCPTS\tSTATE\tNEXT\tLAST_ERROR\tPENDING\n", 55) == 0);
 	assert_non_null(strstr(out, id));
-	assert_non_null(strstr(out, "\t<sender@example.org>\t2\tactive\tnow\t451 4.2.0 busy\n"));
+	assert_non_null(strstr(out, "\t<sender@example.org>\t2\tactive\tnow\t451 4.2.0 busy\t"
+				    "rcpt0@example.test,rcpt1@example.test\n"));
+	free(out); free(err);
+
+	/* many recipients: the first 10 are listed */
+	q = open_store();
+	struct queue_envelope *many = make_msg(q, "x", 12, &fd);
+	commit_one(q, many, fd);
+	queue_envelope_free(&many);
+	queue_store_close(&q);
+	assert_int_equal(run_cli(&out, &err, 2, "queue", "list"), 0);
+	assert_non_null(strstr(out, "\t12\tactive\tnow\t-\trcpt0@example.test,rcpt1@example.test,"));
+	assert_non_null(strstr(out, ",rcpt9@example.test,...(2 more)\n"));
+	assert_null(strstr(out, "rcpt10@"));
 	free(out); free(err);
 
 	assert_int_equal(run_cli(&out, &err, 3, "queue", "show", id), 0);
@@ -1135,7 +1148,7 @@ static void test_cli(void **state)
 	assert_int_equal(run_cli(&out, &err, 3, "queue", "release", id), 0);
 	free(out); free(err);
 	assert_int_equal(run_cli(&out, &err, 2, "queue", "stats"), 0);
-	assert_non_null(strstr(out, "messages: 1\nactive: 1\nhold: 0\n"));
+	assert_non_null(strstr(out, "messages: 2\nactive: 2\nhold: 0\n"));
 	free(out); free(err);
 	assert_int_equal(run_cli(&out, &err, 2, "queue", "flush"), 0);
 	free(out); free(err);
