@@ -1285,6 +1285,8 @@ static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 			int r = eval_test(ex, n->tests[i]);
 			if (r < 0)
 				return r;
+			/* explain: which member of allof/anyof decided */
+			trace_node(ex, n->tests[i], r ? " -> true" : " -> false");
 			if (n->id == TST_ALLOF && r == 0)
 				return 0;
 			if (n->id == TST_ANYOF && r == 1)

@@ -897,6 +897,29 @@ static void trace_fn(void *ctx, int line, int col, const char *text)
 	(void)col;
 }
 
+static void test_trace_nested(void **state)
+{
+	(void)state;
+	const char *src = "if anyof (false,\n  header :is \"x-caffeine\" \"C8H10N4O2\",\n  true) {\n  discard;\n}\n"
+			  "else { keep; }";
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(src, strlen(src), "t", NULL, &err);
+	assert_non_null(s);
+	struct sieve_msg_view mv = { .raw = MSG1, .raw_len = strlen(MSG1) };
+	struct sieve_result res;
+	sieve_result_init(&res);
+	struct buf b;
+	buf_init(&b, 4096);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, trace_fn, &b, &err), 1);
+	assert_string_equal(b.data, "line 1: false -> false\n"
+				    "line 2: header :is \"x-caffeine\" \"C8H10N4O2\" -> true\n"
+				    "line 1: if anyof (false, header :is \"x-caffeine\" \"C8H10N4O2\", true) -> true\n"
+				    "line 4: discard\n");
+	buf_deinit(&b);
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+}
+
 static void test_trace(void **state)
 {
 	(void)state;
@@ -1006,6 +1029,7 @@ int main(void)
 		cmocka_unit_test(test_edited_header),
 		cmocka_unit_test(test_include),
 		cmocka_unit_test(test_trace),
+		cmocka_unit_test(test_trace_nested),
 		cmocka_unit_test(test_vacation_allowed),
 		cmocka_unit_test(test_duplicate_callback),
 		cmocka_unit_test(test_capabilities),
