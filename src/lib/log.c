@@ -37,6 +37,7 @@ int log_open_file(const char *path)
 	return log_fd < 0 ? -1 : 0;
 }
 
+static void log_vmsg(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
 	if (level < log_min)

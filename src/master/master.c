@@ -219,8 +219,13 @@ static void drop_privileges(enum role_id role)
 static void child_main(struct child *c)
 {
 	log_set_role(role_names[c->role]);
-	/* The master's loop is not ours: drop it (and its signal handling) before making our own. */
+	/*
+	 * The master's loop is not ours. Its epoll instance is shared with the master
+	 * across fork, so re-create the backend first (event_reinit) and only then free
+	 * it: freeing directly would unregister the master's own events.
+	 */
 	if (M.base != NULL) {
+		event_reinit(M.base);
 		event_base_free(M.base);
 		M.base = NULL;
 	}

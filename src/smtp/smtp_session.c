@@ -78,6 +78,8 @@ struct smtp_session {
 	struct smtp_line_reader lr;
 	struct buf cmd;     /* the current command line, copied out of the input */
 	unsigned close_ticks;
+	bool skip_to_crlf;  /* after a bare LF: the rest of the line up to CRLF is part of the bad line */
+	time_t line_start;  /* when the partial command line began (trickle defence) */
 
 	/* transaction */
 	bool in_mail;
@@ -99,6 +101,7 @@ struct smtp_session {
 	bool bad_content;
 	struct smtp_data_reader dr;
 	uint64_t bdat_remaining;
+	bool bdat_used;         /* this transaction uses BDAT: DATA is refused */
 	bool bdat_last;
 	bool bdat_discard;      /* consume the chunk, then answer bdat_code */
 	int bdat_code;
@@ -197,7 +200,7 @@ static void tx_reset(struct smtp_session *s)
 	s->msg_size = 0;
 	s->too_big = s->write_failed = s->bad_content = false;
 	s->bdat_remaining = 0;
-	s->bdat_last = s->bdat_discard = false;
+	s->bdat_last = s->bdat_discard = s->bdat_used = false;
 	s->hops = 0;
 	s->hdr_state = 0;
 	s->hdr_prefix_len = 0;
@@ -522,6 +525,11 @@ static void cmd_starttls(struct smtp_session *s)
 		count_error(s);
 		return;
 	}
+	if (s->in_mail) {
+		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		count_error(s);
+		return;
+	}
 	SSL *ssl = SSL_new(s->srv->env->tls);
 	if (ssl == NULL) {
 		reply(s, "454 4.7.0 TLS not available due to temporary reason");
@@ -768,6 +776,11 @@ static void cmd_data(struct smtp_session *s)
 		count_error(s);
 		return;
 	}
+	if (s->bdat_used) {
+		reply(s, "503 5.5.1 Error: DATA after BDAT in the same transaction");
+		count_error(s);
+		return;
+	}
 	if (s->mail.body == SMTP_BODY_BINARYMIME) {
 		reply(s, "503 5.5.1 Error: BINARYMIME needs BDAT");
 		count_error(s);
@@ -781,6 +794,7 @@ static void cmd_bdat(struct smtp_session *s, const struct smtp_command *c)
 {
 	s->bdat_remaining = c->bdat_size;
 	s->bdat_last = c->bdat_last;
+	s->bdat_used = true;
 	s->state = ST_BDAT;
 	if (!s->in_mail || s->rcpt_count == 0) {
 		s->bdat_discard = true;
@@ -944,9 +958,24 @@ static void session_process(struct smtp_session *s)
 		}
 
 		struct smtp_line line;
+		if (!smtp_line_reader_pending(&s->lr))
+			s->line_start = time(NULL);
 		int r = smtp_line_reader_feed(&s->lr, p, n, &consumed, &line);
 		if (r == SMTP_LINE_AGAIN) {
 			evbuffer_drain(in, consumed);
+			/* A client trickling one line forever is timed out like an idle one. */
+			if (time(NULL) - s->line_start > (time_t)s->cfg->limits.command_timeout) {
+				log_info("event=timeout sid=%s ip=%s state=partial_line", s->sid, s->ip);
+				reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+				tx_reset(s);
+				session_close(s);
+			}
+			continue;
+		}
+		if (s->skip_to_crlf) {
+			/* The tail of a line broken by a bare LF: never a command of its own. */
+			evbuffer_drain(in, consumed);
+			s->skip_to_crlf = r == SMTP_LINE_BARE_LF;
 			continue;
 		}
 		/* line may point into the evbuffer: copy it out, then drain. */
@@ -967,6 +996,7 @@ static void session_process(struct smtp_session *s)
 			count_error(s);
 		} else {
 			log_info("event=bare_newline_in_command sid=%s ip=%s", s->sid, s->ip);
+			s->skip_to_crlf = r == SMTP_LINE_BARE_LF;
 			reply(s, "500 5.5.2 Error: bare %s received in command", r == SMTP_LINE_BARE_LF ? "<LF>" : "<CR>");
 			count_error(s);
 		}
