@@ -668,6 +668,12 @@ static void expunge_deleted(struct imap_session *s, const struct seqset *only, b
 	uint32_t *targets = xmalloc((s->count ? s->count : 1) * sizeof(*targets));
 	size_t n = 0;
 	uint32_t star = s->count ? s->uids[s->count - 1] : 0;
+	struct seqset bound = { 0 };
+	if (only != NULL) {
+		bound = *only;
+		imap_seqset_bind(s, &bound);
+		only = &bound;
+	}
 	for (size_t i = 0; i < s->count; i++) {
 		if (only != NULL && !seqset_has(only, s->uids[i], star))
 			continue;

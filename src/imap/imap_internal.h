@@ -47,6 +47,9 @@ struct imap_session {
 	int ino_fd;
 	struct event *ino_ev;
 	struct event *idle_timer;
+	/* SEARCH RETURN (SAVE) result: sorted UIDs */
+	uint32_t *saved;
+	size_t nsaved;
 	/* a FETCH waiting for the client to read */
 	struct imap_fetch *fetch;
 	struct imap_session *prev, *next;
@@ -71,9 +74,15 @@ void imap_capability_string(struct imap_session *s, struct buf *out);
 struct seqset {
 	struct { uint32_t lo, hi; } *r;
 	size_t n;
+	bool dollar;                /* "$": the saved SEARCH result (RFC 5182) */
+	const uint32_t *saved;      /* bound by imap_seqset_bind: sorted UIDs */
+	size_t nsaved;
 };
 int seqset_parse(const char *s, struct seqset *set);
+/* Let "$" refer to the session's saved search result. */
+void imap_seqset_bind(struct imap_session *s, struct seqset *set);
 void seqset_free(struct seqset *set);
+/* v is a sequence number or UID; for "$" it must be a UID. */
 bool seqset_has(const struct seqset *set, uint32_t v, uint32_t star);
 /* Sequence numbers (0-based view indexes) selected by a set; allocated. */
 size_t imap_select_msgs(struct imap_session *s, const struct seqset *set, bool uid, size_t **idx_r);

@@ -369,6 +369,8 @@ static bool eval(struct seval *e, const struct skey *k)
 		return load(e) && (imap_msg_text_search(e->msg.root.hdr, e->msg.root.hdr_len, k->str) ||
 		                   imap_msg_body_search(&e->msg, k->str));
 	case SK_SEQ:
+		if (k->set.dollar)
+			return seqset_has(&k->set, m->uid, 0);
 		return seqset_has(&k->set, (uint32_t)e->seq, (uint32_t)s->count);
 	case SK_UID:
 		return seqset_has(&k->set, m->uid, s->count ? s->uids[s->count - 1] : 0);
@@ -378,7 +380,16 @@ static bool eval(struct seval *e, const struct skey *k)
 	return false;
 }
 
-enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
+static void bind_sets(struct imap_session *s, struct skey *k)
+{
+	for (; k != NULL; k = k->next) {
+		if (k->set.dollar)
+			imap_seqset_bind(s, &k->set);
+		bind_sets(s, k->sub);
+	}
+}
+
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16 };
 
 void cmd_search(struct imap_session *s, struct imap_command *c, bool uid)
 {
@@ -400,6 +411,8 @@ void cmd_search(struct imap_session *s, struct imap_command *c, bool uid)
 				ret |= RET_ALL;
 			else if (imap_arg_atom_eq(&r->list[k], "COUNT"))
 				ret |= RET_COUNT;
+			else if (imap_arg_atom_eq(&r->list[k], "SAVE"))
+				ret |= RET_SAVE;
 			else {
 				imap_send(s, "%s BAD Unknown RETURN option\r\n", c->tag);
 				return;
@@ -432,7 +445,9 @@ void cmd_search(struct imap_session *s, struct imap_command *c, bool uid)
 		imap_send(s, "%s BAD Invalid search criteria\r\n", c->tag);
 		return;
 	}
+	bind_sets(s, key);
 	uint32_t *hits = xmalloc((s->count ? s->count : 1) * sizeof(*hits));
+	uint32_t *hit_uids = xmalloc((s->count ? s->count : 1) * sizeof(*hit_uids));
 	size_t nh = 0;
 	uint64_t maxmod = 0;
 	for (size_t k = 0; k < s->count; k++) {
@@ -440,6 +455,7 @@ void cmd_search(struct imap_session *s, struct imap_command *c, bool uid)
 		if (mbox_msg_get(s->mbox, s->uids[k], &e.m) <= 0)
 			continue;
 		if (eval(&e, key)) {
+			hit_uids[nh] = s->uids[k];
 			hits[nh++] = uid ? s->uids[k] : (uint32_t)(k + 1);
 			if (e.m.modseq > maxmod)
 				maxmod = e.m.modseq;
@@ -451,9 +467,18 @@ void cmd_search(struct imap_session *s, struct imap_command *c, bool uid)
 		}
 		mbox_msg_clear(&e.m);
 	}
+	if (ret & RET_SAVE) {
+		free(s->saved);
+		s->saved = hit_uids;
+		s->nsaved = nh;
+		hit_uids = NULL;
+	}
+	free(hit_uids);
 	struct buf b;
 	buf_init(&b, 16 * nh + 256);
-	if (esearch) {
+	if (esearch && ret == RET_SAVE) {
+		/* SAVE alone: no ESEARCH response (RFC 5182 2.4) */
+	} else if (esearch) {
 		buf_printf(&b, "* ESEARCH (TAG \"%s\")%s", c->tag, uid ? " UID" : "");
 		if (nh > 0 && (ret & RET_MIN))
 			buf_printf(&b, " MIN %u", hits[0]);
@@ -474,8 +499,10 @@ void cmd_search(struct imap_session *s, struct imap_command *c, bool uid)
 		if (p.modseq && nh > 0)
 			buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)maxmod);
 	}
-	buf_append_str(&b, "\r\n");
-	imap_send_raw(s, b.data, b.len);
+	if (b.len > 0) {
+		buf_append_str(&b, "\r\n");
+		imap_send_raw(s, b.data, b.len);
+	}
 	buf_deinit(&b);
 	free(hits);
 	skey_free(key);

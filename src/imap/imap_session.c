@@ -95,7 +95,7 @@ void imap_capability_string(struct imap_session *s, struct buf *out)
 			buf_append_str(out, " LOGINDISABLED");
 	} else {
 		buf_append_str(out, " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE"
-		                    " CONDSTORE QRESYNC ESEARCH STATUS=SIZE BINARY");
+		                    " CONDSTORE QRESYNC ESEARCH SEARCHRES STATUS=SIZE BINARY");
 	}
 }
 
@@ -108,6 +108,10 @@ int seqset_parse(const char *s, struct seqset *set)
 	const char *p = s;
 	if (*p == '\0')
 		return -1;
+	if (strcmp(p, "$") == 0) {
+		set->dollar = true;
+		return 0;
+	}
 	for (;;) {
 		uint32_t v[2];
 		int nv = 0;
@@ -161,8 +165,27 @@ void seqset_free(struct seqset *set)
 	set->n = 0;
 }
 
+void imap_seqset_bind(struct imap_session *s, struct seqset *set)
+{
+	set->saved = s->saved;
+	set->nsaved = s->nsaved;
+}
+
 bool seqset_has(const struct seqset *set, uint32_t v, uint32_t star)
 {
+	if (set->dollar) {
+		size_t lo = 0, hi = set->nsaved;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (set->saved[mid] == v)
+				return true;
+			if (set->saved[mid] < v)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return false;
+	}
 	for (size_t i = 0; i < set->n; i++) {
 		uint32_t lo = set->r[i].lo == UINT32_MAX ? star : set->r[i].lo;
 		uint32_t hi = set->r[i].hi == UINT32_MAX ? star : set->r[i].hi;
@@ -182,8 +205,11 @@ size_t imap_select_msgs(struct imap_session *s, const struct seqset *set, bool u
 	size_t *idx = xmalloc((s->count ? s->count : 1) * sizeof(*idx));
 	size_t n = 0;
 	uint32_t star = uid ? (s->count ? s->uids[s->count - 1] : 0) : (uint32_t)s->count;
+	struct seqset bound = *set;
+	if (bound.dollar)
+		imap_seqset_bind(s, &bound);
 	for (size_t i = 0; i < s->count; i++)
-		if (seqset_has(set, uid ? s->uids[i] : (uint32_t)(i + 1), star))
+		if (seqset_has(&bound, uid || bound.dollar ? s->uids[i] : (uint32_t)(i + 1), star))
 			idx[n++] = i;
 	*idx_r = idx;
 	return n;
@@ -643,6 +669,8 @@ void imap_unselect(struct imap_session *s)
 	mbox_close(&s->mbox);
 	xfree(&s->mbox_name);
 	xfree(&s->uids);
+	xfree(&s->saved);
+	s->nsaved = 0;
 	s->count = s->cap = 0;
 	s->seen_modseq = 0;
 	if (s->state == IMAP_STATE_SELECTED)
