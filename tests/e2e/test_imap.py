@@ -373,3 +373,24 @@ def test_utf8_names_for_imap4rev2(srv):
     typ, data = m.list('""', "Caf*")
     assert data == [b'(\\HasNoChildren) "." "Caf&AOk- &- Cr&AOg-me"']
     m.logout()
+
+
+def test_changes_by_another_program_are_picked_up(srv):
+    m = login(srv)
+    m.create("Ext")
+    m.append("Ext", None, None, msg("ext-1"))
+    m.append("Ext", None, None, msg("ext-2"))
+    m.select("Ext")
+    cur = os.path.join(srv.maildir(JOE), ".Ext", "cur")
+    names = sorted(os.listdir(cur))
+    # a mail program (mutt, Dovecot...) marks the first one flagged+seen and deletes the second
+    base = names[0].split(":2,")[0]
+    os.rename(os.path.join(cur, names[0]), os.path.join(cur, base + ":2,FS"))
+    os.unlink(os.path.join(cur, names[1]))
+    m.untagged_responses.clear()
+    m.noop()
+    fetches = m.untagged_responses.get("FETCH", [])
+    assert any(b"\\Flagged" in f and b"\\Seen" in f for f in fetches), m.untagged_responses
+    assert m.untagged_responses.get("EXPUNGE") == [b"2"], m.untagged_responses
+    assert m.uid("SEARCH", None, "ALL")[1] == [b"1"]
+    m.logout()
