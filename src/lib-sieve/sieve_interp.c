@@ -1230,8 +1230,22 @@ static int test_testsuite(struct exec *ex, const struct sieve_node *n)
 			return 0;
 		sl_free(&ex->ts_errors);
 		char *err = NULL;
-		ts_reset_result(&ex->ts_run_res);
-		int r = sieve_execute(ex->ts_script, msgv(ex), &ex->lim, &ex->ts_run_res, NULL, NULL, &err);
+		struct sieve_result tmp;
+		sieve_result_init(&tmp);
+		int r = sieve_execute(ex->ts_script, msgv(ex), &ex->lim, &tmp, NULL, NULL, &err);
+		if (n->tag[TAG_APPEND_RESULT] == NULL || !ex->ts_use_run)
+			ts_reset_result(&ex->ts_run_res);
+		/* move the actions over (multiscript: :append_result keeps the earlier ones) */
+		for (size_t i = 0; i < tmp.count; i++) {
+			struct sieve_result *res = &ex->ts_run_res;
+			if (res->count == res->alloc) {
+				res->alloc = res->alloc ? res->alloc * 2 : 8;
+				res->actions = xreallocarray(res->actions, res->alloc, sizeof(*res->actions));
+			}
+			res->actions[res->count++] = tmp.actions[i];
+		}
+		tmp.count = 0;
+		sieve_result_deinit(&tmp);
 		ex->ts_use_run = true;
 		if (r < 0) {
 			sl_add(&ex->ts_errors, err, strlen(err));
@@ -1253,7 +1267,9 @@ static int test_testsuite(struct exec *ex, const struct sieve_node *n)
 		const struct sieve_result *res = ex->ts_use_run ? &ex->ts_run_res : ex->res;
 		for (size_t i = 0; i < res->count; i++) {
 			enum sieve_action_type t = res->actions[i].type;
-			if (t == SIEVE_ACT_ADDHEADER || t == SIEVE_ACT_DELETEHEADER || t == SIEVE_ACT_DUPLICATE_TRACK)
+			/* like Pigeonhole: the implicit keep is not part of the script's result yet */
+			if (t == SIEVE_ACT_ADDHEADER || t == SIEVE_ACT_DELETEHEADER || t == SIEVE_ACT_DUPLICATE_TRACK ||
+			    res->actions[i].implicit)
 				continue;
 			const char *name = t == SIEVE_ACT_FILEINTO ? "store" : sieve_action_name(t);
 			sl_add(&vals, name, strlen(name));
@@ -2043,6 +2059,8 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 		ex->ts_abort = false;
 		return 0;
 	}
+	if (n->id == CMD_TS_RESET && strcasecmp(n->ident, "test_result_print") == 0)
+		return 0;
 	if (n->id == CMD_TS_RESET) {
 		ts_reset_result(ex->res);
 		ts_reset_result(&ex->ts_run_res);

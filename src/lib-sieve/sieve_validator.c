@@ -85,6 +85,7 @@ static const struct tag_def tag_defs[] = {
 	{ "contenttype", TAG_CONTENTTYPE, SIEVE_EXT_MIME, 0, G_MIMEOPT, 0 },
 	{ "param", TAG_PARAM, SIEVE_EXT_MIME, 'l', G_MIMEOPT, 0 },
 	{ "name", TAG_NAME, 0, 's', G_NONE, 0 },
+	{ "append_result", TAG_APPEND_RESULT, 0, 0, G_NONE, 0 },
 	{ "first", TAG_FIRST, 0, 'n', G_NONE, 0 },
 	{ "transport", TAG_TRANSPORT, 0, 0, G_ROUTE, 0 },
 };
@@ -119,6 +120,7 @@ static const uint8_t t_size[] = { TAG_OVER, TAG_UNDER, TAG_NONE };
 static const uint8_t t_body[] = { MATCH_TAGS, TAG_RAW, TAG_CONTENT, TAG_TEXT, TAG_NONE };
 static const uint8_t t_date[] = { MATCH_TAGS, TAG_ZONE, TAG_ORIGINALZONE, TAG_INDEX, TAG_LAST, TAG_NONE };
 static const uint8_t t_currentdate[] = { MATCH_TAGS, TAG_ZONE, TAG_NONE };
+static const uint8_t t_tsrun[] = { TAG_APPEND_RESULT, TAG_NONE };
 static const uint8_t t_tsmatch[] = { MATCH_TAGS, TAG_INDEX, TAG_NONE };
 static const uint8_t t_duplicate[] = { TAG_HANDLE, TAG_HEADER, TAG_UNIQUEID, TAG_SECONDS, TAG_LAST, TAG_NONE };
 
@@ -170,8 +172,9 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "test_fail", CMD_TS_FAIL, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_set", CMD_TS_SET, false, SIEVE_EXT_TESTSUITE, "ss", NO_TESTS, false, t_none },
 	{ "test_result_reset", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
+	{ "test_result_print", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
 	{ "test_script_compile", TST_TS_COMPILE, true, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
-	{ "test_script_run", TST_TS_RUN, true, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
+	{ "test_script_run", TST_TS_RUN, true, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_tsrun },
 	{ "test_error", TST_TS_ERROR, true, SIEVE_EXT_TESTSUITE, "l", NO_TESTS, false, t_tsmatch },
 	{ "test_result_action", TST_TS_ACTION, true, SIEVE_EXT_TESTSUITE, "l", NO_TESTS, false, t_tsmatch },
 	{ "test_result_execute", TST_TS_EXECUTE, true, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
