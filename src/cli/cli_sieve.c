@@ -3,6 +3,9 @@
  *        mailroute sieve put USER NAME FILE|-   (compiled first; refused on errors)
  *        mailroute sieve get USER NAME | list USER | activate USER NAME
  *        mailroute sieve deactivate USER | delete USER NAME
+ *        mailroute sieve test FILE [--system] [--from A] [--to A] [--auth U] [--ip IP] < MESSAGE
+ *            runs the script on a message without side effects: prints the trace
+ *            ("line N: ...") and the resulting actions, one per line.
  * Scripts live under <data_dir>/sieve/<domain>/<localpart>/ (lib-sieve/sieve_store.h).
  * check needs no config; it prints "FILE: ok" or the first error as
  * FILE:LINE:COL: message and exits 1. --system allows vnd.mailroute (the
@@ -21,8 +24,9 @@
 #include "lib-sieve/sieve_store.h"
 #include "lib/xalloc.h"
 
-#define SIEVE_USAGE "sieve check FILE [--system] | put USER NAME FILE | get USER NAME | list USER | " \
-		    "activate USER NAME | deactivate USER | delete USER NAME"
+#define SIEVE_USAGE "sieve check FILE [--system] | test FILE [--system] [--from A] [--to A] [--auth U] [--ip IP] " \
+		    "< MESSAGE | put USER NAME FILE | get USER NAME | list USER | activate USER NAME | " \
+		    "deactivate USER | delete USER NAME"
 
 static int read_input(const char *path, char **src_r, size_t *len_r, char **error_r)
 {
@@ -116,6 +120,97 @@ static int cmd_check(int argc, char **argv)
 	return 0;
 }
 
+static void print_trace(void *ctx, int line, int col, const char *text)
+{
+	(void)ctx;
+	(void)col;
+	printf("line %d: %s\n", line, text);
+}
+
+static int cmd_test(int argc, char **argv)
+{
+	const char *file = NULL, *from = "", *to = "recipient@localhost", *auth = NULL, *ip = NULL;
+	bool system = false;
+	for (int i = 2; i < argc; i++) {
+		const char **opt = strcmp(argv[i], "--from") == 0 ? &from : strcmp(argv[i], "--to") == 0 ? &to
+				 : strcmp(argv[i], "--auth") == 0 ? &auth : strcmp(argv[i], "--ip") == 0 ? &ip : NULL;
+		if (opt != NULL) {
+			if (i + 1 >= argc)
+				return cli_usage("%s needs a value", argv[i]);
+			*opt = argv[++i];
+		} else if (strcmp(argv[i], "--system") == 0) {
+			system = true;
+		} else if (file == NULL) {
+			file = argv[i];
+		} else {
+			return cli_usage("usage: " SIEVE_USAGE);
+		}
+	}
+	if (file == NULL || strcmp(file, "-") == 0)
+		return cli_usage("usage: " SIEVE_USAGE);
+	char *src, *msg, *err = NULL;
+	size_t len, mlen;
+	if (read_input(file, &src, &len, &err) < 0 || read_input("-", &msg, &mlen, &err) < 0) {
+		int r = cli_fail("%s", err);
+		free(err);
+		return r;
+	}
+	char *dir = xstrdup(file);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+	} else {
+		free(dir);
+		dir = xstrdup(".");
+	}
+	struct sieve_compile_options opt = {
+		.extensions = system ? SIEVE_EXT_SYSTEM_DEFAULT : SIEVE_EXT_USER_DEFAULT,
+		.include_resolver = file_resolver,
+		.include_ctx = dir,
+	};
+	struct sieve_script *s = sieve_compile(src, len, file, &opt, &err);
+	free(src);
+	free(dir);
+	if (s == NULL) {
+		fprintf(stderr, "%s\n", err);
+		free(err);
+		free(msg);
+		return 1;
+	}
+	struct sieve_msg_view mv = {
+		.envelope_from = from,
+		.envelope_to = to,
+		.auth_user = auth,
+		.client_ip = ip,
+		.raw = msg,
+		.raw_len = mlen,
+	};
+	struct sieve_result res;
+	sieve_result_init(&res);
+	int r = sieve_execute(s, &mv, NULL, &res, print_trace, NULL, &err);
+	if (r < 0) {
+		printf("error: %s\n", err);
+		free(err);
+	}
+	for (size_t i = 0; i < res.count; i++) {
+		char *d = sieve_action_describe(&res.actions[i]);
+		printf("action: %s\n", d);
+		free(d);
+	}
+	if (res.edited_header != NULL)
+		printf("edited header:\n%s", res.edited_header);
+	int vac = 0;
+	for (size_t i = 0; i < res.count; i++)
+		if (res.actions[i].type == SIEVE_ACT_VACATION)
+			vac = 1;
+	if (vac)
+		printf("vacation reply allowed by RFC 3834 rules: %s\n", sieve_vacation_allowed(&mv) ? "yes" : "no");
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+	free(msg);
+	return r < 0 ? 1 : 0;
+}
+
 /* As root, create <data_dir>/sieve owned by the mailbox user, then become that user. */
 static int become_vmail(const struct mr_config *cfg)
 {
@@ -163,6 +258,8 @@ int cli_sieve_main(struct cli_ctx *ctx, int argc, char **argv)
 	const char *sub = argv[1];
 	if (strcmp(sub, "check") == 0)
 		return cmd_check(argc, argv);
+	if (strcmp(sub, "test") == 0)
+		return cmd_test(argc, argv);
 
 	struct { const char *name; int args; } subs[] = {
 		{ "put", 3 }, { "get", 2 }, { "list", 1 }, { "activate", 2 }, { "deactivate", 1 }, { "delete", 2 },
