@@ -601,6 +601,9 @@ static void setup_bev(struct imap_session *s)
 {
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, IMAP_OUT_LOW, 0);
+	/* unprocessed input (while we wait for the client to read, or for a login check) stays
+	 * in the socket, not in our memory */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, IMAP_IN_HIGH);
 	struct timeval tv = { s->set->timeout_secs ? s->set->timeout_secs : 1800, 0 };
 	/* an unauthenticated connection gets a short leash */
 	if (s->state == IMAP_STATE_NOTAUTH && tv.tv_sec > 120)

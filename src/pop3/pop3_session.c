@@ -166,6 +166,7 @@ static void setup_bev(struct pop3_session *s)
 {
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, POP3_OUT_LOW, 0);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 64 * 1024);
 	struct timeval tv = { s->set->timeout_secs ? s->set->timeout_secs : 600, 0 };
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);

@@ -90,6 +90,17 @@ class MailTestd:
         os.rename(tmp, os.path.join(root, "new", name))
         return name
 
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def asan(self):
+        with open("/proc/%d/maps" % self.proc.pid) as f:
+            return "libasan" in f.read()
+
     def alive(self):
         return self.proc.poll() is None
 
