@@ -60,6 +60,7 @@ struct exec {
 	bool stop, ret, ts_abort;
 	unsigned redirects, notifies, edits;
 	char **once;
+	const struct sieve_arg *cur_keyarg;   /* key list being matched: precompiled regexes */
 	/* foreverypart */
 	bool in_part, breaking;
 	size_t cur_part;
@@ -386,12 +387,12 @@ static void set_matches(struct exec *ex, struct buf *caps, unsigned ncaps)
 }
 
 static int regex_match(struct exec *ex, const struct sieve_node *n, const char *val, size_t vlen, const char *pat,
-		       size_t plen, bool capture)
+		       size_t plen, bool capture, pcre2_code *pre)
 {
 	int err;
 	PCRE2_SIZE off;
 	uint32_t flags = PCRE2_DOTALL | (n->cmp == SIEVE_CMP_CASEMAP ? PCRE2_CASELESS : 0);
-	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, plen, flags, &err, &off, NULL);
+	pcre2_code *re = pre != NULL ? pre : pcre2_compile((PCRE2_SPTR)pat, plen, flags, &err, &off, NULL);
 	if (re == NULL)
 		return 0;
 	pcre2_match_context *mc = pcre2_match_context_create(NULL);
@@ -400,7 +401,7 @@ static int regex_match(struct exec *ex, const struct sieve_node *n, const char *
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
 	int rc = pcre2_match(re, (PCRE2_SPTR)val, vlen, 0, 0, md, mc);
 	int ret = 0;
-	if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) {
+	if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT) {
 		ex_error(ex, n, "regular expression exceeded its match limit");
 		ret = -1;
 	} else if (rc > 0) {
@@ -421,7 +422,8 @@ static int regex_match(struct exec *ex, const struct sieve_node *n, const char *
 	}
 	pcre2_match_data_free(md);
 	pcre2_match_context_free(mc);
-	pcre2_code_free(re);
+	if (re != pre)
+		pcre2_code_free(re);
 	return ret;
 }
 
@@ -501,7 +503,10 @@ static int do_match(struct exec *ex, const struct sieve_node *n, const struct st
 				break;
 			}
 			case SIEVE_MATCH_REGEX: {
-				int r = regex_match(ex, n, v, vl, key, kl, capture);
+				const struct sieve_arg *ka = ex->cur_keyarg;
+				pcre2_code *pre = ka != NULL && ka->regex != NULL && keys->n == ka->nstrs && !ka->strs[k].vars
+						  ? ka->regex[k] : NULL;
+				int r = regex_match(ex, n, v, vl, key, kl, capture, pre);
 				if (r != 0)
 					return r;
 				break;
@@ -673,7 +678,9 @@ static int test_match_values(struct exec *ex, const struct sieve_node *n, struct
 		sl_free(vals);
 		return -1;
 	}
+	ex->cur_keyarg = keyarg;
 	int r = do_match(ex, n, vals, &keys, skip_empty);
+	ex->cur_keyarg = NULL;
 	sl_free(&keys);
 	sl_free(vals);
 	return r;

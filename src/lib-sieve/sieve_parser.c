@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "lib-sieve/sieve_private.h"
 #include "lib/xalloc.h"
 
@@ -51,6 +54,11 @@ void sieve_node_free(struct sieve_node *n)
 		for (size_t j = 0; j < a->nstrs; j++)
 			free(a->strs[j].s);
 		free(a->strs);
+		if (a->regex != NULL) {
+			for (size_t j = 0; j < a->nstrs; j++)
+				pcre2_code_free(a->regex[j]);
+			free(a->regex);
+		}
 	}
 	free(n->args);
 	for (size_t i = 0; i < n->ntests; i++)

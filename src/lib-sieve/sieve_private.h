@@ -70,6 +70,7 @@ struct sieve_arg {
 	struct sieve_str *strs;    /* STRING (1) or STRLIST (n) */
 	size_t nstrs;
 	bool used;                 /* consumed as a tag parameter */
+	void **regex;              /* :regex keys: pcre2_code per constant string (NULL for ${...}) */
 };
 
 enum sieve_tag_id {

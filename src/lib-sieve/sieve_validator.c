@@ -512,8 +512,11 @@ static const char *ext_name_of(unsigned ext)
 	return "?";
 }
 
-static bool regex_ok(struct validator *v, const struct sieve_arg *a, int cmp)
+/* Compile constant :regex keys once (with JIT where available); the script keeps them. */
+static bool regex_ok(struct validator *v, struct sieve_arg *a, int cmp)
 {
+	if (a->regex == NULL && cmp != SIEVE_CMP_UNICODE)
+		a->regex = xcalloc(a->nstrs, sizeof(*a->regex));
 	for (size_t i = 0; i < a->nstrs; i++) {
 		if (a->strs[i].vars)
 			continue;
@@ -527,7 +530,12 @@ static bool regex_ok(struct validator *v, const struct sieve_arg *a, int cmp)
 			v_error(v, a->line, a->col, "invalid regular expression '%s': %s", a->strs[i].s, (char *)msg);
 			return false;
 		}
-		pcre2_code_free(re);
+		if (a->regex != NULL && a->regex[i] == NULL) {
+			(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+			a->regex[i] = re;
+		} else {
+			pcre2_code_free(re);
+		}
 	}
 	return true;
 }
