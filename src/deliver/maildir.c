@@ -375,7 +375,7 @@ static int maildir_write_all(int fd, const char *p, size_t n)
 static int maildir_write_file(int fd, const char *tmp_path, int msg_fd, const char *prepend,
 			      size_t prepend_len, char **error_r)
 {
-	if (prepend_len > 0 && maildir_write_all(fd, prepend, prepend_len) < 0)
+	if (prepend != NULL && prepend_len > 0 && maildir_write_all(fd, prepend, prepend_len) < 0)
 		return maildir_fail(error_r, errno, "write %s", tmp_path);
 	char *buf = xmalloc(MAILDIR_COPY_BUF);
 	off_t off = 0;
