@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -35,6 +36,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	char *mnt = xasprintf("%s/small", base);
+	(void)umount2(mnt, MNT_DETACH);
+	free(mnt);
 	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return 0;
 }
@@ -330,6 +334,43 @@ static void test_fail_immutable_new(void **state)
 	free(tmp); free(new_dir); free(root);
 }
 
+static void test_fail_disk_full(void **state)
+{
+	/* a small tmpfs filled up: the write fails with ENOSPC, temporary, no tmp file left */
+	char *mnt = xasprintf("%s/small", base);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=256k") < 0) {
+		free(mnt);
+		skip(); /* not allowed to mount here */
+	}
+	char *root = xasprintf("%s/u7", mnt);
+	size_t len = 512 * 1024; /* larger than the file system */
+	char *big = xcalloc(1, len);
+	memset(big, 'y', len);
+	int fd = msg_fd(big, len);
+	char *error = NULL;
+	errno = 0;
+	int r = maildir_deliver(root, "Junk", fd, "H: v\r\n", 6, "u.Q3R0.h", &error);
+	int e = errno;
+	char *tmp = xasprintf("%s/.Junk/tmp", root);
+	char *newd = xasprintf("%s/.Junk/new", root);
+	int tmp_entries = count_entries(tmp), new_entries = count_entries(newd);
+	/* the partial file was removed, so a small message fits again */
+	int small = msg_fd("small\r\n", 7);
+	int r2 = maildir_deliver(root, "Junk", small, "H: v\r\n", 6, NULL, NULL);
+	close(small);
+	(void)umount2(mnt, MNT_DETACH);
+	assert_int_equal(r, -1);
+	assert_int_equal(e, ENOSPC);
+	assert_true(maildir_error_is_temporary(e));
+	assert_non_null(strstr(error, "write"));
+	assert_int_equal(tmp_entries, 0);
+	assert_int_equal(new_entries, 0);
+	assert_int_equal(r2, 1);
+	free(error); free(tmp); free(newd); free(big); free(root); free(mnt);
+	close(fd);
+}
+
 static void test_temporary_table(void **state)
 {
 	static const struct { int err; bool temp; } cases[] = {
@@ -363,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_stale_tmp_and_large),
 		cmocka_unit_test(test_fail_not_a_directory),
 		cmocka_unit_test(test_fail_immutable_new),
+		cmocka_unit_test(test_fail_disk_full),
 		cmocka_unit_test(test_temporary_table),
 		cmocka_unit_test(test_folder_path),
 	};
