@@ -439,6 +439,10 @@ void cmd_search(struct imap_session *s, struct imap_command *c, bool uid)
 		esearch = true;
 		ret = RET_ALL;
 	}
+	if (i >= c->count) {
+		imap_send(s, "%s BAD Missing search criteria\r\n", c->tag);
+		return;
+	}
 	struct sparse p = { .args = c->args + i, .count = c->count - i };
 	struct skey *key = parse_list(&p);
 	if (key == NULL) {
