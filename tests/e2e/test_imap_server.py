@@ -1,6 +1,7 @@
 """IMAP and POP3 through the real `mailroute serve` (master, lookup, deliver roles):
 mail sent over SMTP is read over IMAP and POP3, logins go through the lookup role."""
 import imaplib
+import os
 import poplib
 import re
 import socket
@@ -104,8 +105,13 @@ def test_imap_idle_sees_smtp_delivery(msrv):
     token = deliver(msrv, BOB, "idle")
     m.sock.settimeout(conftest.DELIVERY_TIMEOUT)
     line = m.readline()
+    t_exists = time.time()
     assert re.match(rb"\* \d+ EXISTS", line), line
     msrv.wait_for_message(BOB, token)
+    # the session learnt of the message within a second of its landing in the Maildir
+    paths = [p for p, data in msrv.messages(BOB) if token.encode() in data]
+    assert len(paths) == 1
+    assert t_exists - os.stat(paths[0]).st_mtime < 1.0
     m.send(b"DONE\r\n")
     while not m.readline().startswith(tag):
         pass
