@@ -185,6 +185,9 @@ struct sieve_action {
 	bool last;
 	char match;
 	char *comparator;
+	/* keep/fileinto/redirect after header edits: the header block as it was when the action ran
+	   (RFC 5293: later edits do not change it); NULL = the unedited header */
+	char *header;
 	/* reject_code */
 	char smtp_code[4];
 	char enhanced_code[16];

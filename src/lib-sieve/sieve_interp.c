@@ -75,6 +75,9 @@ struct exec {
 	struct sieve_result ts_run_res;  /* test_script_run */
 	bool ts_use_run;
 	struct strlist ts_errors;
+	/* test_result_execute: messages "stored" per folder and "sent" by SMTP */
+	struct strlist ts_store_folder, ts_store_msg, ts_smtp_msg, ts_smtp_to;
+	char *ts_env_to;
 };
 
 static const struct sieve_testsuite_hooks *ts_hooks;
@@ -1196,12 +1199,120 @@ static int test_environment(struct exec *ex, const struct sieve_node *n)
 }
 
 static void ts_reset_result(struct sieve_result *res);
+static void ts_reset_message(struct exec *ex);
+
+/* The message as it is now (header edits applied), for test_result_execute. */
+static char *ts_current_message(struct exec *ex, const struct sieve_result *res, size_t *len_r)
+{
+	const struct sieve_msg_view *v = msgv(ex);
+	struct buf b;
+	buf_init(&b, v->raw_len * 2 + 65536);
+	if (res != ex->res && res->edited_header != NULL) {
+		buf_append_str(&b, res->edited_header);
+		buf_append(&b, "\r\n", 2);
+		if (res->body_offset <= v->raw_len)
+			buf_append(&b, v->raw + res->body_offset, v->raw_len - res->body_offset);
+	} else if (res == ex->res && ex->edits > 0 && ex->m_parsed) {
+		char *h = sieve_message_header_text(&ex->m);
+		buf_append_str(&b, h);
+		free(h);
+		buf_append(&b, "\r\n", 2);
+		buf_append(&b, ex->m.body, ex->m.body_len);
+	} else if (v->raw != NULL) {
+		buf_append(&b, v->raw, v->raw_len);
+	}
+	*len_r = b.len;
+	char *r = buf_steal(&b);
+	buf_deinit(&b);
+	return r;
+}
+
+static void ts_execute_result(struct exec *ex)
+{
+	const struct sieve_result *res = ex->ts_use_run ? &ex->ts_run_res : ex->res;
+	size_t len;
+	char *m = ts_current_message(ex, res, &len);
+	bool kept = false;
+	sl_free(&ex->ts_smtp_msg);
+	sl_free(&ex->ts_smtp_to);
+	for (size_t i = 0; i < res->count; i++) {
+		const struct sieve_action *a = &res->actions[i];
+		char *am = m;
+		size_t al = len;
+		if (a->header != NULL && !a->implicit) {
+			struct buf b;
+			buf_init(&b, strlen(a->header) + msg(ex)->body_len + 16);
+			buf_append_str(&b, a->header);
+			buf_append(&b, "\r\n", 2);
+			buf_append(&b, msg(ex)->body, msg(ex)->body_len);
+			al = b.len;
+			am = buf_steal(&b);
+			buf_deinit(&b);
+		}
+		if (a->type == SIEVE_ACT_KEEP || a->type == SIEVE_ACT_FILEINTO) {
+			const char *folder = a->type == SIEVE_ACT_KEEP ? "INBOX" : a->target;
+			sl_add(&ex->ts_store_folder, folder, strlen(folder));
+			sl_add(&ex->ts_store_msg, am, al);
+			kept = kept || a->type == SIEVE_ACT_KEEP;
+		} else if (a->type == SIEVE_ACT_REDIRECT) {
+			sl_add(&ex->ts_smtp_msg, am, al);
+			sl_add(&ex->ts_smtp_to, a->target, strlen(a->target));
+		}
+		if (am != m)
+			free(am);
+	}
+	if (!kept && !res->keep_cancelled && res == ex->res) {
+		sl_add(&ex->ts_store_folder, "INBOX", 5);
+		sl_add(&ex->ts_store_msg, m, len);
+	}
+	free(m);
+}
+
+/* test_message :folder NAME N | :smtp N: make that message the current one */
+static int ts_message(struct exec *ex, const struct sieve_node *n)
+{
+	uint64_t want = n->pos[0]->number, seen = 0;
+	const char *found = NULL;
+	size_t flen = 0;
+	if (n->tag[TAG_FOLDER] != NULL) {
+		char *folder = get_strdup(ex, n, n->tag[TAG_FOLDER]);
+		if (folder == NULL)
+			return -1;
+		for (size_t i = 0; i < ex->ts_store_folder.n && found == NULL; i++)
+			if (strcmp(ex->ts_store_folder.v[i], folder) == 0 && seen++ == want) {
+				found = ex->ts_store_msg.v[i];
+				flen = ex->ts_store_msg.len[i];
+			}
+		free(folder);
+	} else if (want < ex->ts_smtp_msg.n) {
+		found = ex->ts_smtp_msg.v[want];
+		flen = ex->ts_smtp_msg.len[want];
+		free(ex->ts_env_to);
+		ex->ts_env_to = xstrdup(ex->ts_smtp_to.v[want]);
+		ex->ts_msg.envelope_to = ex->ts_env_to;
+	}
+	if (found == NULL)
+		return 0;
+	char *copy = xmemdup(found, flen);
+	free(ex->ts_raw);
+	ex->ts_raw = copy;
+	ex->ts_msg.raw = copy;
+	ex->ts_msg.raw_len = flen;
+	ex->ts_msg.size = 0;
+	ts_reset_message(ex);
+	ex->edits = 0;
+	return 1;
+}
 
 /* vnd.dovecot.testsuite result and script tests (test builds only) */
 static int test_testsuite(struct exec *ex, const struct sieve_node *n)
 {
-	if (n->id == TST_TS_EXECUTE)
+	if (n->id == TST_TS_EXECUTE) {
+		ts_execute_result(ex);
 		return 1;
+	}
+	if (n->id == TST_TS_MESSAGE)
+		return ts_message(ex, n);
 	if (n->id == TST_TS_COMPILE) {
 		char *path = get_strdup(ex, n, n->pos[0]);
 		if (path == NULL)
@@ -1334,6 +1445,14 @@ static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 	case TST_SIZE: {
 		const struct sieve_msg_view *v = msgv(ex);
 		uint64_t size = v->size ? v->size : v->raw_len;
+		if (ex->edits > 0 && ex->m_parsed) {
+			/* RFC 5293 5: later tests see the edited message */
+			char *h = sieve_message_header_text(&ex->m);
+			uint64_t orig_header = ex->m.body_offset;
+			uint64_t edited = strlen(h) + 2;
+			free(h);
+			size = size - (orig_header < size ? orig_header : size) + edited;
+		}
 		if (n->tag[TAG_OVER] != NULL)
 			return size > n->tag[TAG_OVER]->number;
 		return size < n->tag[TAG_UNDER]->number;
@@ -1458,7 +1577,8 @@ static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 	case TST_TS_RUN:
 	case TST_TS_ERROR:
 	case TST_TS_ACTION:
-	case TST_TS_EXECUTE: return test_testsuite(ex, n);
+	case TST_TS_EXECUTE:
+	case TST_TS_MESSAGE: return test_testsuite(ex, n);
 	case TST_IHAVE: return n->ihave_ok ? 1 : 0;
 	default:
 		ex_error(ex, n, "unsupported test '%s'", n->ident);
@@ -1701,9 +1821,29 @@ static int cmd_addheader(struct exec *ex, const struct sieve_node *n, bool mailr
 	for (const char *p = name; *p; p++)
 		if ((unsigned char)*p <= 32 || (unsigned char)*p >= 127 || *p == ':')
 			ok = false;
-	for (const char *p = value; *p; p++)
-		if (*p == '\0' || ((*p == '\r' || *p == '\n') && !(p[1] == ' ' || p[1] == '\t' || p[1] == '\n')))
-			ok = ok && (*p != '\r' && *p != '\n');
+	/* line breaks in the value become folds: CRLF plus the whitespace that follows, or one space */
+	struct buf fv;
+	buf_init(&fv, strlen(value) * 2 + 16);
+	for (const char *p = value; *p; p++) {
+		if (*p == '\r' || *p == '\n') {
+			if (*p == '\r' && p[1] == '\n')
+				p++;
+			while (p[1] == '\r' || p[1] == '\n')
+				p++;
+			if (p[1] == '\0')
+				break;
+			buf_append(&fv, "\r\n", 2);
+			if (p[1] != ' ' && p[1] != '\t')
+				buf_append_c(&fv, ' ');
+			continue;
+		}
+		if ((unsigned char)*p < 32 && *p != '\t')
+			ok = false;
+		buf_append_c(&fv, *p);
+	}
+	free(value);
+	value = buf_steal(&fv);
+	buf_deinit(&fv);
 	if (!ok) {
 		ex_error(ex, n, "invalid header field for %s: '%s'", n->ident, name);
 		free(name);
@@ -2052,6 +2192,9 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 		ex->res->ts_tests++;
 		free(ex->ts_cur_test);
 		ex->ts_cur_test = name;
+		ts_reset_result(ex->res);
+		ex->ts_use_run = false;
+		ex->redirects = ex->notifies = 0;
 		ex->ts_abort = false;
 		int r = exec_block(ex, n->block, n->nblock);
 		ex->stop = false;
@@ -2068,7 +2211,10 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 	}
 	if (n->id == CMD_TS_RESET && strcasecmp(n->ident, "test_result_print") == 0)
 		return 0;
+	if (n->id == CMD_TS_MESSAGE)
+		return ts_message(ex, n) < 0 ? -1 : 0;
 	if (n->id == CMD_TS_RESET) {
+		ex->redirects = ex->notifies = 0;
 		ts_reset_result(ex->res);
 		ts_reset_result(&ex->ts_run_res);
 		ex->ts_use_run = false;
@@ -2098,6 +2244,7 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 		ex->ts_msg.raw_len = strlen(val);
 		ex->ts_msg.size = 0;
 		ts_reset_message(ex);
+		ex->edits = 0;
 		val = NULL;
 	} else if (strcmp(what, "envelope.from") == 0) {
 		free(ex->ts_from);
@@ -2124,6 +2271,13 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 	free(what);
 	free(val);
 	return 0;
+}
+
+/* delivery actions remember the header as edited so far */
+static void snapshot_header(struct exec *ex, struct sieve_action *a)
+{
+	if (ex->edits > 0 && ex->m_parsed && a != NULL && a->header == NULL)
+		a->header = sieve_message_header_text(&ex->m);
 }
 
 static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done)
@@ -2169,6 +2323,7 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 		if (a == NULL && (a = add_action(ex, n, SIEVE_ACT_KEEP)) == NULL)
 			return -1;
 		set_action_flags(ex, n, a);
+		snapshot_header(ex, a);
 		ex->res->keep_cancelled = true;
 		return 0;
 	case CMD_DISCARD:
@@ -2201,6 +2356,7 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 			}
 			a->target = addr;
 			a->copy = copy;
+			snapshot_header(ex, a);
 		}
 		if (!copy)
 			ex->res->keep_cancelled = true;
@@ -2230,6 +2386,7 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 			a->target = folder;
 			a->copy = copy;
 			a->create = n->tag[TAG_CREATE] != NULL;
+			snapshot_header(ex, a);
 		}
 		set_action_flags(ex, n, a);
 		if (!copy)
@@ -2397,6 +2554,7 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 	case CMD_TS_FAIL:
 	case CMD_TS_SET:
 	case CMD_TS_RESET:
+	case CMD_TS_MESSAGE:
 		return cmd_testsuite(ex, n);
 	default:
 		ex_error(ex, n, "unsupported command '%s'", n->ident);
@@ -2450,6 +2608,7 @@ static void fill_limits(struct sieve_exec_limits *dst, const struct sieve_exec_l
 
 static void action_free(struct sieve_action *a)
 {
+	free(a->header);
 	free(a->target);
 	free(a->text);
 	free_strv(a->flags, a->flags_count);
@@ -2558,6 +2717,11 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	free(ex.ts_cur_test);
 	free(ex.break_name);
 	sieve_script_free(&ex.ts_script);
+	sl_free(&ex.ts_store_folder);
+	sl_free(&ex.ts_store_msg);
+	sl_free(&ex.ts_smtp_msg);
+	sl_free(&ex.ts_smtp_to);
+	free(ex.ts_env_to);
 	sieve_result_deinit(&ex.ts_run_res);
 	sl_free(&ex.ts_errors);
 	free(ex.error);

@@ -112,6 +112,9 @@ static char *encode_field(const char *name, size_t nlen, const char *val, size_t
 			ascii = false;
 	if (ascii)
 		return xasprintf("%.*s: %.*s", (int)nlen, name, (int)vlen, val);
+	char *unf = unfold(val, vlen);
+	val = unf;
+	vlen = strlen(unf);
 	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	struct buf b;
 	buf_init(&b, nlen + vlen * 3 + 64);
@@ -137,6 +140,7 @@ static char *encode_field(const char *name, size_t nlen, const char *val, size_t
 		buf_append_str(&b, "?=");
 		i += n;
 	}
+	free(unf);
 	char *r = buf_steal(&b);
 	buf_deinit(&b);
 	return r;

@@ -86,6 +86,8 @@ static const struct tag_def tag_defs[] = {
 	{ "param", TAG_PARAM, SIEVE_EXT_MIME, 'l', G_MIMEOPT, 0 },
 	{ "name", TAG_NAME, 0, 's', G_NONE, 0 },
 	{ "append_result", TAG_APPEND_RESULT, 0, 0, G_NONE, 0 },
+	{ "folder", TAG_FOLDER, 0, 's', G_MIMEOPT, 0 },
+	{ "smtp", TAG_SMTP, 0, 0, G_MIMEOPT, 0 },
 	{ "first", TAG_FIRST, 0, 'n', G_NONE, 0 },
 	{ "transport", TAG_TRANSPORT, 0, 0, G_ROUTE, 0 },
 };
@@ -120,6 +122,7 @@ static const uint8_t t_size[] = { TAG_OVER, TAG_UNDER, TAG_NONE };
 static const uint8_t t_body[] = { MATCH_TAGS, TAG_RAW, TAG_CONTENT, TAG_TEXT, TAG_NONE };
 static const uint8_t t_date[] = { MATCH_TAGS, TAG_ZONE, TAG_ORIGINALZONE, TAG_INDEX, TAG_LAST, TAG_NONE };
 static const uint8_t t_currentdate[] = { MATCH_TAGS, TAG_ZONE, TAG_NONE };
+static const uint8_t t_tsmessage[] = { TAG_FOLDER, TAG_SMTP, TAG_NONE };
 static const uint8_t t_tsrun[] = { TAG_APPEND_RESULT, TAG_NONE };
 static const uint8_t t_tsmatch[] = { MATCH_TAGS, TAG_INDEX, TAG_NONE };
 static const uint8_t t_duplicate[] = { TAG_HANDLE, TAG_HEADER, TAG_UNIQUEID, TAG_SECONDS, TAG_LAST, TAG_NONE };
@@ -172,6 +175,8 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "test_fail", CMD_TS_FAIL, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_set", CMD_TS_SET, false, SIEVE_EXT_TESTSUITE, "ss", NO_TESTS, false, t_none },
 	{ "test_result_reset", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
+	{ "test_message", CMD_TS_MESSAGE, false, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
+	{ "test_message", TST_TS_MESSAGE, true, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
 	{ "test_result_print", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
 	{ "test_script_compile", TST_TS_COMPILE, true, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_script_run", TST_TS_RUN, true, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_tsrun },
@@ -210,7 +215,7 @@ static unsigned tag_ext_for(const struct sieve_cmd_def *d, const struct tag_def 
 		return SIEVE_EXT_INDEX;
 	if (t->id == TAG_SECONDS && d->id == TST_DUPLICATE)
 		return 0;
-	if (t->id == TAG_INDEX && (d->id == TST_TS_ERROR || d->id == TST_TS_ACTION))
+	if (t->id == TAG_INDEX && (d->id == TST_TS_ERROR || d->id == TST_TS_ACTION || d->id == CMD_DELETEHEADER))
 		return 0;
 	return t->ext;
 }
@@ -471,12 +476,19 @@ static int process_strings(struct validator *v, struct sieve_node *n)
 	return 0;
 }
 
-static const struct sieve_cmd_def *find_def(const char *name)
+/* A name may be both a command and a test (test_message): prefer the kind asked for. */
+static const struct sieve_cmd_def *find_def(const char *name, bool as_test)
 {
-	for (size_t i = 0; i < sizeof(cmd_defs) / sizeof(cmd_defs[0]); i++)
-		if (strcasecmp(cmd_defs[i].name, name) == 0)
+	const struct sieve_cmd_def *any = NULL;
+	for (size_t i = 0; i < sizeof(cmd_defs) / sizeof(cmd_defs[0]); i++) {
+		if (strcasecmp(cmd_defs[i].name, name) != 0)
+			continue;
+		if (cmd_defs[i].test == as_test)
 			return &cmd_defs[i];
-	return NULL;
+		if (any == NULL)
+			any = &cmd_defs[i];
+	}
+	return any;
 }
 
 static bool tag_allowed(const struct sieve_cmd_def *d, enum sieve_tag_id id);
@@ -985,7 +997,7 @@ static int validate_specific(struct validator *v, struct sieve_node *n)
 
 static int validate_node(struct validator *v, struct sieve_node *n, bool as_test)
 {
-	const struct sieve_cmd_def *d = find_def(n->ident);
+	const struct sieve_cmd_def *d = find_def(n->ident, as_test);
 	if (d == NULL || d->test != as_test) {
 		if (d != NULL && d->test)
 			v_error(v, n->line, n->col, "'%s' is a test, not a command", n->ident);

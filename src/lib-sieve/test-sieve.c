@@ -778,6 +778,23 @@ static void test_edited_header(void **state)
 	assert_int_equal(res.count, 2);
 	assert_int_equal(res.actions[1].type, SIEVE_ACT_DISCARD);
 	sieve_result_deinit(&res);
+	/* actions keep the header as it was when they ran; line breaks in values become folds */
+	sieve_script_free(&s);
+	const char *src3 = "require [\"editheader\", \"fileinto\"];\naddheader \"X-A\" \"one\ntwo\";\n"
+			   "redirect \"r@example.com\";\ndeleteheader \"X-A\";\nfileinto \"F\";";
+	s = sieve_compile(src3, strlen(src3), "t", &opt, &err);
+	if (s == NULL)
+		fail_msg("%s", err);
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+	assert_int_equal(res.count, 4);
+	assert_int_equal(res.actions[1].type, SIEVE_ACT_REDIRECT);
+	assert_string_equal(res.actions[1].header, "X-A: one\r\n two\r\nSubject: folded\r\n continued\r\n"
+						   "X-Caffeine: C8\r\nTo: a@b.c\r\n");
+	assert_int_equal(res.actions[3].type, SIEVE_ACT_FILEINTO);
+	assert_string_equal(res.actions[3].header, "Subject: folded\r\n continued\r\nX-Caffeine: C8\r\nTo: a@b.c\r\n");
+	assert_string_equal(res.edited_header, res.actions[3].header);
+	sieve_result_deinit(&res);
 	/* no edits: no new header */
 	sieve_script_free(&s);
 	s = sieve_compile("keep;", 5, "t", NULL, &err);
