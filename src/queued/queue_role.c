@@ -133,7 +133,7 @@ static void handle_open(struct ipc_conn *c, struct ipc_reader *r)
 	ipc_msg_init(&m, PROTO_QUEUE_OPEN_R, r->reqid);
 	struct pending *p = xcalloc(1, sizeof(*p));
 	char *error = NULL;
-	if (queue_spool_create(Q.store, p->id, &p->fd, &error) < 0) {
+	if (queue_committer_spool_create(Q.committer, p->id, &p->fd, &error) < 0) {
 		log_warn("event=spool_create_failed error=\"%s\"", error);
 		ipc_put_u32(&m, 0);
 		ipc_put_str(&m, error);
