@@ -54,6 +54,21 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	imap_session_new(evconnlistener_get_base(l), fd, &settings, rl->implicit_tls, ip);
 }
 
+/* accept() failed (EMFILE...): pause the listener briefly instead of spinning */
+static void reenable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evconnlistener_enable(arg);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	log_warn("event=%s_accept_error error=\"%s\"", "imap", evutil_socket_error_to_string(err));
+	evconnlistener_disable(l);
+	struct timeval tv = { 0, 200000 };
+	event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, reenable_cb, l, &tv);
+}
+
 static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct event_base *base = arg;
@@ -91,6 +106,7 @@ void imap_role_run(struct role_env *env)
 			evconnlistener_new(env->base, accept_cb, rl, LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, -1, rl->fd);
 		if (l == NULL)
 			log_fatal("event=imap_listen_failed fd=%d", rl->fd);
+		evconnlistener_set_error_cb(l, accept_error_cb);
 	}
 	struct event *term = evsignal_new(env->base, SIGTERM, sigterm_cb, env->base);
 	event_add(term, NULL);
