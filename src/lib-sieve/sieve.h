@@ -249,6 +249,34 @@ char *sieve_action_describe(const struct sieve_action *a);
  */
 int sieve_vacation_allowed(const struct sieve_msg_view *msg);
 
+/*
+ * The messages the host sends for vacation and reject actions (envelope
+ * sender <>, recipient rcpt_to). sieve_vacation_compose applies
+ * sieve_vacation_allowed, refuses replies to the recipient's own addresses
+ * and, with check_recipient, replies only when the recipient (or one of
+ * :addresses) is in To/Cc/Bcc (RFC 5230 4.5). Its From is :from, else the
+ * matching header address, else the recipient; Subject is :subject or
+ * "Auto: " + the original subject (RFC 2047-encoded when needed); it carries
+ * In-Reply-To/References and Auto-Submitted: auto-replied. The reject
+ * notice is an RFC 3798 MDN (disposition "deleted") from MAILER-DAEMON.
+ * Return 1 composed, 0 must not be sent (*why_r says why), -1 wrong action.
+ */
+struct sieve_reply_options {
+	const char *hostname;        /* for Message-ID and the MDN */
+	bool check_recipient;        /* RFC 5230 4.5 To/Cc check (true for real delivery) */
+	time_t now;                  /* 0 = time(NULL) */
+};
+struct sieve_reply {
+	char *rcpt_to;               /* the original envelope sender */
+	char *data;                  /* the whole message, CRLF line ends */
+	size_t len;
+};
+int sieve_vacation_compose(const struct sieve_action *a, const struct sieve_msg_view *msg,
+			   const struct sieve_reply_options *opt, struct sieve_reply *reply, const char **why_r);
+int sieve_reject_compose(const struct sieve_action *a, const struct sieve_msg_view *msg,
+			 const struct sieve_reply_options *opt, struct sieve_reply *reply, const char **why_r);
+void sieve_reply_free(struct sieve_reply *reply);
+
 /* The capability string for ManageSieve's SIEVE capability, for the given extensions. */
 char *sieve_capabilities(unsigned extensions);
 

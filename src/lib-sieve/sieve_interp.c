@@ -76,8 +76,8 @@ struct exec {
 	bool ts_use_run;
 	struct strlist ts_errors;
 	/* test_result_execute: messages "stored" per folder and "sent" by SMTP */
-	struct strlist ts_store_folder, ts_store_msg, ts_smtp_msg, ts_smtp_to;
-	char *ts_env_to;
+	struct strlist ts_store_folder, ts_store_msg, ts_smtp_msg, ts_smtp_to, ts_smtp_from;
+	char *ts_env_to, *ts_env_from;
 };
 
 static const struct sieve_testsuite_hooks *ts_hooks;
@@ -1235,6 +1235,7 @@ static void ts_execute_result(struct exec *ex)
 	bool kept = false;
 	sl_free(&ex->ts_smtp_msg);
 	sl_free(&ex->ts_smtp_to);
+	sl_free(&ex->ts_smtp_from);
 	for (size_t i = 0; i < res->count; i++) {
 		const struct sieve_action *a = &res->actions[i];
 		char *am = m;
@@ -1257,6 +1258,20 @@ static void ts_execute_result(struct exec *ex)
 		} else if (a->type == SIEVE_ACT_REDIRECT) {
 			sl_add(&ex->ts_smtp_msg, am, al);
 			sl_add(&ex->ts_smtp_to, a->target, strlen(a->target));
+			const char *ef = msgv(ex)->envelope_from ? msgv(ex)->envelope_from : "";
+			sl_add(&ex->ts_smtp_from, ef, strlen(ef));
+		} else if (a->type == SIEVE_ACT_VACATION || a->type == SIEVE_ACT_REJECT) {
+			struct sieve_reply_options ro = { .hostname = "testsuite.example", .check_recipient = false };
+			struct sieve_reply rep;
+			const char *why;
+			int r = a->type == SIEVE_ACT_VACATION ? sieve_vacation_compose(a, msgv(ex), &ro, &rep, &why)
+							      : sieve_reject_compose(a, msgv(ex), &ro, &rep, &why);
+			if (r > 0) {
+				sl_add(&ex->ts_smtp_msg, rep.data, rep.len);
+				sl_add(&ex->ts_smtp_to, rep.rcpt_to, strlen(rep.rcpt_to));
+				sl_add(&ex->ts_smtp_from, "", 0);
+			}
+			sieve_reply_free(&rep);
 		}
 		if (am != m)
 			free(am);
@@ -1290,6 +1305,9 @@ static int ts_message(struct exec *ex, const struct sieve_node *n)
 		free(ex->ts_env_to);
 		ex->ts_env_to = xstrdup(ex->ts_smtp_to.v[want]);
 		ex->ts_msg.envelope_to = ex->ts_env_to;
+		free(ex->ts_env_from);
+		ex->ts_env_from = xstrdup(ex->ts_smtp_from.v[want]);
+		ex->ts_msg.envelope_from = ex->ts_env_from;
 	}
 	if (found == NULL)
 		return 0;
@@ -2245,6 +2263,9 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 		ex->ts_msg.size = 0;
 		ts_reset_message(ex);
 		ex->edits = 0;
+		/* a new message gets back the envelope test_message :smtp replaced */
+		ex->ts_msg.envelope_from = ex->ts_from != NULL ? ex->ts_from : ex->msg->envelope_from;
+		ex->ts_msg.envelope_to = ex->ts_to != NULL ? ex->ts_to : ex->msg->envelope_to;
 		val = NULL;
 	} else if (strcmp(what, "envelope.from") == 0) {
 		free(ex->ts_from);
@@ -2721,7 +2742,9 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	sl_free(&ex.ts_store_msg);
 	sl_free(&ex.ts_smtp_msg);
 	sl_free(&ex.ts_smtp_to);
+	sl_free(&ex.ts_smtp_from);
 	free(ex.ts_env_to);
+	free(ex.ts_env_from);
 	sieve_result_deinit(&ex.ts_run_res);
 	sl_free(&ex.ts_errors);
 	free(ex.error);

@@ -146,6 +146,11 @@ static char *encode_field(const char *name, size_t nlen, const char *val, size_t
 	return r;
 }
 
+char *sieve_header_encode(const char *name, const char *value)
+{
+	return encode_field(name, strlen(name), value, strlen(value));
+}
+
 static void msg_add(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen)
 {
 	struct sieve_message *m = ctx;

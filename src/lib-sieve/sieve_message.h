@@ -53,6 +53,8 @@ void sieve_message_free(struct sieve_message *m);
 /* Parse MIME structure once (lazily); bounded by max_parts and max_body. */
 void sieve_message_parse_parts(struct sieve_message *m, unsigned max_parts, size_t max_body);
 void sieve_message_add_header(struct sieve_message *m, const char *name, const char *value, bool last);
+/* "Name: value" ready for the wire (RFC 2047 words for non-ASCII, line breaks folded). */
+char *sieve_header_encode(const char *name, const char *value);
 /* The header block after edits: every remaining field + CRLF (no final empty line). */
 char *sieve_message_header_text(const struct sieve_message *m);
 

@@ -1041,6 +1041,76 @@ static void test_duplicate_callback(void **state)
 	sieve_script_free(&s);
 }
 
+/* vacation replies and reject notices (the host sends them) */
+static const struct {
+	const char *script;
+	const char *from, *to, *msg;
+	bool check;
+	int want;
+	const char *want_parts[6];   /* substrings of the composed message */
+	const char *want_rcpt;
+} reply_cases[] = {
+	{ "require \"vacation\"; vacation :subject \"Away\" \"gone\";", "s@example.org", "me@example.net",
+	  "From: s@example.org\r\nTo: me@example.net\r\nSubject: hi\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n", true, 1,
+	  { "From: me@example.net\r\n", "To: <s@example.org>\r\n", "Subject: Away\r\n", "In-Reply-To: <1@x>\r\n",
+	    "Auto-Submitted: auto-replied", "\r\n\r\ngone\r\n" }, "s@example.org" },
+	{ "require \"vacation\"; vacation \"gone\";", "s@example.org", "me@example.net",
+	  "To: other@example.net\r\nSubject: Grüße\r\n\r\n", true, 0, { NULL }, NULL },
+	{ "require \"vacation\"; vacation \"gone\";", "s@example.org", "me@example.net",
+	  "To: other@example.net\r\nSubject: Grüße\r\n\r\n", false, 1,
+	  { "Subject: =?UTF-8?B?QXV0bzogR3LDvMOfZQ==?=\r\n", "From: me@example.net" }, "s@example.org" },
+	{ "require \"vacation\"; vacation :addresses \"alias@example.net\" \"gone\";", "s@example.org", "me@example.net",
+	  "Cc: Alias <alias@example.net>\r\n\r\n", true, 1, { "From: alias@example.net\r\n" }, "s@example.org" },
+	{ "require \"vacation\"; vacation \"gone\";", "", "me@example.net", "To: me@example.net\r\n\r\n", true, 0,
+	  { NULL }, NULL },
+	{ "require \"vacation\"; vacation \"gone\";", "me@example.net", "me@example.net",
+	  "To: me@example.net\r\n\r\n", true, 0, { NULL }, NULL },
+	{ "require \"vacation\"; vacation :mime \"Content-Type: text/html\\r\\n\\r\\n<b>x</b>\";", "s@example.org",
+	  "me@example.net", "To: me@example.net\r\n\r\n", true, 1,
+	  { "MIME-Version: 1.0\r\nContent-Type: text/html" }, "s@example.org" },
+	{ "require \"reject\"; reject \"not here\";", "s@example.org", "me@example.net",
+	  "Subject: x\r\nMessage-ID: <2@y>\r\n\r\nbody", true, 1,
+	  { "From: Postmaster <MAILER-DAEMON@mx.example.test>\r\n", "report-type=disposition-notification",
+	    "not here", "Disposition: automatic-action/MDN-sent-automatically; deleted",
+	    "Original-Message-ID: <2@y>", "Content-Type: text/rfc822-headers\r\n\r\nSubject: x" }, "s@example.org" },
+	{ "require \"reject\"; reject \"not here\";", "<>", "me@example.net", "Subject: x\r\n\r\n", true, 0,
+	  { NULL }, NULL },
+};
+
+static void test_reply_compose(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(reply_cases) / sizeof(reply_cases[0]); i++) {
+		char *err = NULL;
+		struct sieve_script *s = sieve_compile(reply_cases[i].script, strlen(reply_cases[i].script), "t", NULL, &err);
+		if (s == NULL)
+			fail_msg("reply case %zu: %s", i, err);
+		struct sieve_msg_view mv = { .envelope_from = reply_cases[i].from, .envelope_to = reply_cases[i].to,
+					     .raw = reply_cases[i].msg, .raw_len = strlen(reply_cases[i].msg) };
+		struct sieve_result res;
+		sieve_result_init(&res);
+		assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+		struct sieve_reply_options ro = { .hostname = "mx.example.test", .check_recipient = reply_cases[i].check,
+						  .now = 1700000000 };
+		struct sieve_reply rep;
+		const char *why = NULL;
+		int r = res.actions[0].type == SIEVE_ACT_VACATION ? sieve_vacation_compose(&res.actions[0], &mv, &ro, &rep, &why)
+								  : sieve_reject_compose(&res.actions[0], &mv, &ro, &rep, &why);
+		if (r != reply_cases[i].want)
+			fail_msg("reply case %zu: got %d (%s)", i, r, why ? why : "");
+		if (r == 0)
+			assert_non_null(why);
+		for (int k = 0; k < 6 && reply_cases[i].want_parts[k] != NULL; k++)
+			if (strstr(rep.data, reply_cases[i].want_parts[k]) == NULL)
+				fail_msg("reply case %zu: no '%s' in:\n%s", i, reply_cases[i].want_parts[k], rep.data);
+		if (reply_cases[i].want_rcpt != NULL)
+			assert_string_equal(rep.rcpt_to, reply_cases[i].want_rcpt);
+		sieve_reply_free(&rep);
+		sieve_result_deinit(&res);
+		sieve_script_free(&s);
+	}
+}
+
 static void test_capabilities(void **state)
 {
 	(void)state;
@@ -1072,6 +1142,7 @@ int main(void)
 		cmocka_unit_test(test_vacation_allowed),
 		cmocka_unit_test(test_duplicate_callback),
 		cmocka_unit_test(test_capabilities),
+		cmocka_unit_test(test_reply_compose),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

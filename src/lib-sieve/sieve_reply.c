@@ -1,0 +1,284 @@
+/*
+ * sieve_reply: the messages a host sends for vacation (RFC 5230, RFC 3834)
+ * and reject (RFC 5429 MDN, RFC 3798) actions. Pure functions: they compose,
+ * the host sends (envelope sender <>) and keeps once-per-period state.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lib-sieve/sieve.h"
+#include "lib-sieve/sieve_message.h"
+#include "lib/xalloc.h"
+
+void sieve_reply_free(struct sieve_reply *r)
+{
+	free(r->rcpt_to);
+	free(r->data);
+	memset(r, 0, sizeof(*r));
+}
+
+static const char *hdr_first(const struct sieve_message *m, const char *name)
+{
+	for (size_t i = 0; i < m->nhdrs; i++)
+		if (strcasecmp(m->hdrs[i].name, name) == 0)
+			return m->hdrs[i].raw;
+	return NULL;
+}
+
+static const char *hdr_first_decoded(const struct sieve_message *m, const char *name)
+{
+	for (size_t i = 0; i < m->nhdrs; i++)
+		if (strcasecmp(m->hdrs[i].name, name) == 0)
+			return m->hdrs[i].decoded;
+	return NULL;
+}
+
+static void rfc5322_date(time_t t, struct buf *b)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	char s[64];
+	strftime(s, sizeof(s), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	buf_append_str(b, s);
+}
+
+static void message_id(const struct sieve_reply_options *opt, time_t now, const char *salt, struct buf *b)
+{
+	unsigned long long h = 1469598103934665603ULL;
+	for (const char *p = salt; p != NULL && *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	buf_printf(b, "<%llx.%lx.sieve@%s>", h, (long)now, opt->hostname ? opt->hostname : "localhost");
+}
+
+/* Append text with every line ending made CRLF. */
+static void append_crlf(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\r' && s[1] == '\n')
+			continue;
+		if (*s == '\n' || *s == '\r') {
+			buf_append(b, "\r\n", 2);
+			continue;
+		}
+		buf_append_c(b, *s);
+	}
+}
+
+static bool addr_eq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcasecmp(a, b) == 0;
+}
+
+/* "local@domain" of an envelope path, or NULL. */
+static char *path_addr(const char *path)
+{
+	struct sieve_address a;
+	if (path == NULL || sieve_address_parse_path(path, &a) <= 0 || a.domain == NULL || *a.local == '\0') {
+		if (path != NULL)
+			sieve_address_free(&a);
+		return NULL;
+	}
+	char *r = xasprintf("%s@%s", a.local, a.domain);
+	sieve_address_free(&a);
+	return r;
+}
+
+int sieve_vacation_compose(const struct sieve_action *act, const struct sieve_msg_view *mv,
+			   const struct sieve_reply_options *opt, struct sieve_reply *reply, const char **why_r)
+{
+	memset(reply, 0, sizeof(*reply));
+	*why_r = NULL;
+	if (act->type != SIEVE_ACT_VACATION) {
+		*why_r = "not a vacation action";
+		return -1;
+	}
+	if (!sieve_vacation_allowed(mv)) {
+		*why_r = "the sender or the message excludes automatic replies (RFC 3834)";
+		return 0;
+	}
+	char *rcpt = path_addr(mv->envelope_from);
+	if (rcpt == NULL) {
+		*why_r = "the envelope sender is not a valid address";
+		return 0;
+	}
+	/* my addresses: the recipient, the original recipient and :addresses */
+	const char *mine[66];
+	size_t nmine = 0;
+	char *env_to = path_addr(mv->envelope_to), *orig_to = path_addr(mv->original_to);
+	if (env_to != NULL)
+		mine[nmine++] = env_to;
+	if (orig_to != NULL)
+		mine[nmine++] = orig_to;
+	for (size_t i = 0; i < act->addresses_count && nmine < 66; i++)
+		mine[nmine++] = act->addresses[i];
+	for (size_t i = 0; i < nmine; i++) {
+		if (addr_eq(mine[i], rcpt)) {
+			*why_r = "the message comes from one of the recipient's own addresses";
+			free(rcpt);
+			free(env_to);
+			free(orig_to);
+			return 0;
+		}
+	}
+	struct sieve_message m;
+	sieve_message_parse(&m, mv->raw, mv->raw_len, 1000);
+	/* RFC 5230 4.5: reply only when one of my addresses is in a recipient header */
+	char *matched = NULL;
+	static const char *rh[] = { "to", "cc", "bcc", "resent-to", "resent-cc", NULL };
+	for (size_t i = 0; i < m.nhdrs && matched == NULL; i++) {
+		bool is_rcpt = false;
+		for (int k = 0; rh[k]; k++)
+			if (strcasecmp(m.hdrs[i].name, rh[k]) == 0)
+				is_rcpt = true;
+		if (!is_rcpt)
+			continue;
+		struct sieve_address addrs[64];
+		size_t na = sieve_address_parse_list(m.hdrs[i].raw, addrs, 64);
+		for (size_t k = 0; k < na; k++) {
+			if (matched == NULL && addrs[k].domain != NULL) {
+				char *full = xasprintf("%s@%s", addrs[k].local, addrs[k].domain);
+				for (size_t j = 0; j < nmine && matched == NULL; j++)
+					if (addr_eq(full, mine[j]))
+						matched = xstrdup(full);
+				free(full);
+			}
+			sieve_address_free(&addrs[k]);
+		}
+	}
+	if (matched == NULL && opt->check_recipient) {
+		*why_r = "none of the recipient's addresses is in To/Cc/Bcc";
+		free(rcpt);
+		free(env_to);
+		free(orig_to);
+		sieve_message_free(&m);
+		return 0;
+	}
+	time_t now = opt->now ? opt->now : time(NULL);
+	struct buf b;
+	buf_init(&b, 1024 * 1024);
+	char *field;
+	const char *from = act->from != NULL ? act->from : matched != NULL ? matched : env_to;
+	if (from != NULL && strchr(from, '\r') == NULL && strchr(from, '\n') == NULL) {
+		field = sieve_header_encode("From", from);
+		buf_append_str(&b, field);
+		buf_append(&b, "\r\n", 2);
+		free(field);
+	}
+	buf_printf(&b, "To: <%s>\r\n", rcpt);
+	char *subject;
+	if (act->subject != NULL) {
+		subject = xstrdup(act->subject);
+	} else {
+		const char *os = hdr_first_decoded(&m, "subject");
+		subject = os != NULL && *os != '\0' ? xasprintf("Auto: %s", os) : xstrdup("Automated reply");
+	}
+	for (char *p = subject; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	field = sieve_header_encode("Subject", subject);
+	buf_append_str(&b, field);
+	buf_append(&b, "\r\n", 2);
+	free(field);
+	free(subject);
+	buf_append_str(&b, "Date: ");
+	rfc5322_date(now, &b);
+	buf_append_str(&b, "\r\nMessage-ID: ");
+	message_id(opt, now, act->handle, &b);
+	buf_append(&b, "\r\n", 2);
+	const char *mid = hdr_first(&m, "message-id");
+	if (mid != NULL && strchr(mid, '<') != NULL) {
+		const char *refs = hdr_first(&m, "references");
+		buf_printf(&b, "In-Reply-To: %s\r\n", mid);
+		if (refs != NULL)
+			buf_printf(&b, "References: %s\r\n %s\r\n", refs, mid);
+		else
+			buf_printf(&b, "References: %s\r\n", mid);
+	}
+	buf_append_str(&b, "Auto-Submitted: auto-replied (vacation)\r\nPrecedence: bulk\r\nMIME-Version: 1.0\r\n");
+	if (act->mime) {
+		/* RFC 5230 5.8: the reason is a MIME entity (its own header, blank line, body) */
+		append_crlf(&b, act->text ? act->text : "");
+	} else {
+		buf_append_str(&b, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+		append_crlf(&b, act->text ? act->text : "");
+	}
+	if (b.len < 2 || b.data[b.len - 1] != '\n')
+		buf_append(&b, "\r\n", 2);
+	reply->rcpt_to = rcpt;
+	reply->len = b.len;
+	reply->data = buf_steal(&b);
+	buf_deinit(&b);
+	free(matched);
+	free(env_to);
+	free(orig_to);
+	sieve_message_free(&m);
+	return 1;
+}
+
+int sieve_reject_compose(const struct sieve_action *act, const struct sieve_msg_view *mv,
+			 const struct sieve_reply_options *opt, struct sieve_reply *reply, const char **why_r)
+{
+	memset(reply, 0, sizeof(*reply));
+	*why_r = NULL;
+	if (act->type != SIEVE_ACT_REJECT && act->type != SIEVE_ACT_EREJECT) {
+		*why_r = "not a reject action";
+		return -1;
+	}
+	char *rcpt = path_addr(mv->envelope_from);
+	if (rcpt == NULL) {
+		*why_r = "no rejection notice to the null or an invalid sender";
+		return 0;
+	}
+	struct sieve_message m;
+	sieve_message_parse(&m, mv->raw, mv->raw_len, 1000);
+	time_t now = opt->now ? opt->now : time(NULL);
+	const char *host = opt->hostname ? opt->hostname : "localhost";
+	char boundary[64];
+	snprintf(boundary, sizeof(boundary), "mailroute-%lx-reject", (long)now);
+	struct buf b;
+	buf_init(&b, 4 * 1024 * 1024);
+	buf_printf(&b, "From: Postmaster <MAILER-DAEMON@%s>\r\nTo: <%s>\r\n", host, rcpt);
+	const char *os = hdr_first_decoded(&m, "subject");
+	char *subj = xasprintf("Automatically rejected mail%s%s", os ? ": " : "", os ? os : "");
+	for (char *p = subj; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	char *field = sieve_header_encode("Subject", subj);
+	buf_append_str(&b, field);
+	buf_append(&b, "\r\n", 2);
+	free(field);
+	free(subj);
+	buf_append_str(&b, "Date: ");
+	rfc5322_date(now, &b);
+	buf_append_str(&b, "\r\nMessage-ID: ");
+	message_id(opt, now, rcpt, &b);
+	buf_printf(&b, "\r\nAuto-Submitted: auto-replied (rejected)\r\nPrecedence: bulk\r\nMIME-Version: 1.0\r\n"
+		       "Content-Type: multipart/report; report-type=disposition-notification;\r\n"
+		       "\tboundary=\"%s\"\r\n\r\nThis is a MIME-encapsulated message\r\n\r\n--%s\r\n"
+		       "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+		       "Your message to <%s> was automatically rejected:\r\n",
+		   boundary, boundary, mv->envelope_to ? mv->envelope_to : "");
+	append_crlf(&b, act->text ? act->text : "");
+	buf_printf(&b, "\r\n--%s\r\nContent-Type: message/disposition-notification\r\n\r\n"
+		       "Reporting-UA: %s; mailroute Sieve\r\nFinal-Recipient: rfc822; %s\r\n",
+		   boundary, host, mv->envelope_to ? mv->envelope_to : "");
+	const char *mid = hdr_first(&m, "message-id");
+	if (mid != NULL)
+		buf_printf(&b, "Original-Message-ID: %s\r\n", mid);
+	buf_printf(&b, "Disposition: automatic-action/MDN-sent-automatically; deleted\r\n\r\n--%s\r\n"
+		       "Content-Type: text/rfc822-headers\r\n\r\n", boundary);
+	size_t hl = m.body_offset <= mv->raw_len ? m.body_offset : 0;
+	if (mv->raw != NULL)
+		buf_append(&b, mv->raw, hl);
+	buf_printf(&b, "\r\n--%s--\r\n", boundary);
+	reply->rcpt_to = rcpt;
+	reply->len = b.len;
+	reply->data = buf_steal(&b);
+	buf_deinit(&b);
+	sieve_message_free(&m);
+	return 1;
+}
