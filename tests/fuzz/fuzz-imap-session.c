@@ -1,10 +1,12 @@
 /*
  * Fuzz a whole IMAP session: log in (stub authenticator), then feed the input as client
  * bytes over a socketpair and run the event loop until the session is quiet, then hang up.
- * The Maildir lives under /tmp/fuzz-imap-session-<pid> and persists across inputs.
+ * The Maildir lives under /tmp/fuzz-imap-session-<pid>, persists across inputs and is
+ * removed at exit.
  */
 #include <event2/event.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +55,18 @@ static void stub_cancel(void *ctx, void *req)
 	free(r);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void cleanup(void)
+{
+	char dir[128];
+	snprintf(dir, sizeof(dir), "/tmp/fuzz-imap-session-%d", (int)getpid());
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void drain(int fd)
 {
 	char tmp[65536];
@@ -65,6 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (root[0] == '\0') {
 		snprintf(root, sizeof(root), "/tmp/fuzz-imap-session-%d/joe", (int)getpid());
 		log_set_level(LOG_LEVEL_WARN);
+		atexit(cleanup);
 	}
 	base = event_base_new();
 	int sv[2];
