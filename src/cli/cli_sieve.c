@@ -297,6 +297,7 @@ static int store_cmd(const char *dd, const char *sub, const char *user, const ch
 			.extensions = SIEVE_EXT_USER_DEFAULT,
 			.include_resolver = sieve_store_include_resolver,
 			.include_ctx = &sc,
+			.missing_includes_ok = true,
 		};
 		struct sieve_script *s = sieve_compile(src, len, name, &opt, &err);
 		if (s == NULL) {

@@ -81,6 +81,9 @@ struct sieve_compile_options {
 	unsigned max_nesting;            /* block/test nesting; default 32 */
 	size_t max_string_length;        /* one literal; default 64 KiB */
 	size_t max_list_length;          /* items of a string list; default 1024 */
+	/* Uploads (ManageSieve PUTSCRIPT, `sieve put`): an included script that does not exist yet
+	   is accepted (as if :optional); delivery compiles again without this flag. */
+	bool missing_includes_ok;
 };
 
 /* --- the message, as the host shows it --- */

@@ -1111,7 +1111,7 @@ static int compile_include(struct validator *v, struct sieve_node *n)
 	}
 	free(err);
 	if (r == 0) {
-		if (n->tag[TAG_OPTIONAL] != NULL)
+		if (n->tag[TAG_OPTIONAL] != NULL || v->opt->missing_includes_ok)
 			return 0;
 		v_error(v, a->line, a->col, "included %s script '%s' does not exist", global ? "global" : "personal",
 			name);
