@@ -122,3 +122,76 @@ void lookup_policy_rcpt(struct directory *dir, const struct mr_config *cfg, cons
 	}
 	route_result_deinit(&res);
 }
+
+static void add_target(struct lookup_target **t, size_t *n, enum lookup_target_kind kind, const char *address,
+                       const char *target, const char *folder)
+{
+	*t = xreallocarray(*t, *n + 1, sizeof(**t));
+	(*t)[*n] = (struct lookup_target){
+		.kind = kind,
+		.address = xstrdup(address),
+		.target = xstrdup(target ? target : ""),
+		.folder = folder ? xstrdup(folder) : NULL,
+	};
+	(*n)++;
+}
+
+int lookup_route_targets(struct directory *dir, const struct mr_config *cfg, const struct route_options *ropt,
+                         const char *address, struct route_result *res, struct lookup_target **targets_r,
+                         size_t *count_r, char **error_r)
+{
+	*targets_r = NULL;
+	*count_r = 0;
+	memset(res, 0, sizeof(*res));
+	const char *at = strrchr(address, '@');
+	bool literal = at != NULL && at[1] == '[';
+	if (literal) {
+		res->status = ROUTE_NOT_LOCAL;
+	} else if (route_resolve(dir, ropt, address, res, error_r) < 0) {
+		return -1;
+	}
+	switch (res->status) {
+	case ROUTE_OK:
+		for (size_t i = 0; i < res->rcpt_count; i++) {
+			const struct route_recipient *rc = &res->rcpt[i];
+			if (rc->kind == ROUTE_LOCAL) {
+				char *maildir = lookup_maildir_path(cfg, rc->address);
+				add_target(targets_r, count_r, LOOKUP_TARGET_LOCAL, rc->address, maildir, rc->folder);
+				free(maildir);
+			} else if (rc->kind == ROUTE_REMOTE) {
+				add_target(targets_r, count_r, LOOKUP_TARGET_REMOTE, rc->address, "", NULL);
+			} else {
+				add_target(targets_r, count_r, LOOKUP_TARGET_NAMED, rc->address, rc->address, NULL);
+			}
+		}
+		break;
+	case ROUTE_NOT_LOCAL:
+		add_target(targets_r, count_r, LOOKUP_TARGET_REMOTE, address, res->relay ? res->relay : "", NULL);
+		break;
+	default:
+		add_target(targets_r, count_r, LOOKUP_TARGET_UNROUTABLE, address, "unroutable", NULL);
+		break;
+	}
+	return 0;
+}
+
+void lookup_targets_free(struct lookup_target *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(t[i].address);
+		free(t[i].target);
+		free(t[i].folder);
+	}
+	free(t);
+}
+
+const char *lookup_target_kind_name(enum lookup_target_kind kind)
+{
+	switch (kind) {
+	case LOOKUP_TARGET_LOCAL: return "mailbox";
+	case LOOKUP_TARGET_REMOTE: return "remote";
+	case LOOKUP_TARGET_NAMED: return "named";
+	case LOOKUP_TARGET_UNROUTABLE: return "unroutable";
+	}
+	return "?";
+}

@@ -24,6 +24,31 @@ void lookup_policy_rcpt(struct directory *dir, const struct mr_config *cfg, cons
                         const char *address, const char *client_ip, const char *auth_user, int listen_kind,
                         struct lookup_rcpt_decision *d);
 
+/*
+ * The router: where one accepted SMTP recipient goes. The queue role calls this
+ * at commit time and `mailroute explain` prints it, so both follow the same
+ * path. Fills *targets_r (free with lookup_targets_free); res keeps the trace
+ * when ropt->trace is set (release it with route_result_deinit). -1 on a
+ * directory error.
+ */
+enum lookup_target_kind {
+	LOOKUP_TARGET_LOCAL,      /* a mailbox: target = its Maildir++ root, folder or NULL */
+	LOOKUP_TARGET_REMOTE,     /* outbound: target = relay "host[:port]" or "" for MX */
+	LOOKUP_TARGET_NAMED,      /* a named target "webhook:x", "pipe:x" in target */
+	LOOKUP_TARGET_UNROUTABLE, /* accepted earlier, unknown now (the directory changed) */
+};
+struct lookup_target {
+	enum lookup_target_kind kind;
+	char *address;
+	char *target;
+	char *folder;
+};
+int lookup_route_targets(struct directory *dir, const struct mr_config *cfg, const struct route_options *ropt,
+                         const char *address, struct route_result *res, struct lookup_target **targets_r,
+                         size_t *count_r, char **error_r);
+void lookup_targets_free(struct lookup_target *t, size_t n);
+const char *lookup_target_kind_name(enum lookup_target_kind kind);
+
 /* True when ip (text) is inside one of cfg->trusted_networks. */
 bool lookup_policy_trusted(const struct mr_config *cfg, const char *ip);
 /* True when ip (text) is inside cidr ("10.0.0.0/8", "::1/128", "127.0.0.1"). */

@@ -196,45 +196,26 @@ static void on_committed(void *arg, int result, const char *error)
 		kick();
 }
 
-/* The router: one SMTP recipient becomes its final delivery targets. */
+/* The router (lookup_route_targets, shared with `mailroute explain`): one SMTP recipient becomes its targets. */
 static int route_rcpt(struct queue_envelope *env, const struct raw_rcpt *rr, char **error_r)
 {
 	struct route_result res;
-	memset(&res, 0, sizeof(res));
-	char *orcpt = rr->orcpt ? xstrdup(rr->orcpt) : xasprintf("rfc822;%s", rr->address);
-	const char *at = strrchr(rr->address, '@');
-	int r = at != NULL && at[1] == '[' ? 1 : route_resolve(Q.dir, &Q.ropt, rr->address, &res, error_r);
-	if (at != NULL && at[1] == '[')
-		res.status = ROUTE_NOT_LOCAL;
-	if (r < 0) {
+	struct lookup_target *t;
+	size_t n;
+	if (lookup_route_targets(Q.dir, Q.cfg, &Q.ropt, rr->address, &res, &t, &n, error_r) < 0) {
 		route_result_deinit(&res);
-		free(orcpt);
 		return -1;
 	}
-	switch (res.status) {
-	case ROUTE_OK:
-		for (size_t i = 0; i < res.rcpt_count; i++) {
-			const struct route_recipient *rc = &res.rcpt[i];
-			if (rc->kind == ROUTE_LOCAL) {
-				char *maildir = lookup_maildir_path(Q.cfg, rc->address);
-				queue_envelope_add_rcpt(env, rc->address, orcpt, rr->notify, QUEUE_RCPT_LOCAL, maildir, rc->folder);
-				free(maildir);
-			} else if (rc->kind == ROUTE_REMOTE) {
-				queue_envelope_add_rcpt(env, rc->address, orcpt, rr->notify, QUEUE_RCPT_REMOTE, "", NULL);
-			} else {
-				queue_envelope_add_rcpt(env, rc->address, orcpt, rr->notify, QUEUE_RCPT_OTHER, rc->address, NULL);
-			}
-		}
-		break;
-	case ROUTE_NOT_LOCAL:
-		queue_envelope_add_rcpt(env, rr->address, orcpt, rr->notify, QUEUE_RCPT_REMOTE, res.relay ? res.relay : "",
-		                        NULL);
-		break;
-	default:
-		/* Accepted at RCPT time but unroutable now (the directory changed): keep it so it fails visibly. */
-		queue_envelope_add_rcpt(env, rr->address, orcpt, rr->notify, QUEUE_RCPT_OTHER, "unroutable", NULL);
-		break;
-	}
+	char *orcpt = rr->orcpt ? xstrdup(rr->orcpt) : xasprintf("rfc822;%s", rr->address);
+	static const enum queue_rcpt_kind kinds[] = {
+		[LOOKUP_TARGET_LOCAL] = QUEUE_RCPT_LOCAL,
+		[LOOKUP_TARGET_REMOTE] = QUEUE_RCPT_REMOTE,
+		[LOOKUP_TARGET_NAMED] = QUEUE_RCPT_OTHER,
+		[LOOKUP_TARGET_UNROUTABLE] = QUEUE_RCPT_OTHER,
+	};
+	for (size_t i = 0; i < n; i++)
+		queue_envelope_add_rcpt(env, t[i].address, orcpt, rr->notify, kinds[t[i].kind], t[i].target, t[i].folder);
+	lookup_targets_free(t, n);
 	route_result_deinit(&res);
 	free(orcpt);
 	return 0;
