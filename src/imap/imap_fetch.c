@@ -136,10 +136,19 @@ static int add_item(struct imap_fetch *f, const struct imap_arg *a)
 	return 0;
 }
 
+/* Big literals go straight to the output instead of through the response buffer (one copy). */
+static struct imap_session *lit_session;
+
 static void append_literal(struct buf *b, const char *data, size_t len, bool binary)
 {
 	bool nul = binary && memchr(data, '\0', len) != NULL;
 	buf_printf(b, "%s{%zu}\r\n", nul ? "~" : "", len);
+	if (len > 65536 && lit_session != NULL) {
+		imap_send_raw(lit_session, b->data, b->len);
+		buf_reset(b);
+		imap_send_raw(lit_session, data, len);
+		return;
+	}
 	buf_append(b, data, len);
 }
 
@@ -200,7 +209,9 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 	buf_init(&b, (size_t)m.size * 2 + 1024 * 1024);
 	buf_printf(&b, "* %zu FETCH (", seq + 1);
 	size_t start = b.len;
-#define SEP() do { if (b.len > start) buf_append_c(&b, ' '); } while (0)
+	bool any = false; /* an item was written (b may have been flushed) */
+	lit_session = s;
+#define SEP() do { if (any) buf_append_c(&b, ' '); any = true; } while (0)
 	if (f->f_uid || f->uid) {
 		SEP();
 		buf_printf(&b, "UID %u", uid);
@@ -310,6 +321,8 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 		buf_deinit(&data);
 	}
 #undef SEP
+	(void)start;
+	lit_session = NULL;
 	buf_append_str(&b, ")\r\n");
 	imap_send_raw(s, b.data, b.len);
 	buf_deinit(&b);
