@@ -20,7 +20,7 @@ enum proto_type {
 	PROTO_QUEUE_OPEN_R = 21,    /* u32 ok, id-or-error  + fd when ok */
 	PROTO_QUEUE_RCPT = 22,      /* id, address, orcpt, u32 notify  (no reply) */
 	PROTO_QUEUE_COMMIT = 23,    /* id, sender, u64 size, envid, u32 ret, helo, client_ip, auth_user,
-	                               u32 smtputf8, u32 body */
+	                               u32 smtputf8, u32 body, headers (to prepend at delivery, or NULL) */
 	PROTO_QUEUE_COMMIT_R = 24,  /* u32 ok, error text */
 	PROTO_QUEUE_ABORT = 25,     /* id  (no reply) */
 	PROTO_QUEUE_KICK = 26,      /* id or NULL: run the scheduler now (from the CLI) */

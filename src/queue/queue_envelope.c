@@ -35,6 +35,7 @@ void queue_envelope_free(struct queue_envelope **envp)
 	free(env->helo);
 	free(env->client_ip);
 	free(env->auth_user);
+	free(env->headers);
 	free(env);
 }
 

@@ -73,6 +73,8 @@ struct queue_envelope {
 	enum queue_body_type body_type;
 	bool smtputf8;
 	enum queue_state state;  /* commit: ACTIVE, or HOLD/QUARANTINE decided by rules */
+	char *headers;           /* header fields (CRLF-terminated) that delivery puts in front of the
+	                            spool file's content: Authentication-Results, rule tags; or NULL */
 	bool bounce_requested;   /* set by `queue bounce` (read by queue_store_get; not committed) */
 	struct queue_rcpt *rcpts;
 	size_t rcpt_count;

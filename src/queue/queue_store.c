@@ -15,7 +15,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
-#define QUEUE_SCHEMA_VERSION 2
+#define QUEUE_SCHEMA_VERSION 3
 
 struct queue_store {
 	char *dir;
@@ -42,6 +42,7 @@ static const char queue_schema[] =
 	" body_type INTEGER NOT NULL DEFAULT 0,"
 	" smtputf8 INTEGER NOT NULL DEFAULT 0,"
 	" bounce INTEGER NOT NULL DEFAULT 0,"
+	" headers TEXT,"
 	" state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active','hold','quarantine'))"
 	");"
 	"CREATE TABLE IF NOT EXISTS recipients ("
@@ -218,7 +219,9 @@ struct queue_store *queue_store_open(const char *dir, char **error_r)
 		    (version == 0 && queue_exec(q, queue_schema, error_r) < 0) ||
 		    (version == 1 && queue_exec(q, "ALTER TABLE messages ADD COLUMN bounce INTEGER NOT NULL"
 						   " DEFAULT 0", error_r) < 0) ||
-		    queue_exec(q, "PRAGMA user_version=2", error_r) < 0 ||
+		    (version >= 1 && version <= 2 &&
+		     queue_exec(q, "ALTER TABLE messages ADD COLUMN headers TEXT", error_r) < 0) ||
+		    queue_exec(q, "PRAGMA user_version=3", error_r) < 0 ||
 		    queue_exec(q, "COMMIT", error_r) < 0) {
 			queue_rollback(q);
 			goto fail;
@@ -373,6 +376,7 @@ static int queue_insert_envelope(struct queue_store *q, sqlite3_stmt *msg_st, sq
 	sqlite3_bind_int(msg_st, 10, (int)env->body_type);
 	sqlite3_bind_int(msg_st, 11, env->smtputf8 ? 1 : 0);
 	queue_bind_text(msg_st, 12, queue_state_name(env->state));
+	queue_bind_text(msg_st, 13, env->headers);
 	if (sqlite3_step(msg_st) != SQLITE_DONE)
 		return queue_db_error(q, error_r, "insert message");
 	for (size_t i = 0; i < env->rcpt_count; i++) {
@@ -497,8 +501,8 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 		sqlite3_stmt *msg_st = NULL, *rcpt_st = NULL;
 		if (queue_exec(q, "BEGIN IMMEDIATE", &error) == 0 &&
 		    (msg_st = queue_prepare(q, "INSERT INTO messages (id, arrival, sender, size, envid, ret,"
-					       " helo, client_ip, auth_user, body_type, smtputf8, state)"
-					       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", &error)) != NULL &&
+					       " helo, client_ip, auth_user, body_type, smtputf8, state, headers)"
+					       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &error)) != NULL &&
 		    (rcpt_st = queue_prepare(q, "INSERT INTO recipients (msg_id, idx, address, orcpt, notify,"
 						"  kind, target, folder, next_attempt) VALUES (?,?,?,?,?,?,?,?,?)",
 					     &error)) != NULL) {
@@ -904,7 +908,7 @@ int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope
 		return 0;
 	sqlite3_stmt *st = queue_prepare(q,
 		"SELECT arrival, sender, size, envid, ret, helo, client_ip, auth_user, body_type,"
-		" smtputf8, state, bounce FROM messages WHERE id = ?1", error_r);
+		" smtputf8, state, bounce, headers FROM messages WHERE id = ?1", error_r);
 	if (st == NULL)
 		return -1;
 	queue_bind_text(st, 1, id);
@@ -927,6 +931,7 @@ int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope
 	env->smtputf8 = sqlite3_column_int(st, 9) != 0;
 	(void)queue_state_parse((const char *)sqlite3_column_text(st, 10), &env->state);
 	env->bounce_requested = sqlite3_column_int(st, 11) != 0;
+	env->headers = queue_column_strdup(st, 12);
 	sqlite3_finalize(st);
 
 	st = queue_prepare(q,

@@ -234,6 +234,7 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 	char *auth = ipc_get_strdup(r);
 	uint32_t utf8 = ipc_get_u32(r);
 	uint32_t body = ipc_get_u32(r);
+	char *headers = ipc_get_strdup(r);
 	if (ipc_reader_end(r) < 0 || sender == NULL)
 		log_panic("event=ipc_malformed type=commit");
 	struct pending *p = pending_find(c, id);
@@ -252,6 +253,7 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 	queue_envelope_set_str(&env->client_ip, ip);
 	queue_envelope_set_str(&env->auth_user, auth);
 	env->smtputf8 = utf8 != 0;
+	queue_envelope_set_str(&env->headers, headers);
 	env->body_type = body == 1 ? QUEUE_BODY_7BIT : body == 2 ? QUEUE_BODY_8BITMIME
 	                                         : body == 3 ? QUEUE_BODY_BINARYMIME : QUEUE_BODY_DEFAULT;
 	char *error = NULL;
@@ -274,6 +276,7 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 	pending_free(p, false);
 	queue_committer_submit(Q.committer, env, fd, on_committed, cc);
 out:
+	free(headers);
 	free(sender);
 	free(envid);
 	free(helo);
@@ -387,7 +390,8 @@ static void dispatch_local(const struct queue_due *due)
 			close(fd);
 		return;
 	}
-	char *prepend = xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n", env->sender, rc->address);
+	char *prepend = xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n%s", env->sender, rc->address,
+	                          env->headers ? env->headers : "");
 	char *unique = xasprintf("%lld.Q%sR%u.%s", (long long)env->arrival, due->id, due->idx, Q.cfg->hostname);
 	for (char *p = unique; *p; p++)
 		if (*p == '/' || *p == ':')

@@ -95,6 +95,7 @@ struct smtp_session {
 	char qid[64];
 	int spool_fd;
 	struct buf spool_out;
+	struct buf add_headers; /* fields to prepend at delivery (Authentication-Results, filter tags) */
 	uint64_t msg_size;
 	bool too_big;
 	bool write_failed;
@@ -196,7 +197,14 @@ static void tx_reset(struct smtp_session *s)
 	for (size_t i = 0; i < s->rcpt_count; i++)
 		free(s->rcpts[i].orcpt);
 	s->rcpt_count = 0;
+	/* An idle session keeps little memory: give back the big message buffer. */
+	if (s->spool_out.cap > 8192) {
+		size_t max = s->spool_out.max;
+		buf_deinit(&s->spool_out);
+		buf_init(&s->spool_out, max);
+	}
 	buf_reset(&s->spool_out);
+	buf_reset(&s->add_headers);
 	s->msg_size = 0;
 	s->too_big = s->write_failed = s->bad_content = false;
 	s->bdat_remaining = 0;
@@ -425,6 +433,7 @@ static void finish_message(struct smtp_session *s)
 	ipc_put_str(&m, s->auth_user);
 	ipc_put_u32(&m, s->mail.smtputf8);
 	ipc_put_u32(&m, (uint32_t)s->mail.body);
+	ipc_put_str(&m, s->add_headers.len > 0 ? s->add_headers.data : NULL);
 	s->waiting = true;
 	bufferevent_disable(s->bev, EV_READ);
 	s->qcall = ipc_client_call(s->srv->queue, &m, on_committed, s);
@@ -1071,6 +1080,7 @@ static void session_free(struct smtp_session *s)
 	secret_free(s->auth_login_user);
 	buf_deinit(&s->spool_out);
 	buf_deinit(&s->cmd);
+	buf_deinit(&s->add_headers);
 	smtp_line_reader_deinit(&s->lr);
 	if (s->close_timer != NULL)
 		event_free(s->close_timer);
@@ -1119,6 +1129,7 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct role_liste
 	smtp_line_reader_init(&s->lr, s->cfg->limits.max_line_length);
 	buf_init(&s->spool_out, 4 * SPOOL_FLUSH);
 	buf_init(&s->cmd, s->cfg->limits.max_line_length);
+	buf_init(&s->add_headers, 16384);
 	s->next = srv->sessions;
 	if (s->next != NULL)
 		s->next->prev = s;
