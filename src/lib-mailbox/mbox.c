@@ -21,7 +21,8 @@ struct mbox {
 	sqlite3 *db;
 	uint32_t uidvalidity;
 	bool scanned;
-	struct timespec mt_new, mt_cur;
+	struct timespec mt_new, mt_cur; /* directory mtimes seen by the last scan */
+	struct timespec scanned_at;     /* when that scan started */
 	/* handles are shared by the sessions of a process (one event loop, no interleaved
 	 * transactions): refs counts the users; dev/ino identify the index file it opened */
 	unsigned refs;
@@ -291,6 +292,11 @@ static int file_crlf_size(const char *file, uint64_t *size_r, time_t *mtime_r)
 	return n < 0 ? -1 : 0;
 }
 
+static int64_t ms_since(const struct timespec *now, const struct timespec *t)
+{
+	return (int64_t)(now->tv_sec - t->tv_sec) * 1000 + (now->tv_nsec - t->tv_nsec) / 1000000;
+}
+
 static bool ts_eq(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
@@ -468,6 +474,8 @@ out:
 int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 {
 	struct stat sn, sc;
+	struct timespec before;
+	clock_gettime(CLOCK_REALTIME, &before);
 	char *dn = xasprintf("%s/new", mb->path);
 	char *dc = xasprintf("%s/cur", mb->path);
 	int r1 = stat(dn, &sn), r2 = stat(dc, &sc);
@@ -477,9 +485,13 @@ int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 		*error_r = "[NONEXISTENT] Mailbox was deleted";
 		return -1;
 	}
-	time_t now = time(NULL);
+	/*
+	 * Unchanged mtimes mean nothing happened, unless our last scan ran so soon after the
+	 * change it saw that a later change could carry the same (clock-tick granular)
+	 * timestamp: then scan again.
+	 */
 	if (!force && mb->scanned && ts_eq(&sn.st_mtim, &mb->mt_new) && ts_eq(&sc.st_mtim, &mb->mt_cur) &&
-	    now - sn.st_mtim.tv_sec > 1 && now - sc.st_mtim.tv_sec > 1)
+	    ms_since(&mb->scanned_at, &sn.st_mtim) > 100 && ms_since(&mb->scanned_at, &sc.st_mtim) > 100)
 		return 0;
 	if (exec(mb, "BEGIN IMMEDIATE") < 0) {
 		*error_r = "[UNAVAILABLE] Mailbox index busy";
@@ -496,6 +508,7 @@ int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 		return -1;
 	}
 	mb->scanned = true;
+	mb->scanned_at = before;
 	mb->mt_new = sn.st_mtim;
 	mb->mt_cur = sc.st_mtim;
 	return 0;
