@@ -151,7 +151,7 @@ enum sieve_action_type {
 	SIEVE_ACT_NOTIFY,
 	SIEVE_ACT_ADDHEADER,
 	SIEVE_ACT_DELETEHEADER,
-	SIEVE_ACT_DUPLICATE_TRACK,
+	SIEVE_ACT_DUPLICATE_TRACK, /* commit after delivery: id in text, period in seconds, last = :last */
 	/* vnd.mailroute */
 	SIEVE_ACT_ROUTE_RELAY,
 	SIEVE_ACT_ROUTE_TRANSPORT,
@@ -182,8 +182,9 @@ struct sieve_action {
 	char *importance;          /* "1".."3" */
 	char **options;
 	size_t options_count;
-	/* deleteheader: field name in target; value patterns in options;
-	   index 0 = all; last = count from the end; match 'i','c','m' for is/contains/matches */
+	/* deleteheader (already applied to edited_header/header; listed for the record): field name in
+	   target; value patterns in options; index 0 = all; last = count from the end; match 'i' :is,
+	   'c' :contains, 'm' :matches, 'r' :regex, 'v' :value, 'n' :count */
 	unsigned index;
 	bool last;
 	char match;
@@ -194,7 +195,6 @@ struct sieve_action {
 	/* reject_code */
 	char smtp_code[4];
 	char enhanced_code[16];
-	/* duplicate tracking id in text, period in seconds */
 };
 
 struct sieve_result {
