@@ -708,7 +708,11 @@ void cmd_expunge(struct imap_session *s, struct imap_command *c, bool uid)
 	}
 	expunge_deleted(s, uid ? &set : NULL, false);
 	seqset_free(&set);
-	imap_complete(s, c->tag, true, "OK Expunge completed");
+	if (s->condstore)
+		imap_complete(s, c->tag, true, "OK [HIGHESTMODSEQ %llu] Expunge completed",
+		              (unsigned long long)mbox_highestmodseq(s->mbox));
+	else
+		imap_complete(s, c->tag, true, "OK Expunge completed");
 }
 
 void cmd_close(struct imap_session *s, struct imap_command *c, bool uid)
