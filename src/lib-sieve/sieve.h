@@ -266,7 +266,9 @@ int sieve_vacation_allowed(const struct sieve_msg_view *msg);
  */
 struct sieve_reply_options {
 	const char *hostname;        /* for Message-ID and the MDN */
-	bool check_recipient;        /* RFC 5230 4.5 To/Cc check (true for real delivery) */
+	bool check_recipient;        /* RFC 5230 4.5 To/Cc check (true for real delivery); skipped when
+					msg has no envelope_to/original_to to check against */
+	const char *user_address;    /* the user's primary address, also "mine" (recipient may be an alias) */
 	time_t now;                  /* 0 = time(NULL) */
 };
 struct sieve_reply {

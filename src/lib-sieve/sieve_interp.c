@@ -78,6 +78,7 @@ struct exec {
 	/* test_result_execute: messages "stored" per folder and "sent" by SMTP */
 	struct strlist ts_store_folder, ts_store_msg, ts_smtp_msg, ts_smtp_to, ts_smtp_from;
 	char *ts_env_to, *ts_env_from;
+	struct strlist ts_cfg_key, ts_cfg_val;   /* test_config_set */
 };
 
 static const struct sieve_testsuite_hooks *ts_hooks;
@@ -1227,6 +1228,14 @@ static char *ts_current_message(struct exec *ex, const struct sieve_result *res,
 	return r;
 }
 
+static const char *ts_config(struct exec *ex, const char *key)
+{
+	for (size_t i = ex->ts_cfg_key.n; i > 0; i--)
+		if (strcmp(ex->ts_cfg_key.v[i - 1], key) == 0)
+			return ex->ts_cfg_val.v[i - 1];
+	return NULL;
+}
+
 static void ts_execute_result(struct exec *ex)
 {
 	const struct sieve_result *res = ex->ts_use_run ? &ex->ts_run_res : ex->res;
@@ -1261,17 +1270,45 @@ static void ts_execute_result(struct exec *ex)
 			const char *ef = msgv(ex)->envelope_from ? msgv(ex)->envelope_from : "";
 			sl_add(&ex->ts_smtp_from, ef, strlen(ef));
 		} else if (a->type == SIEVE_ACT_VACATION || a->type == SIEVE_ACT_REJECT) {
-			struct sieve_reply_options ro = { .hostname = "testsuite.example", .check_recipient = false };
+			const char *cr = ts_config(ex, "sieve_vacation_check_recipient");
+			const char *uo = ts_config(ex, "sieve_vacation_use_original_recipient");
+			struct sieve_reply_options ro = {
+				.hostname = "testsuite.example",
+				.check_recipient = cr == NULL || strcmp(cr, "no") != 0,
+				.user_address = ts_config(ex, "sieve_user_email"),
+			};
+			/* the recipient is known only when the test set it */
+			struct sieve_msg_view rv = *msgv(ex);
+			rv.envelope_to = ex->ts_to;
+			/* no envelope sender set: the message's Return-Path, Sender or From stands in */
+			char *derived = NULL;
+			if (rv.envelope_from == NULL) {
+				static const char *sh[] = { "return-path", "sender", "from", NULL };
+				for (int k = 0; sh[k] && derived == NULL; k++) {
+					struct strlist hv = { 0 };
+					header_values(ex, NULL, sh[k], false, &hv);
+					struct sieve_address one[1];
+					if (hv.n > 0 && sieve_address_parse_list(hv.v[0], one, 1) == 1) {
+						if (one[0].domain != NULL)
+							derived = xasprintf("%s@%s", one[0].local, one[0].domain);
+						sieve_address_free(&one[0]);
+					}
+					sl_free(&hv);
+				}
+				rv.envelope_from = derived;
+			}
+			rv.original_to = uo != NULL && strcmp(uo, "yes") == 0 ? ex->ts_orig : NULL;
 			struct sieve_reply rep;
 			const char *why;
-			int r = a->type == SIEVE_ACT_VACATION ? sieve_vacation_compose(a, msgv(ex), &ro, &rep, &why)
-							      : sieve_reject_compose(a, msgv(ex), &ro, &rep, &why);
+			int r = a->type == SIEVE_ACT_VACATION ? sieve_vacation_compose(a, &rv, &ro, &rep, &why)
+							      : sieve_reject_compose(a, &rv, &ro, &rep, &why);
 			if (r > 0) {
 				sl_add(&ex->ts_smtp_msg, rep.data, rep.len);
 				sl_add(&ex->ts_smtp_to, rep.rcpt_to, strlen(rep.rcpt_to));
 				sl_add(&ex->ts_smtp_from, "", 0);
 			}
 			sieve_reply_free(&rep);
+			free(derived);
 		}
 		if (am != m)
 			free(am);
@@ -2231,6 +2268,19 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 		return 0;
 	if (n->id == CMD_TS_MESSAGE)
 		return ts_message(ex, n) < 0 ? -1 : 0;
+	if (n->id == CMD_TS_CONFIG) {
+		if (strcasecmp(n->ident, "test_config_reload") == 0)
+			return 0;
+		char *key = get_strdup(ex, n, n->pos[0]);
+		char *val = n->npos > 1 ? get_strdup(ex, n, n->pos[1]) : xstrdup("");
+		if (key != NULL && val != NULL && ex->ts_cfg_key.n < 256) {
+			sl_add(&ex->ts_cfg_key, key, strlen(key));
+			sl_add(&ex->ts_cfg_val, val, strlen(val));
+		}
+		free(key);
+		free(val);
+		return 0;
+	}
 	if (n->id == CMD_TS_RESET) {
 		ex->redirects = ex->notifies = 0;
 		ts_reset_result(ex->res);
@@ -2576,6 +2626,7 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 	case CMD_TS_SET:
 	case CMD_TS_RESET:
 	case CMD_TS_MESSAGE:
+	case CMD_TS_CONFIG:
 		return cmd_testsuite(ex, n);
 	default:
 		ex_error(ex, n, "unsupported command '%s'", n->ident);
@@ -2743,6 +2794,8 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	sl_free(&ex.ts_smtp_msg);
 	sl_free(&ex.ts_smtp_to);
 	sl_free(&ex.ts_smtp_from);
+	sl_free(&ex.ts_cfg_key);
+	sl_free(&ex.ts_cfg_val);
 	free(ex.ts_env_to);
 	free(ex.ts_env_from);
 	sieve_result_deinit(&ex.ts_run_res);

@@ -106,14 +106,17 @@ int sieve_vacation_compose(const struct sieve_action *act, const struct sieve_ms
 		return 0;
 	}
 	/* my addresses: the recipient, the original recipient and :addresses */
-	const char *mine[66];
+	const char *mine[67];
 	size_t nmine = 0;
 	char *env_to = path_addr(mv->envelope_to), *orig_to = path_addr(mv->original_to);
 	if (env_to != NULL)
 		mine[nmine++] = env_to;
 	if (orig_to != NULL)
 		mine[nmine++] = orig_to;
-	for (size_t i = 0; i < act->addresses_count && nmine < 66; i++)
+	if (opt->user_address != NULL)
+		mine[nmine++] = opt->user_address;
+	bool can_check = env_to != NULL || orig_to != NULL;
+	for (size_t i = 0; i < act->addresses_count && nmine < 67; i++)
 		mine[nmine++] = act->addresses[i];
 	for (size_t i = 0; i < nmine; i++) {
 		if (addr_eq(mine[i], rcpt)) {
@@ -149,7 +152,7 @@ int sieve_vacation_compose(const struct sieve_action *act, const struct sieve_ms
 			sieve_address_free(&addrs[k]);
 		}
 	}
-	if (matched == NULL && opt->check_recipient) {
+	if (matched == NULL && opt->check_recipient && can_check) {
 		*why_r = "none of the recipient's addresses is in To/Cc/Bcc";
 		free(rcpt);
 		free(env_to);
@@ -168,7 +171,28 @@ int sieve_vacation_compose(const struct sieve_action *act, const struct sieve_ms
 		buf_append(&b, "\r\n", 2);
 		free(field);
 	}
-	buf_printf(&b, "To: <%s>\r\n", rcpt);
+	/* To: the original's From/Sender/Reply-To field that names the envelope sender, as written */
+	const char *to_field = NULL;
+	static const char *oh[] = { "from", "sender", "reply-to", NULL };
+	for (int k = 0; oh[k] && to_field == NULL; k++) {
+		const char *v = hdr_first(&m, oh[k]);
+		if (v == NULL || strchr(v, ',') != NULL || strchr(v, ';') != NULL)
+			continue;
+		struct sieve_address one[1];
+		if (sieve_address_parse_list(v, one, 1) == 1) {
+			if (one[0].domain != NULL) {
+				char *full = xasprintf("%s@%s", one[0].local, one[0].domain);
+				if (addr_eq(full, rcpt))
+					to_field = v;
+				free(full);
+			}
+			sieve_address_free(&one[0]);
+		}
+	}
+	if (to_field != NULL && strchr(to_field, '\r') == NULL && strchr(to_field, '\n') == NULL)
+		buf_printf(&b, "To: %s\r\n", to_field);
+	else
+		buf_printf(&b, "To: <%s>\r\n", rcpt);
 	char *subject;
 	if (act->subject != NULL) {
 		subject = xstrdup(act->subject);
@@ -179,6 +203,21 @@ int sieve_vacation_compose(const struct sieve_action *act, const struct sieve_ms
 	for (char *p = subject; *p; p++)
 		if (*p == '\r' || *p == '\n')
 			*p = ' ';
+	/* at most 256 characters: 255 and an ellipsis */
+	size_t chars = 0, cut = 0;
+	for (size_t i = 0; subject[i]; i++) {
+		if (((unsigned char)subject[i] & 0xc0) != 0x80) {
+			if (chars == 255)
+				cut = i;
+			chars++;
+		}
+	}
+	if (chars > 256) {
+		subject[cut] = '\0';
+		char *t = xasprintf("%s\xe2\x80\xa6", subject);
+		free(subject);
+		subject = t;
+	}
 	field = sieve_header_encode("Subject", subject);
 	buf_append_str(&b, field);
 	buf_append(&b, "\r\n", 2);

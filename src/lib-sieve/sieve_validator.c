@@ -88,6 +88,7 @@ static const struct tag_def tag_defs[] = {
 	{ "append_result", TAG_APPEND_RESULT, 0, 0, G_NONE, 0 },
 	{ "folder", TAG_FOLDER, 0, 's', G_MIMEOPT, 0 },
 	{ "smtp", TAG_SMTP, 0, 0, G_MIMEOPT, 0 },
+	{ "extension", TAG_EXTENSION, 0, 's', G_NONE, 0 },
 	{ "first", TAG_FIRST, 0, 'n', G_NONE, 0 },
 	{ "transport", TAG_TRANSPORT, 0, 0, G_ROUTE, 0 },
 };
@@ -123,6 +124,7 @@ static const uint8_t t_body[] = { MATCH_TAGS, TAG_RAW, TAG_CONTENT, TAG_TEXT, TA
 static const uint8_t t_date[] = { MATCH_TAGS, TAG_ZONE, TAG_ORIGINALZONE, TAG_INDEX, TAG_LAST, TAG_NONE };
 static const uint8_t t_currentdate[] = { MATCH_TAGS, TAG_ZONE, TAG_NONE };
 static const uint8_t t_tsmessage[] = { TAG_FOLDER, TAG_SMTP, TAG_NONE };
+static const uint8_t t_tsreload[] = { TAG_EXTENSION, TAG_NONE };
 static const uint8_t t_tsrun[] = { TAG_APPEND_RESULT, TAG_NONE };
 static const uint8_t t_tsmatch[] = { MATCH_TAGS, TAG_INDEX, TAG_NONE };
 static const uint8_t t_duplicate[] = { TAG_HANDLE, TAG_HEADER, TAG_UNIQUEID, TAG_SECONDS, TAG_LAST, TAG_NONE };
@@ -177,6 +179,9 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "test_result_reset", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
 	{ "test_message", CMD_TS_MESSAGE, false, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
 	{ "test_message", TST_TS_MESSAGE, true, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
+	{ "test_config_set", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "ss", NO_TESTS, false, t_none },
+	{ "test_config_unset", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
+	{ "test_config_reload", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_tsreload },
 	{ "test_result_print", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
 	{ "test_script_compile", TST_TS_COMPILE, true, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_script_run", TST_TS_RUN, true, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_tsrun },

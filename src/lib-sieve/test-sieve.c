@@ -1055,7 +1055,7 @@ static const struct {
 } reply_cases[] = {
 	{ "require \"vacation\"; vacation :subject \"Away\" \"gone\";", "s@example.org", "me@example.net",
 	  "From: s@example.org\r\nTo: me@example.net\r\nSubject: hi\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n", true, 1,
-	  { "From: me@example.net\r\n", "To: <s@example.org>\r\n", "Subject: Away\r\n", "In-Reply-To: <1@x>\r\n",
+	  { "From: me@example.net\r\n", "To: s@example.org\r\n", "Subject: Away\r\n", "In-Reply-To: <1@x>\r\n",
 	    "Auto-Submitted: auto-replied", "\r\n\r\ngone\r\n" }, "s@example.org" },
 	{ "require \"vacation\"; vacation \"gone\";", "s@example.org", "me@example.net",
 	  "To: other@example.net\r\nSubject: Grüße\r\n\r\n", true, 0, { NULL }, NULL },
