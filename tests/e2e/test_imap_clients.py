@@ -155,3 +155,27 @@ def test_fetchmail_stls_retrieves_and_deletes(srv):
     p = subprocess.run(["fetchmail", "-f", rc, "--pidfile", os.path.join(srv.dir, "fm.pid"),
                         "-i", os.path.join(srv.dir, "fm.ids")], capture_output=True, text=True, timeout=60, env=env)
     assert p.returncode == 1, p.stdout + p.stderr
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_curl_imap_and_pop3(srv):
+    fill_server(srv, 3)
+    user = "%s:%s" % (JOE, USERS[JOE])
+
+    def curl(*args, data=None):
+        p = subprocess.run(["curl", "-s", "-S", "-k", "-u", user] + list(args), input=data,
+                           capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.decode()
+
+    out = curl("--ssl-reqd", "imap://127.0.0.1:%d/" % srv.ports["imap"])
+    assert '"." INBOX' in out and "\\Drafts" in out
+    out = curl("imaps://127.0.0.1:%d/INBOX;UID=2" % srv.ports["imaps"])
+    assert "Subject: m1" in out
+    curl("-T", "-", "imaps://127.0.0.1:%d/Drafts" % srv.ports["imaps"], data=b"Subject: via curl\r\n\r\nhi\r\n")
+    out = curl("-X", "SEARCH SUBJECT curl", "imaps://127.0.0.1:%d/Drafts" % srv.ports["imaps"])
+    assert out.strip() == "* SEARCH 1"
+    out = curl("--ssl-reqd", "pop3://127.0.0.1:%d/" % srv.ports["pop3"])
+    assert len(out.strip().splitlines()) == 3
+    out = curl("pop3s://127.0.0.1:%d/3" % srv.ports["pop3s"])
+    assert "Subject: m2" in out
