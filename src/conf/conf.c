@@ -290,6 +290,7 @@ struct conf_key {
 	bool (*check)(const char *value, const char **why_r); /* CT_STRING, CT_STRLIST */
 	unsigned long long min, max;                  /* CT_UINT, CT_SIZE */
 	const struct conf_key *section;               /* CT_SECTION: NULL-name terminated */
+	bool empty_ok;                                /* CT_STRING: "" means unset (NULL) */
 };
 
 #define OFF(field) offsetof(struct mr_config, field)
@@ -334,6 +335,38 @@ static const struct conf_key queue_keys[] = {
 	{ 0 },
 };
 
+static bool check_selector(const char *s, const char **why_r)
+{
+	if (strlen(s) > 63 || s[0] == '-') {
+		*why_r = "expected a DKIM selector (letters, digits, '-', at most 63)";
+		return false;
+	}
+	for (const char *p = s; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-')) {
+			*why_r = "expected a DKIM selector (letters, digits, '-', at most 63)";
+			return false;
+		}
+	}
+	return true;
+}
+
+static const struct conf_key spf_keys[] = {
+	K_BOOL("reject_fail", mailauth.spf_reject_fail),
+	{ 0 },
+};
+
+static const struct conf_key dmarc_keys[] = {
+	K_BOOL("enforce", mailauth.dmarc_enforce),
+	{ 0 },
+};
+
+static const struct conf_key dkim_keys[] = {
+	K_BOOL("sign", mailauth.dkim_sign),
+	{ .name = "selector", .type = CT_STRING, .offset = OFF(mailauth.dkim_selector), .check = check_selector,
+	  .empty_ok = true },
+	{ 0 },
+};
+
 static const struct conf_key root_keys[] = {
 	K_STR("hostname", hostname, conf_check_hostname),
 	K_PATH("data_dir", data_dir),
@@ -351,6 +384,11 @@ static const struct conf_key root_keys[] = {
 	K_BOOL("auth_allow_plaintext", auth_allow_plaintext),
 	K_SECTION("limits", limits_keys),
 	K_SECTION("queue", queue_keys),
+	K_STR("authserv_id", authserv_id, conf_check_hostname),
+	K_BOOL("mail_auth", mailauth.verify),
+	K_SECTION("spf", spf_keys),
+	K_SECTION("dmarc", dmarc_keys),
+	K_SECTION("dkim", dkim_keys),
 	{ 0 },
 };
 
@@ -583,6 +621,10 @@ static int conf_value(struct conf_parse *p, const struct conf_key *key, yaml_nod
 			return 0; /* keep the default */
 		if ((s = scalar(p, v, path, "a string")) == NULL)
 			return -1;
+		if (*s == '\0' && key->empty_ok) {
+			xfree(dst);
+			return 0;
+		}
 		if (*s == '\0')
 			return conf_error(p, v, "%s: must not be empty", path);
 		if (key->check != NULL && !key->check(s, &why))
@@ -734,6 +776,12 @@ static void conf_defaults(struct mr_config *cfg)
 		.delay_warning = 0,
 		.commit_delay_us = 2000,
 	};
+	cfg->mailauth = (struct conf_mailauth){
+		.verify = false,
+		.spf_reject_fail = true,
+		.dmarc_enforce = true,
+		.dkim_sign = true,
+	};
 }
 
 /* Line and column (1-based) of a byte offset, for reader errors that carry no mark. */
@@ -790,6 +838,8 @@ static int conf_finish(struct conf_parse *p)
 			return conf_error_at(p, 0, 0, "hostname: not set and gethostname() gave no usable name");
 		cfg->hostname = xstrdup(host);
 	}
+	if (cfg->authserv_id == NULL)
+		cfg->authserv_id = xstrdup(cfg->hostname);
 	return 0;
 }
 
@@ -911,6 +961,8 @@ void conf_free(struct mr_config **cfgp)
 	free(cfg->vmail_user);
 	free(cfg->log_file);
 	free(cfg->log_level);
+	free(cfg->authserv_id);
+	free(cfg->mailauth.dkim_selector);
 	free(cfg);
 	*cfgp = NULL;
 }

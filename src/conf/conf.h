@@ -58,6 +58,15 @@ struct conf_queue {
 	unsigned commit_delay_us;     /* group commit window; default 2000 */
 };
 
+/* Sender authentication (SPF, DKIM, DMARC; src/lookup/lookup_mailauth.c). */
+struct conf_mailauth {
+	bool verify;                  /* mail_auth: check SPF/DKIM/ARC/DMARC on mx listeners; default false */
+	bool spf_reject_fail;         /* spf.reject_fail: 550 5.7.23 at MAIL on SPF fail; default true */
+	bool dmarc_enforce;           /* dmarc.enforce: apply p=reject/quarantine; default true */
+	bool dkim_sign;               /* dkim.sign: sign mail of authenticated senders; default true */
+	char *dkim_selector;          /* dkim.selector: NULL = the newest .pem in <data_dir>/dkim/<domain>/ */
+};
+
 struct mr_config {
 	char *path;                   /* the file this came from */
 	char *hostname;               /* default: gethostname() */
@@ -80,6 +89,8 @@ struct mr_config {
 	bool auth_allow_plaintext;    /* allow AUTH outside TLS (tests only); default false */
 	struct conf_limits limits;
 	struct conf_queue queue;
+	char *authserv_id;            /* Authentication-Results id; default: hostname */
+	struct conf_mailauth mailauth;
 };
 
 /*

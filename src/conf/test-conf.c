@@ -16,7 +16,8 @@
 #include "lib/xalloc.h"
 
 #define ALL_KEYS "hostname, data_dir, listen, tls, dns, rules, trusted_networks, user, vmail_user, " \
-	"smtp_processes, log_file, log_level, subaddress_separator, auth_allow_plaintext, limits, queue"
+	"smtp_processes, log_file, log_level, subaddress_separator, auth_allow_plaintext, limits, queue, " \
+	"authserv_id, mail_auth, spf, dmarc, dkim"
 
 struct error_case {
 	const char *yaml;
@@ -84,6 +85,16 @@ static const struct error_case error_cases[] = {
 	{ "log_level: verbose\n", "t.yaml:1:12: log_level: bad value 'verbose': expected debug, info or warn" },
 	{ "data_dir: \"\"\n", "t.yaml:1:11: data_dir: must not be empty" },
 	{ "smtp_processes: 5000\n", "t.yaml:1:17: smtp_processes: 5000 is out of range (0-1024)" },
+	{ "spf: { reject: true }\n", "t.yaml:1:8: unknown key 'reject' in spf (allowed: reject_fail)" },
+	{ "spf:\n  reject_fail: sometimes\n", "t.yaml:2:16: spf.reject_fail: expected true or false, got 'sometimes'" },
+	{ "dmarc: { enforce: 1 }\n", "t.yaml:1:19: dmarc.enforce: expected true or false, got '1'" },
+	{ "dkim: { selector: \"a.b\" }\n",
+	  "t.yaml:1:19: dkim.selector: bad value 'a.b': expected a DKIM selector (letters, digits, '-', at most 63)" },
+	{ "dkim: { sign: true, key: x }\n", "t.yaml:1:21: unknown key 'key' in dkim (allowed: sign, selector)" },
+	{ "authserv_id: \"\"\n", "t.yaml:1:14: authserv_id: must not be empty" },
+	{ "authserv_id: \"a b\"\n",
+	  "t.yaml:1:14: authserv_id: bad value 'a b': only letters, digits, '-', '_' and '.' are allowed" },
+	{ "mail_auth: [true]\n", "t.yaml:1:12: mail_auth: expected true or false, got a list" },
 	/* YAML syntax errors carry libyaml's problem mark. */
 	{ "hostname: [a\n", "t.yaml:2:1: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at line 1)" },
 	{ "a: b\n c: d\n", "t.yaml:2:3: YAML syntax error: mapping values are not allowed in this context" },
@@ -234,9 +245,54 @@ static void test_defaults(void **state)
 		assert_int_equal(cfg->queue.max_age, 432000);
 		assert_int_equal(cfg->queue.delay_warning, 0);
 		assert_int_equal(cfg->queue.commit_delay_us, 2000);
+		assert_string_equal(cfg->authserv_id, cfg->hostname);
+		assert_false(cfg->mailauth.verify);
+		assert_true(cfg->mailauth.spf_reject_fail);
+		assert_true(cfg->mailauth.dmarc_enforce);
+		assert_true(cfg->mailauth.dkim_sign);
+		assert_null(cfg->mailauth.dkim_selector);
 		char *q = conf_path(cfg, "queue");
 		assert_string_equal(q, "/var/lib/mailroute/queue");
 		free(q);
+		conf_free(&cfg);
+	}
+}
+
+struct mailauth_case {
+	const char *yaml;
+	const char *authserv_id;
+	bool verify, reject_fail, enforce, sign;
+	const char *selector;
+};
+
+static const struct mailauth_case mailauth_cases[] = {
+	{ "hostname: mx.a.test\n", "mx.a.test", false, true, true, true, NULL },
+	{ "hostname: mx.a.test\nauthserv_id: auth.a.test\nmail_auth: yes\n", "auth.a.test", true, true, true, true, NULL },
+	{ "hostname: h\nspf: { reject_fail: false }\ndmarc: { enforce: no }\ndkim: { sign: false, selector: s2024 }\n",
+	  "h", false, false, false, false, "s2024" },
+	{ "hostname: h\ndkim: { selector: \"\" }\nspf:\ndmarc: ~\n", "h", false, true, true, true, NULL },
+	{ "hostname: h\ndkim:\n  selector: sel-1\n  sign: true\n", "h", false, true, true, true, "sel-1" },
+	{ "hostname: h\nauthserv_id: ~\n", "h", false, true, true, true, NULL },
+};
+
+static void test_mailauth(void **state)
+{
+	for (size_t i = 0; i < sizeof(mailauth_cases) / sizeof(mailauth_cases[0]); i++) {
+		const struct mailauth_case *c = &mailauth_cases[i];
+		char *error = NULL;
+		struct mr_config *cfg = conf_load_buffer("m.yaml", c->yaml, strlen(c->yaml), &error);
+		if (cfg == NULL)
+			fprintf(stderr, "case %zu: %s\n", i, error);
+		assert_non_null(cfg);
+		assert_string_equal(cfg->authserv_id, c->authserv_id);
+		assert_int_equal(cfg->mailauth.verify, c->verify);
+		assert_int_equal(cfg->mailauth.spf_reject_fail, c->reject_fail);
+		assert_int_equal(cfg->mailauth.dmarc_enforce, c->enforce);
+		assert_int_equal(cfg->mailauth.dkim_sign, c->sign);
+		if (c->selector == NULL)
+			assert_null(cfg->mailauth.dkim_selector);
+		else
+			assert_string_equal(cfg->mailauth.dkim_selector, c->selector);
 		conf_free(&cfg);
 	}
 }
@@ -361,6 +417,7 @@ int main(void)
 		cmocka_unit_test(test_demo),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_separator),
+		cmocka_unit_test(test_mailauth),
 		cmocka_unit_test(test_file),
 		cmocka_unit_test(test_address),
 		cmocka_unit_test(test_prefixes),
