@@ -172,7 +172,10 @@ def test_curl_imap_and_pop3(srv):
     assert '"." INBOX' in out and "\\Drafts" in out
     out = curl("imaps://127.0.0.1:%d/INBOX;UID=2" % srv.ports["imaps"])
     assert "Subject: m1" in out
-    curl("-T", "-", "imaps://127.0.0.1:%d/Drafts" % srv.ports["imaps"], data=b"Subject: via curl\r\n\r\nhi\r\n")
+    eml = os.path.join(srv.dir, "m.eml")
+    with open(eml, "wb") as f:
+        f.write(b"Subject: via curl\r\n\r\nhi\r\n")
+    curl("-T", eml, "imaps://127.0.0.1:%d/Drafts" % srv.ports["imaps"])
     out = curl("-X", "SEARCH SUBJECT curl", "imaps://127.0.0.1:%d/Drafts" % srv.ports["imaps"])
     assert out.strip() == "* SEARCH 1"
     out = curl("--ssl-reqd", "pop3://127.0.0.1:%d/" % srv.ports["pop3"])
