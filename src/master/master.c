@@ -36,8 +36,12 @@ struct child {
 	unsigned gen;     /* config generation it runs */
 	time_t started;
 	unsigned fast_deaths;
+	bool reloading;   /* told to exit by a reload: restart at once, no backoff */
 	struct event *restart_ev;
 };
+
+/* smtp processes of an old generation finishing their sessions after a reload. */
+#define MAX_DRAINING 128
 
 struct master {
 	struct mr_config *cfg;
@@ -50,6 +54,7 @@ struct master {
 	size_t child_count;
 	unsigned gen;
 	bool stopping;
+	pid_t draining[MAX_DRAINING];
 	uid_t uid, vuid;
 	gid_t gid, vgid;
 	bool privileged;
@@ -299,6 +304,12 @@ static void reap(void)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (size_t i = 0; i < MAX_DRAINING; i++) {
+			if (M.draining[i] == pid) {
+				M.draining[i] = 0;
+				log_info("event=drained role=smtp pid=%ld", (long)pid);
+			}
+		}
 		for (size_t i = 0; i < M.child_count; i++) {
 			struct child *c = &M.children[i];
 			if (c->pid != pid)
@@ -317,7 +328,8 @@ static void reap(void)
 				break;
 			/* Back off when a role keeps dying right after its start. */
 			time_t now = time(NULL);
-			c->fast_deaths = now - c->started < 10 ? c->fast_deaths + 1 : 0;
+			c->fast_deaths = now - c->started < 10 && !c->reloading ? c->fast_deaths + 1 : 0;
+			c->reloading = false;
 			unsigned delay = c->fast_deaths == 0 ? 0 : 1u << (c->fast_deaths < 5 ? c->fast_deaths : 5);
 			struct timeval tv = { .tv_sec = delay, .tv_usec = delay == 0 ? 100000 : 0 };
 			evtimer_add(c->restart_ev, &tv);
@@ -331,12 +343,18 @@ static void signal_children(int sig)
 	for (size_t i = 0; i < M.child_count; i++)
 		if (M.children[i].pid > 0)
 			kill(M.children[i].pid, sig);
+	for (size_t i = 0; i < MAX_DRAINING; i++)
+		if (M.draining[i] > 0)
+			kill(M.draining[i], sig);
 }
 
 static bool children_alive(void)
 {
 	for (size_t i = 0; i < M.child_count; i++)
 		if (M.children[i].pid > 0)
+			return true;
+	for (size_t i = 0; i < MAX_DRAINING; i++)
+		if (M.draining[i] > 0)
 			return true;
 	return false;
 }
@@ -410,7 +428,27 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		M.gen++;
 		log_info("event=reloaded config=%s generation=%u", ncfg->path, M.gen);
 		/* Roles exit (smtp after finishing its sessions) and are started again from the new config. */
-		signal_children(SIGHUP);
+		for (size_t i = 0; i < M.child_count; i++) {
+			struct child *c = &M.children[i];
+			if (c->pid <= 0)
+				continue;
+			if (c->role == ROLE_SMTP) {
+				/* The old process finishes its sessions; a new one accepts from now on. */
+				size_t k = 0;
+				while (k < MAX_DRAINING && M.draining[k] != 0)
+					k++;
+				kill(c->pid, SIGHUP);
+				if (k < MAX_DRAINING)
+					M.draining[k] = c->pid;
+				else
+					kill(c->pid, SIGTERM);
+				c->pid = 0;
+				start_child(c);
+			} else {
+				c->reloading = true;
+				kill(c->pid, SIGHUP);
+			}
+		}
 	}
 }
 
