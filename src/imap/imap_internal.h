@@ -32,6 +32,7 @@ struct imap_session {
 	char *user, *root;
 	void *auth_req;
 	char *async_tag;            /* tag of LOGIN/AUTHENTICATE/IDLE in progress */
+	char *auth_user;            /* the name being checked, for the log line */
 	struct event *resume_ev;
 	unsigned errors;
 	/* selected mailbox */

@@ -703,6 +703,7 @@ static void session_free(struct imap_session *s)
 	free(s->user);
 	free(s->root);
 	free(s->async_tag);
+	free(s->auth_user);
 	free(s);
 }
 
@@ -746,8 +747,11 @@ static void auth_done(void *arg, enum lookup_status status, const char *user, co
 		imap_send(s, "%s NO [UNAVAILABLE] Authentication temporarily unavailable\r\n", tag);
 	} else {
 		imap_send(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed\r\n", tag);
-		log_info("event=imap_login_fail sid=%s ip=%s", s->sid, s->ip);
+		char q[128];
+		log_info("event=imap_login_fail sid=%s ip=%s user=%s", s->sid, s->ip,
+		         log_q(q, sizeof(q), s->auth_user ? s->auth_user : ""));
 	}
+	xfree(&s->auth_user);
 	xfree(&s->async_tag);
 	imap_resume(s);
 }
@@ -759,6 +763,8 @@ static void start_auth(struct imap_session *s, const char *tag, const char *user
 		return;
 	}
 	s->async_tag = xstrdup(tag);
+	free(s->auth_user);
+	s->auth_user = xstrdup(user);
 	s->busy = true;
 	s->auth_pending = true;
 	void *req = s->set->auth.begin(s->set->auth.ctx, "imap", user, pass, s->ip, auth_done, s);
@@ -905,6 +911,7 @@ static void cmd_noop(struct imap_session *s, struct imap_command *c, bool uid)
 static void cmd_logout(struct imap_session *s, struct imap_command *c, bool uid)
 {
 	imap_send(s, "* BYE Logging out\r\n%s OK Logout completed\r\n", c->tag);
+	log_info("event=imap_logout sid=%s user=%s", s->sid, s->user ? s->user : "-");
 	s->state = IMAP_STATE_LOGOUT;
 	close_after_flush(s);
 }

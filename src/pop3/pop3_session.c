@@ -44,6 +44,7 @@ struct pop3_session {
 	char ip[64];
 	char *user_arg;   /* USER given, waiting for PASS */
 	char *user;
+	char *auth_user;  /* the name being checked, for the log line */
 	void *auth_req;
 	struct event *resume_ev;
 	unsigned errors;
@@ -251,6 +252,7 @@ static void session_free(struct pop3_session *s)
 	if (s->user_arg)
 		secret_free(s->user_arg);
 	free(s->user);
+	free(s->auth_user);
 	free(s);
 }
 
@@ -350,8 +352,11 @@ static void auth_done(void *arg, enum lookup_status status, const char *user, co
 		send_fmt(s, "-ERR [SYS/TEMP] Authentication temporarily unavailable\r\n");
 	} else {
 		send_fmt(s, "-ERR [AUTH] Authentication failed\r\n");
-		log_info("event=pop3_login_fail sid=%s ip=%s", s->sid, s->ip);
+		char q[128];
+		log_info("event=pop3_login_fail sid=%s ip=%s user=%s", s->sid, s->ip,
+		         log_q(q, sizeof(q), s->auth_user ? s->auth_user : ""));
 	}
+	xfree(&s->auth_user);
 	event_active(s->resume_ev, EV_TIMEOUT, 0);
 }
 
@@ -361,6 +366,8 @@ static void start_auth(struct pop3_session *s, const char *user, const char *pas
 		send_fmt(s, "-ERR [SYS/TEMP] No authenticator\r\n");
 		return;
 	}
+	free(s->auth_user);
+	s->auth_user = xstrdup(user);
 	s->busy = true;
 	s->auth_pending = true;
 	void *req = s->set->auth.begin(s->set->auth.ctx, "pop3", user, pass, s->ip, auth_done, s);
