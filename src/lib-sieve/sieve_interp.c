@@ -79,6 +79,7 @@ struct exec {
 	struct strlist ts_store_folder, ts_store_msg, ts_smtp_msg, ts_smtp_to, ts_smtp_from;
 	char *ts_env_to, *ts_env_from;
 	struct strlist ts_cfg_key, ts_cfg_val;   /* test_config_set */
+	struct strlist ts_mailboxes;             /* test_mailbox_create, fileinto :create */
 };
 
 static const struct sieve_testsuite_hooks *ts_hooks;
@@ -1236,8 +1237,20 @@ static const char *ts_config(struct exec *ex, const char *key)
 	return NULL;
 }
 
-static void ts_execute_result(struct exec *ex)
+static bool ts_mailbox_exists(struct exec *ex, const char *name)
 {
+	if (strcasecmp(name, "INBOX") == 0)
+		return true;
+	for (size_t i = 0; i < ex->ts_mailboxes.n; i++)
+		if (strcmp(ex->ts_mailboxes.v[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* 1 executed, 0 failed (fileinto a mailbox that does not exist, without :create) */
+static int ts_execute_result(struct exec *ex)
+{
+	int ok = 1;
 	const struct sieve_result *res = ex->ts_use_run ? &ex->ts_run_res : ex->res;
 	size_t len;
 	char *m = ts_current_message(ex, res, &len);
@@ -1258,6 +1271,27 @@ static void ts_execute_result(struct exec *ex)
 			al = b.len;
 			am = buf_steal(&b);
 			buf_deinit(&b);
+		}
+		if (a->type == SIEVE_ACT_FILEINTO && (strstr(a->target, "//") != NULL || a->target[0] == '/')) {
+			char *e = xasprintf("result:0:0: failed to store into mailbox '%s': invalid name", a->target);
+			sl_add(&ex->ts_errors, e, strlen(e));
+			free(e);
+			ok = 0;
+			if (am != m)
+				free(am);
+			continue;
+		}
+		if (a->type == SIEVE_ACT_FILEINTO && !ts_mailbox_exists(ex, a->target)) {
+			if (!a->create) {
+				char *e = xasprintf("result:0:0: failed to store into mailbox '%s': mailbox does not exist", a->target);
+				sl_add(&ex->ts_errors, e, strlen(e));
+				free(e);
+				ok = 0;
+				if (am != m)
+					free(am);
+				continue;
+			}
+			sl_add(&ex->ts_mailboxes, a->target, strlen(a->target));
 		}
 		if (a->type == SIEVE_ACT_KEEP || a->type == SIEVE_ACT_FILEINTO) {
 			const char *folder = a->type == SIEVE_ACT_KEEP ? "INBOX" : a->target;
@@ -1318,6 +1352,7 @@ static void ts_execute_result(struct exec *ex)
 		sl_add(&ex->ts_store_msg, m, len);
 	}
 	free(m);
+	return ok;
 }
 
 /* test_message :folder NAME N | :smtp N: make that message the current one */
@@ -1362,10 +1397,8 @@ static int ts_message(struct exec *ex, const struct sieve_node *n)
 /* vnd.dovecot.testsuite result and script tests (test builds only) */
 static int test_testsuite(struct exec *ex, const struct sieve_node *n)
 {
-	if (n->id == TST_TS_EXECUTE) {
-		ts_execute_result(ex);
-		return 1;
-	}
+	if (n->id == TST_TS_EXECUTE)
+		return ts_execute_result(ex);
 	if (n->id == TST_TS_MESSAGE)
 		return ts_message(ex, n);
 	if (n->id == TST_TS_COMPILE) {
@@ -1532,7 +1565,8 @@ static int eval_test_inner(struct exec *ex, const struct sieve_node *n)
 		const struct sieve_msg_view *v = msgv(ex);
 		int r = 1;
 		for (size_t i = 0; i < names.n && r; i++)
-			r = v->mailbox_exists != NULL ? v->mailbox_exists(v->ctx, names.v[i]) > 0 : 0;
+			r = v->mailbox_exists != NULL ? v->mailbox_exists(v->ctx, names.v[i]) > 0
+			    : ex->ts_active ? ts_mailbox_exists(ex, names.v[i]) : 0;
 		sl_free(&names);
 		return r;
 	}
@@ -1659,7 +1693,7 @@ static struct sieve_action *add_action(struct exec *ex, const struct sieve_node 
 		if (res->actions[i].type != SIEVE_ACT_DUPLICATE_TRACK)
 			real++;
 	if (real >= ex->lim.max_actions) {
-		ex_error(ex, n, "too many actions (the limit is %u)", ex->lim.max_actions);
+		ex_error(ex, n, "total number of actions exceeds policy limit (%u)", ex->lim.max_actions);
 		return NULL;
 	}
 	if (res->count == res->alloc) {
@@ -1723,6 +1757,39 @@ static struct sieve_action *find_reject(struct exec *ex)
 	if (a == NULL)
 		a = find_action(ex, SIEVE_ACT_REJECT_CODE, NULL);
 	return a;
+}
+
+static bool valid_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		size_t n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : 9;
+		if (n == 9 || (n == 1 && *p < 0xc2))
+			return false;
+		p++;
+		for (size_t i = 0; i < n; i++, p++)
+			if ((*p & 0xc0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+/*
+ * RFC 5429 2.1/2.2: reject and ereject cannot be combined with a delivery
+ * (keep, fileinto, redirect), in either order; the run fails and the host
+ * keeps the message.
+ */
+static int reject_conflict(struct exec *ex, const struct sieve_node *n, const char *what)
+{
+	struct sieve_action *r = find_action(ex, SIEVE_ACT_REJECT, NULL);
+	if (r == NULL)
+		r = find_action(ex, SIEVE_ACT_EREJECT, NULL);
+	if (r != NULL) {
+		ex_error(ex, n, "%s conflicts with the earlier %s action (line %d)", what, sieve_action_name(r->type),
+			 r->line);
+		return -1;
+	}
+	return 0;
 }
 
 static bool valid_redirect_address(const char *s)
@@ -2271,6 +2338,15 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 	if (n->id == CMD_TS_CONFIG) {
 		if (strcasecmp(n->ident, "test_config_reload") == 0)
 			return 0;
+		if (strcasecmp(n->ident, "test_mailbox_create") == 0) {
+			char *mb = get_strdup(ex, n, n->pos[0]);
+			if (mb == NULL)
+				return -1;
+			if (!ts_mailbox_exists(ex, mb) && ex->ts_mailboxes.n < 1024)
+				sl_add(&ex->ts_mailboxes, mb, strlen(mb));
+			free(mb);
+			return 0;
+		}
 		char *key = get_strdup(ex, n, n->pos[0]);
 		char *val = n->npos > 1 ? get_strdup(ex, n, n->pos[1]) : xstrdup("");
 		if (key != NULL && val != NULL && ex->ts_cfg_key.n < 256) {
@@ -2390,6 +2466,8 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 		ex->ret = true;
 		return 0;
 	case CMD_KEEP:
+		if (reject_conflict(ex, n, "keep") < 0)
+			return -1;
 		a = find_action(ex, SIEVE_ACT_KEEP, NULL);
 		if (a == NULL && (a = add_action(ex, n, SIEVE_ACT_KEEP)) == NULL)
 			return -1;
@@ -2411,13 +2489,17 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 			free(addr);
 			return -1;
 		}
+		if (reject_conflict(ex, n, "redirect") < 0) {
+			free(addr);
+			return -1;
+		}
 		bool copy = n->tag[TAG_COPY] != NULL;
 		if ((a = find_action(ex, SIEVE_ACT_REDIRECT, addr)) != NULL) {
 			a->copy = a->copy && copy;
 			free(addr);
 		} else {
 			if (++ex->redirects > ex->lim.max_redirects) {
-				ex_error(ex, n, "too many redirects (the limit is %u)", ex->lim.max_redirects);
+				ex_error(ex, n, "number of redirect actions exceeds policy limit (%u)", ex->lim.max_redirects);
 				free(addr);
 				return -1;
 			}
@@ -2437,8 +2519,21 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 		char *folder = get_strdup(ex, n, n->pos[0]);
 		if (folder == NULL)
 			return -1;
-		if (*folder == '\0' || memchr(folder, '\0', strlen(folder)) != NULL) {
-			ex_error(ex, n, "invalid mailbox name '%s'", folder);
+		if (*folder == '\0' || !valid_utf8(folder)) {
+			char q[128];
+			size_t ql = 0;
+			for (const unsigned char *c = (const unsigned char *)folder; *c && ql + 5 < sizeof(q); c++) {
+				if (*c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\')
+					q[ql++] = (char)*c;
+				else
+					ql += (size_t)snprintf(q + ql, sizeof(q) - ql, "\\x%02x", *c);
+			}
+			q[ql] = '\0';
+			ex_error(ex, n, "invalid folder name \"%s\" (empty or not UTF-8)", q);
+			free(folder);
+			return -1;
+		}
+		if (reject_conflict(ex, n, "fileinto") < 0) {
 			free(folder);
 			return -1;
 		}
@@ -2474,6 +2569,17 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 		if (find_action(ex, SIEVE_ACT_VACATION, NULL) != NULL) {
 			ex_error(ex, n, "reject conflicts with an earlier vacation action");
 			return -1;
+		}
+		if (n->id != CMD_REJECT_CODE) {
+			static const enum sieve_action_type deliv[] = { SIEVE_ACT_KEEP, SIEVE_ACT_FILEINTO, SIEVE_ACT_REDIRECT };
+			for (size_t k = 0; k < 3; k++) {
+				struct sieve_action *d = find_action(ex, deliv[k], NULL);
+				if (d != NULL && !d->implicit) {
+					ex_error(ex, n, "%s conflicts with the earlier %s action (line %d)", n->ident,
+						 sieve_action_name(d->type), d->line);
+					return -1;
+				}
+			}
 		}
 		char *text = get_strdup(ex, n, n->pos[n->id == CMD_REJECT_CODE ? 2 : 0]);
 		if (text == NULL)
@@ -2795,6 +2901,7 @@ int sieve_execute(const struct sieve_script *s, const struct sieve_msg_view *mv,
 	sl_free(&ex.ts_smtp_to);
 	sl_free(&ex.ts_smtp_from);
 	sl_free(&ex.ts_cfg_key);
+	sl_free(&ex.ts_mailboxes);
 	sl_free(&ex.ts_cfg_val);
 	free(ex.ts_env_to);
 	free(ex.ts_env_from);

@@ -179,6 +179,7 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "test_result_reset", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
 	{ "test_message", CMD_TS_MESSAGE, false, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
 	{ "test_message", TST_TS_MESSAGE, true, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
+	{ "test_mailbox_create", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_config_set", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "ss", NO_TESTS, false, t_none },
 	{ "test_config_unset", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_config_reload", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_tsreload },

@@ -244,6 +244,17 @@ static const struct run_case run_cases[] = {
 	{ .name = "ereject", .script = "require \"ereject\";\nereject \"no\";", .want = "ereject \"no\"" },
 	{ .name = "reject twice", .script = "require \"reject\";\nreject \"a\";\nreject \"b\";",
 	  .want_error = "t:3:1: duplicate reject action" },
+	{ .name = "reject + fileinto", .script = "require [\"reject\",\"fileinto\"];\nreject \"a\";\nfileinto \"b\";",
+	  .want_error = "t:3:1: fileinto conflicts with the earlier reject action (line 2)" },
+	{ .name = "keep + ereject", .script = "require \"ereject\";\nkeep;\nereject \"a\";",
+	  .want_error = "t:3:1: ereject conflicts with the earlier keep action (line 2)" },
+	{ .name = "redirect :copy + reject", .script = "require [\"reject\",\"copy\"];\nredirect :copy \"x@y.z\";\nreject \"a\";",
+	  .want_error = "t:3:1: reject conflicts with the earlier redirect action (line 2)" },
+	{ .name = "reject_code may follow an archive copy",
+	  .script = "require \"vnd.mailroute\";\nredirect :copy \"x@y.z\";\nreject_code \"550\" \"5.7.1\" \"no\";",
+	  .want = "redirect :copy \"x@y.z\"; reject_code \"550\" \"5.7.1\" \"no\"" },
+	{ .name = "fileinto bad UTF-8", .script = "require [\"fileinto\",\"encoded-character\"];\nfileinto \"a${hex:ff}\";",
+	  .want_error = "t:2:1: invalid folder name \"a\\xff\" (empty or not UTF-8)" },
 	{ .name = "reject + vacation", .script = "require [\"reject\",\"vacation\"];\nvacation \"x\";\nreject \"b\";",
 	  .want_error = "reject conflicts with an earlier vacation action" },
 	/* ---- vacation (RFC 5230) ---- */
@@ -508,11 +519,11 @@ static const struct run_case run_cases[] = {
 		    "fileinto \"21\"; fileinto \"22\"; fileinto \"23\"; fileinto \"24\"; fileinto \"25\";"
 		    "fileinto \"26\"; fileinto \"27\"; fileinto \"28\"; fileinto \"29\"; fileinto \"30\";"
 		    "fileinto \"31\"; fileinto \"32\"; fileinto \"33\";",
-	  .want_error = "t:2:466: too many actions (the limit is 32)" },
+	  .want_error = "t:2:466: total number of actions exceeds policy limit (32)" },
 	{ .name = "redirect limit",
 	  .script = "redirect \"a@x.org\"; redirect \"b@x.org\"; redirect \"c@x.org\"; redirect \"d@x.org\";\n"
 		    "redirect \"e@x.org\";",
-	  .want_error = "t:2:1: too many redirects (the limit is 4)" },
+	  .want_error = "t:2:1: number of redirect actions exceeds policy limit (4)" },
 	{ .name = "variable size limit",
 	  .script = "require \"variables\";\nset \"a\" \"0123456789012345678901234567890123456789\";\n"
 		    "set \"a\" \"${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}\";\n"
