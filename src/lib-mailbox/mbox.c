@@ -23,6 +23,7 @@ struct mbox {
 	bool scanned;
 	struct timespec mt_new, mt_cur; /* directory mtimes seen by the last scan */
 	struct timespec scanned_at;     /* when that scan started */
+	bool verify;                    /* mt_cur was advanced past our own change: scan once more */
 	/* handles are shared by the sessions of a process (one event loop, no interleaved
 	 * transactions): refs counts the users; dev/ino identify the index file it opened */
 	unsigned refs;
@@ -302,6 +303,40 @@ static bool ts_eq(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
+/*
+ * Our own renames/unlinks in cur/ change its mtime; rescanning the whole folder after each
+ * one makes bulk STOREs quadratic. When cur/ was unchanged since our last scan just before
+ * the operation, we take the new mtime as ours and only mark the folder for one verifying
+ * scan (which catches a foreign change that landed in the same clock tick) once the burst
+ * of our changes is 100 ms old.
+ */
+static bool cur_mtime(struct mbox *mb, struct timespec *t)
+{
+	char *d = xasprintf("%s/cur", mb->path);
+	struct stat st;
+	int r = stat(d, &st);
+	free(d);
+	if (r < 0)
+		return false;
+	*t = st.st_mtim;
+	return true;
+}
+
+static void own_change_end(struct mbox *mb, bool in_sync)
+{
+	struct timespec t;
+	if (in_sync && cur_mtime(mb, &t)) {
+		mb->mt_cur = t;
+		mb->verify = true;
+	}
+}
+
+static bool own_change_begin(struct mbox *mb)
+{
+	struct timespec t;
+	return mb->scanned && cur_mtime(mb, &t) && ts_eq(&t, &mb->mt_cur);
+}
+
 struct row {
 	uint32_t uid;
 	char *base;
@@ -490,9 +525,13 @@ int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 	 * change it saw that a later change could carry the same (clock-tick granular)
 	 * timestamp: then scan again.
 	 */
-	if (!force && mb->scanned && ts_eq(&sn.st_mtim, &mb->mt_new) && ts_eq(&sc.st_mtim, &mb->mt_cur) &&
-	    ms_since(&mb->scanned_at, &sn.st_mtim) > 100 && ms_since(&mb->scanned_at, &sc.st_mtim) > 100)
-		return 0;
+	if (!force && mb->scanned && ts_eq(&sn.st_mtim, &mb->mt_new) && ts_eq(&sc.st_mtim, &mb->mt_cur)) {
+		bool new_settled = ms_since(&mb->scanned_at, &sn.st_mtim) > 100;
+		bool cur_settled = mb->verify ? ms_since(&before, &sc.st_mtim) <= 100 /* verify once our burst is over */
+		                              : ms_since(&mb->scanned_at, &sc.st_mtim) > 100;
+		if (new_settled && cur_settled)
+			return 0;
+	}
 	if (exec(mb, "BEGIN IMMEDIATE") < 0) {
 		*error_r = "[UNAVAILABLE] Mailbox index busy";
 		return -1;
@@ -508,6 +547,7 @@ int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 		return -1;
 	}
 	mb->scanned = true;
+	mb->verify = false;
 	mb->scanned_at = before;
 	mb->mt_new = sn.st_mtim;
 	mb->mt_cur = sc.st_mtim;
@@ -665,13 +705,16 @@ int mbox_store(struct mbox *mb, uint32_t uid, unsigned flags, const char *keywor
 	if (strcmp(newname, m.fname) != 0) {
 		char *from = xasprintf("%s/%s", mb->path, m.fname);
 		char *to = xasprintf("%s/%s", mb->path, newname);
+		bool in_sync = own_change_begin(mb);
 		int rr = rename(from, to);
+		int saved = errno;
 		free(from);
 		free(to);
 		if (rr < 0) {
-			ret = errno == ENOENT ? 0 : -1;
+			ret = saved == ENOENT ? 0 : -1;
 			goto fail;
 		}
+		own_change_end(mb, in_sync);
 	}
 	uint64_t hms = (uint64_t)meta_get(mb, "highestmodseq", 1) + 1;
 	sqlite3_stmt *st = prep(mb, "UPDATE msg SET fname=?, flags=?, keywords=?, modseq=? WHERE uid=?");
@@ -708,6 +751,7 @@ int mbox_expunge(struct mbox *mb, uint32_t uid)
 		return r;
 	}
 	char *file = xasprintf("%s/%s", mb->path, m.fname);
+	bool in_sync = own_change_begin(mb);
 	if (unlink(file) < 0 && errno != ENOENT) {
 		free(file);
 		mbox_msg_clear(&m);
@@ -715,6 +759,7 @@ int mbox_expunge(struct mbox *mb, uint32_t uid)
 		return -1;
 	}
 	free(file);
+	own_change_end(mb, in_sync);
 	mbox_msg_clear(&m);
 	int64_t hms = meta_get(mb, "highestmodseq", 1) + 1;
 	sqlite3_stmt *st = prep(mb, "DELETE FROM msg WHERE uid=?");
@@ -768,12 +813,14 @@ static int commit_new(struct mbox *mb, const char *unique, unsigned flags, const
 	}
 	int64_t uid = meta_get(mb, "uidnext", 1);
 	int64_t hms = meta_get(mb, "highestmodseq", 1) + 1;
+	bool in_sync = own_change_begin(mb);
 	if (rename(tmp, dst) < 0) {
 		exec(mb, "ROLLBACK");
 		unlink(tmp);
 		*error_r = "[SERVERBUG] Cannot store message";
 		goto out;
 	}
+	own_change_end(mb, in_sync);
 	sqlite3_stmt *st = prep(mb, "INSERT INTO msg(uid, base, fname, flags, keywords, modseq, idate, size)"
 	                            " VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
 	int ok = st != NULL;

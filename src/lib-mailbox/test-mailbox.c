@@ -278,6 +278,45 @@ static void test_index(void **state)
 	free(user);
 }
 
+/* Our own flag changes do not cost a rescan each, but a foreign change made in the same
+ * moment is still found once our burst is 100 ms old. */
+static void test_own_changes_and_foreign_change(void **state)
+{
+	const char *err;
+	char *user = xasprintf("%s/own", root);
+	assert_int_equal(maildir_ensure_root(user, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		char *f = xasprintf("%s/new/%d.own%d.host", user, 1700000000 + i, i);
+		write_file(f, "Subject: x\n\nbody\n");
+		free(f);
+	}
+	struct mbox *mb = mbox_open(user, &err);
+	assert_non_null(mb);
+	usleep(150 * 1000);
+	assert_int_equal(mbox_sync(mb, false, &err), 0);
+	uint64_t modseq;
+	assert_int_equal(mbox_store(mb, 1, MAIL_SEEN, "", 0, &modseq), 1);
+	/* another program flags message 3 right away */
+	struct mbox_msg m;
+	assert_int_equal(mbox_msg_get(mb, 3, &m), 1);
+	char *from = xasprintf("%s/%s", user, m.fname);
+	char *to = xasprintf("%s/cur/%s:2,F", user, m.base);
+	assert_int_equal(rename(from, to), 0);
+	mbox_msg_clear(&m);
+	usleep(150 * 1000);
+	assert_int_equal(mbox_sync(mb, false, &err), 0);
+	assert_int_equal(mbox_msg_get(mb, 3, &m), 1);
+	assert_int_equal(m.flags, MAIL_FLAGGED);
+	mbox_msg_clear(&m);
+	assert_int_equal(mbox_msg_get(mb, 1, &m), 1);
+	assert_int_equal(m.flags, MAIL_SEEN);
+	mbox_msg_clear(&m);
+	mbox_close(&mb);
+	free(from);
+	free(to);
+	free(user);
+}
+
 /* Two processes append to one folder at once: every message gets its own UID. */
 static void test_concurrent_processes(void **state)
 {
@@ -334,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_folders),
 		cmocka_unit_test(test_index),
 		cmocka_unit_test(test_concurrent_processes),
+		cmocka_unit_test(test_own_changes_and_foreign_change),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
