@@ -272,7 +272,8 @@ struct sieve_reply_options {
 	time_t now;                  /* 0 = time(NULL) */
 };
 struct sieve_reply {
-	char *rcpt_to;               /* the original envelope sender */
+	char *mail_from;             /* envelope sender: "" (<>) for vacation and reject */
+	char *rcpt_to;               /* the original envelope sender (a notify recipient) */
 	char *data;                  /* the whole message, CRLF line ends */
 	size_t len;
 };
@@ -280,6 +281,19 @@ int sieve_vacation_compose(const struct sieve_action *a, const struct sieve_msg_
 			   const struct sieve_reply_options *opt, struct sieve_reply *reply, const char **why_r);
 int sieve_reject_compose(const struct sieve_action *a, const struct sieve_msg_view *msg,
 			 const struct sieve_reply_options *opt, struct sieve_reply *reply, const char **why_r);
+/*
+ * enotify mailto (RFC 5436): one message per distinct recipient of the URI
+ * (path, to=, cc=, bcc=), none when the original is auto-submitted. Envelope
+ * sender: <> when the original's was <>, else :from, else postmaster@hostname.
+ * Headers: To/Cc from the URI (duplicates dropped), Subject from the URI, else
+ * :message, else "[SIEVE] New mail notification"; Auto-Submitted:
+ * auto-notified; X-Sieve; X-Priority/Importance from :importance. Unsafe URI
+ * header fields are ignored. *replies_r is allocated (free each with
+ * sieve_reply_free, then the array). 1 composed, 0 nothing to send, -1 error.
+ */
+int sieve_notify_compose(const struct sieve_action *a, const struct sieve_msg_view *msg,
+			 const struct sieve_reply_options *opt, struct sieve_reply **replies_r, size_t *count_r,
+			 const char **why_r);
 void sieve_reply_free(struct sieve_reply *reply);
 
 /* The capability string for ManageSieve's SIEVE capability, for the given extensions. */

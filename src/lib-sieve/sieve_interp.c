@@ -1343,6 +1343,20 @@ static int ts_execute_result(struct exec *ex)
 			}
 			sieve_reply_free(&rep);
 			free(derived);
+		} else if (a->type == SIEVE_ACT_NOTIFY) {
+			struct sieve_reply_options ro = { .hostname = "testsuite.example" };
+			struct sieve_reply *reps;
+			size_t nrep;
+			const char *why;
+			if (sieve_notify_compose(a, msgv(ex), &ro, &reps, &nrep, &why) > 0) {
+				for (size_t k = 0; k < nrep; k++) {
+					sl_add(&ex->ts_smtp_msg, reps[k].data, reps[k].len);
+					sl_add(&ex->ts_smtp_to, reps[k].rcpt_to, strlen(reps[k].rcpt_to));
+					sl_add(&ex->ts_smtp_from, reps[k].mail_from, strlen(reps[k].mail_from));
+					sieve_reply_free(&reps[k]);
+				}
+				free(reps);
+			}
 		}
 		if (am != m)
 			free(am);

@@ -1125,6 +1125,53 @@ static void test_reply_compose(void **state)
 	}
 }
 
+static void test_notify_compose(void **state)
+{
+	(void)state;
+	const char *src = "require \"enotify\";\n"
+			  "notify :importance \"1\" :from \"Me <me@example.net>\" :message \"hi\" "
+			  "\"mailto:a@example.com%2cb@example.com?cc=b@example.com,c@example.com&subject=New%20mail"
+			  "&from=evil@example.com&body=see%20it\";";
+	char *err = NULL;
+	struct sieve_script *s = sieve_compile(src, strlen(src), "t", NULL, &err);
+	if (s == NULL)
+		fail_msg("%s", err);
+	const char *raw = "From: x@example.org\r\nSubject: s\r\n\r\nbody\r\n";
+	struct sieve_msg_view mv = { .envelope_from = "x@example.org", .envelope_to = "me@example.net", .raw = raw,
+				     .raw_len = strlen(raw) };
+	struct sieve_result res;
+	sieve_result_init(&res);
+	assert_int_equal(sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err), 1);
+	struct sieve_reply_options ro = { .hostname = "mx.example.test", .now = 1700000000 };
+	struct sieve_reply *reps;
+	size_t n;
+	const char *why;
+	assert_int_equal(sieve_notify_compose(&res.actions[0], &mv, &ro, &reps, &n, &why), 1);
+	assert_int_equal(n, 3); /* a, b, c: b only once */
+	assert_string_equal(reps[0].rcpt_to, "a@example.com");
+	assert_string_equal(reps[1].rcpt_to, "b@example.com");
+	assert_string_equal(reps[2].rcpt_to, "c@example.com");
+	assert_string_equal(reps[0].mail_from, "me@example.net");
+	static const char *const want[] = { "From: Me <me@example.net>\r\n", "To: <a@example.com>,\r\n <b@example.com>\r\n",
+					    "Cc: <c@example.com>\r\n", "Subject: New mail\r\n", "Auto-Submitted: auto-notified",
+					    "X-Priority: 1 (Highest)\r\nImportance: high\r\n", "\r\n\r\nsee it\r\n" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (strstr(reps[0].data, want[i]) == NULL)
+			fail_msg("notify: no '%s' in\n%s", want[i], reps[0].data);
+	assert_null(strstr(reps[0].data, "evil"));
+	for (size_t i = 0; i < n; i++)
+		sieve_reply_free(&reps[i]);
+	free(reps);
+	/* nothing about auto-submitted mail */
+	const char *auto_raw = "Auto-Submitted: auto-replied\r\n\r\n";
+	mv.raw = auto_raw;
+	mv.raw_len = strlen(auto_raw);
+	assert_int_equal(sieve_notify_compose(&res.actions[0], &mv, &ro, &reps, &n, &why), 0);
+	assert_non_null(why);
+	sieve_result_deinit(&res);
+	sieve_script_free(&s);
+}
+
 static void test_capabilities(void **state)
 {
 	(void)state;
@@ -1157,6 +1204,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_callback),
 		cmocka_unit_test(test_capabilities),
 		cmocka_unit_test(test_reply_compose),
+		cmocka_unit_test(test_notify_compose),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
