@@ -1,7 +1,8 @@
 /*
  * fuzz-sieve-parser: compile arbitrary scripts with every extension, and run
  * the ones that compile against a small message (so the interpreter's limits
- * are fuzzed too).
+ * are fuzzed too); the actions are described and the replies composed, with
+ * script-controlled parameters.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sieve_result_init(&res);
 	if (sieve_execute(s, &mv, NULL, &res, NULL, NULL, &err) < 0)
 		free(err);
+	for (size_t i = 0; i < res.count; i++) {
+		const struct sieve_action *a = &res.actions[i];
+		free(sieve_action_describe(a));
+		struct sieve_reply_options ro = { .hostname = "fuzz.example", .check_recipient = true, .now = 1 };
+		struct sieve_reply rep, *reps;
+		size_t n;
+		const char *why;
+		if (a->type == SIEVE_ACT_VACATION && sieve_vacation_compose(a, &mv, &ro, &rep, &why) >= 0)
+			sieve_reply_free(&rep);
+		if ((a->type == SIEVE_ACT_REJECT || a->type == SIEVE_ACT_EREJECT) &&
+		    sieve_reject_compose(a, &mv, &ro, &rep, &why) >= 0)
+			sieve_reply_free(&rep);
+		if (a->type == SIEVE_ACT_NOTIFY && sieve_notify_compose(a, &mv, &ro, &reps, &n, &why) > 0) {
+			for (size_t k = 0; k < n; k++)
+				sieve_reply_free(&reps[k]);
+			free(reps);
+		}
+	}
 	sieve_result_deinit(&res);
 	sieve_script_free(&s);
 	return 0;
