@@ -181,51 +181,31 @@ int test_rspamd_start(struct test_peer *p)
 	snprintf(p->dir, sizeof(p->dir), "/tmp/mr-rspamd-XXXXXX");
 	if (mkdtemp(p->dir) == NULL)
 		return -1;
-	chmod(p->dir, 0777); /* rspamd may drop privileges to _rspamd */
-	p->port = test_peer_free_port();
-	snprintf(path, sizeof(path), "%s/local.d", p->dir);
-	mkdir(path, 0777);
-	snprintf(path, sizeof(path), "%s/override.d", p->dir);
-	mkdir(path, 0777);
+	chmod(p->dir, 0777); /* rspamd drops privileges to _rspamd */
 	snprintf(path, sizeof(path), "%s/db", p->dir);
 	mkdir(path, 0777);
 	chmod(path, 0777);
+	p->port = test_peer_free_port();
+	/* a private top-level config: only the normal worker, no controller/proxy/fuzzy, no redis,
+	 * DNS pointed at a closed port (no network) */
 	snprintf(conf, sizeof(conf),
-	         "bind_socket = \"127.0.0.1:%d\";\ncount = 1;\n", p->port);
-	snprintf(path, sizeof(path), "%s/local.d/worker-normal.inc", p->dir);
+	         ".include \"$CONFDIR/common.conf\"\n"
+	         "options {\n pidfile = \"%s/rspamd.pid\";\n .include \"$CONFDIR/options.inc\"\n"
+	         " dns { nameserver = [\"127.0.0.1:1\"]; timeout = 0.2s; retransmits = 1; }\n}\n"
+	         "logging { type = \"file\"; filename = \"%s/rspamd.log\"; level = \"notice\"; }\n"
+	         "worker \"normal\" {\n bind_socket = \"127.0.0.1:%d\";\n"
+	         " .include \"$CONFDIR/worker-normal.inc\"\n count = 1;\n}\n",
+	         p->dir, p->dir, p->port);
+	snprintf(path, sizeof(path), "%s/rspamd.conf", p->dir);
 	if (write_file(path, conf) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/local.d/worker-controller.inc", p->dir);
-	if (write_file(path, "enabled = false;\n") < 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/local.d/worker-proxy.inc", p->dir);
-	if (write_file(path, "enabled = false;\n") < 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/local.d/worker-fuzzy.inc", p->dir);
-	if (write_file(path, "enabled = false;\n") < 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/local.d/redis.conf", p->dir);
-	if (write_file(path, "enabled = false;\n") < 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/local.d/options.inc", p->dir);
-	if (write_file(path, "dns { nameserver = [\"127.0.0.1:1\"]; timeout = 0.1s; retransmits = 1; }\n"
-	                     "local_addrs = [];\n") < 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/local.d/logging.inc", p->dir);
-	snprintf(conf, sizeof(conf), "type = \"file\";\nfilename = \"%s/rspamd.log\";\nlevel = \"notice\";\n",
-	         p->dir);
-	if (write_file(path, conf) < 0)
-		return -1;
-	char logpath[128], confdir[128], localdir[128], dbdir[128], rundir[128], pidf[128];
+	char logpath[128], localdir[128], dbdir[128], rundir[128];
 	snprintf(logpath, sizeof(logpath), "%s/stderr.log", p->dir);
-	snprintf(confdir, sizeof(confdir), "CONFDIR=/etc/rspamd");
 	snprintf(localdir, sizeof(localdir), "LOCAL_CONFDIR=%s", p->dir);
 	snprintf(dbdir, sizeof(dbdir), "DBDIR=%s/db", p->dir);
 	snprintf(rundir, sizeof(rundir), "RUNDIR=%s", p->dir);
-	snprintf(pidf, sizeof(pidf), "%s/rspamd.pid", p->dir);
-	char *argv[] = {"/usr/bin/rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", "/etc/rspamd/rspamd.conf",
-	                "--var", localdir, "--var", dbdir, "--var", rundir, "-p", pidf, "--insecure", NULL};
-	(void)confdir;
+	char *argv[] = {"/usr/bin/rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", path,
+	                "--var", localdir, "--var", dbdir, "--var", rundir, NULL};
 	p->pid = spawn(argv, logpath);
 	snprintf(p->address, sizeof(p->address), "127.0.0.1:%d", p->port);
 	static const char ping[] = "GET /ping HTTP/1.0\r\n\r\n";
