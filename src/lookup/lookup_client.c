@@ -16,6 +16,8 @@ struct lookup_req {
 	struct ipc_call *call;
 	lookup_auth_cb *auth_cb;
 	lookup_rcpt_cb *rcpt_cb;
+	lookup_spf_cb *spf_cb;
+	lookup_mailauth_cb *mailauth_cb;
 	void *arg;
 };
 
@@ -109,6 +111,136 @@ struct lookup_req *lookup_client_rcpt(struct lookup_client *lc, const char *addr
 	ipc_put_str(&m, auth_user);
 	ipc_put_u32(&m, (uint32_t)listen_kind);
 	req->call = ipc_client_call(lc->ipc, &m, on_rcpt_reply, req);
+	ipc_msg_deinit(&m);
+	return req;
+}
+
+static void on_sender_reply(void *arg, struct ipc_reader *r, int fd)
+{
+	struct lookup_req *req = arg;
+	if (fd >= 0)
+		close(fd);
+	int code = 451;
+	char enhanced[16] = "4.3.0", text[512] = "Temporary lookup failure";
+	if (r != NULL) {
+		code = (int)ipc_get_u32(r);
+		ipc_get_str(r, enhanced, sizeof(enhanced));
+		ipc_get_str(r, text, sizeof(text));
+		if (ipc_reader_end(r) < 0 || r->type != PROTO_LOOKUP_SENDER_R || code < 200 || code > 599) {
+			code = 451;
+			snprintf(enhanced, sizeof(enhanced), "4.3.0");
+			snprintf(text, sizeof(text), "Temporary lookup failure");
+		}
+	}
+	req->rcpt_cb(req->arg, code, enhanced, text);
+	free(req);
+}
+
+struct lookup_req *lookup_client_sender(struct lookup_client *lc, const char *auth_user, const char *sender,
+                                        lookup_rcpt_cb *cb, void *arg)
+{
+	struct lookup_req *req = xcalloc(1, sizeof(*req));
+	req->rcpt_cb = cb;
+	req->arg = arg;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_SENDER, 0);
+	ipc_put_str(&m, auth_user);
+	ipc_put_str(&m, sender);
+	req->call = ipc_client_call(lc->ipc, &m, on_sender_reply, req);
+	ipc_msg_deinit(&m);
+	return req;
+}
+
+static void on_spf_reply(void *arg, struct ipc_reader *r, int fd)
+{
+	struct lookup_req *req = arg;
+	if (fd >= 0)
+		close(fd);
+	int code = 250;
+	char result[32] = "temperror", enhanced[16] = "2.0.0", text[512] = "", authres[1024] = "";
+	bool ok = false;
+	if (r != NULL) {
+		ipc_get_str(r, result, sizeof(result));
+		code = (int)ipc_get_u32(r);
+		ipc_get_str(r, enhanced, sizeof(enhanced));
+		ipc_get_str(r, text, sizeof(text));
+		ipc_get_str(r, authres, sizeof(authres));
+		ok = ipc_reader_end(r) == 0 && r->type == PROTO_LOOKUP_SPF_R && code >= 200 && code <= 599;
+	}
+	if (!ok) {
+		/* The lookup role is away: SPF is a filter, not a reason to refuse mail. */
+		snprintf(result, sizeof(result), "temperror");
+		code = 250;
+		snprintf(enhanced, sizeof(enhanced), "2.0.0");
+		text[0] = authres[0] = '\0';
+	}
+	req->spf_cb(req->arg, result, code, enhanced, text, authres);
+	free(req);
+}
+
+struct lookup_req *lookup_client_spf(struct lookup_client *lc, const char *client_ip, const char *helo,
+                                     const char *mailfrom, lookup_spf_cb *cb, void *arg)
+{
+	struct lookup_req *req = xcalloc(1, sizeof(*req));
+	req->spf_cb = cb;
+	req->arg = arg;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_SPF, 0);
+	ipc_put_str(&m, client_ip);
+	ipc_put_str(&m, helo);
+	ipc_put_str(&m, mailfrom);
+	req->call = ipc_client_call(lc->ipc, &m, on_spf_reply, req);
+	ipc_msg_deinit(&m);
+	return req;
+}
+
+static void on_mailauth_reply(void *arg, struct ipc_reader *r, int fd)
+{
+	struct lookup_req *req = arg;
+	if (fd >= 0)
+		close(fd);
+	uint32_t action = LOOKUP_MAILAUTH_ACCEPT;
+	int code = 250;
+	char enhanced[16] = "2.0.0", text[512] = "";
+	char *headers = NULL;
+	bool ok = false;
+	if (r != NULL) {
+		action = ipc_get_u32(r);
+		code = (int)ipc_get_u32(r);
+		ipc_get_str(r, enhanced, sizeof(enhanced));
+		ipc_get_str(r, text, sizeof(text));
+		headers = ipc_get_strdup(r);
+		ok = ipc_reader_end(r) == 0 && r->type == PROTO_LOOKUP_MAILAUTH_R && action <= 2 && code >= 200 &&
+		     code <= 599;
+	}
+	if (!ok) {
+		action = LOOKUP_MAILAUTH_ACCEPT;
+		code = 250;
+		snprintf(enhanced, sizeof(enhanced), "2.0.0");
+		snprintf(text, sizeof(text), "not checked");
+		xfree(&headers);
+	}
+	req->mailauth_cb(req->arg, (enum lookup_mailauth_action)action, code, enhanced, text, headers);
+	free(headers);
+	free(req);
+}
+
+struct lookup_req *lookup_client_mailauth(struct lookup_client *lc, const char *client_ip, const char *helo,
+                                          const char *mailfrom, const char *auth_user, int listen_kind,
+                                          int spool_fd, lookup_mailauth_cb *cb, void *arg)
+{
+	struct lookup_req *req = xcalloc(1, sizeof(*req));
+	req->mailauth_cb = cb;
+	req->arg = arg;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_MAILAUTH, 0);
+	ipc_put_str(&m, client_ip);
+	ipc_put_str(&m, helo);
+	ipc_put_str(&m, mailfrom);
+	ipc_put_str(&m, auth_user);
+	ipc_put_u32(&m, (uint32_t)listen_kind);
+	m.fd = spool_fd;
+	req->call = ipc_client_call(lc->ipc, &m, on_mailauth_reply, req);
 	ipc_msg_deinit(&m);
 	return req;
 }

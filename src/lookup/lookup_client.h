@@ -49,6 +49,46 @@ typedef void lookup_rcpt_cb(void *arg, int code, const char *enhanced, const cha
 struct lookup_req *lookup_client_rcpt(struct lookup_client *lc, const char *address, const char *client_ip,
                                       const char *auth_user, int listen_kind, lookup_rcpt_cb *cb, void *arg);
 
+/*
+ * SPF at MAIL time (mx listener): the lookup role evaluates the MAIL FROM
+ * identity (the HELO one for the null sender). code 250 means go on; anything
+ * else is the reply to give (550 5.7.23 on fail when spf.reject_fail is set).
+ * result is the SPF result name ("pass", "fail", ..., "temperror" when the
+ * lookup role is unreachable); authres the A-R fragment ("spf=pass ...").
+ */
+typedef void lookup_spf_cb(void *arg, const char *result, int code, const char *enhanced, const char *text,
+                           const char *authres);
+struct lookup_req *lookup_client_spf(struct lookup_client *lc, const char *client_ip, const char *helo,
+                                     const char *mailfrom, lookup_spf_cb *cb, void *arg);
+
+/*
+ * Sender check on submission: may auth_user use this envelope sender (their
+ * own address or an address that resolves to them)? 250 = yes, else the reply
+ * (553 5.7.1; 451 4.3.0 on trouble).
+ */
+struct lookup_req *lookup_client_sender(struct lookup_client *lc, const char *auth_user, const char *sender,
+                                        lookup_rcpt_cb *cb, void *arg);
+
+/*
+ * The end-of-data check (SPF, DKIM, ARC, DMARC; DKIM signing and the From
+ * check for authenticated senders). spool_fd is the message (our Received:
+ * first); it is duplicated into the message, the caller keeps its own. headers
+ * are the fields to prepend at delivery (Authentication-Results,
+ * DKIM-Signature), or NULL. On LOOKUP_MAILAUTH_REJECT code/enhanced/text are
+ * the reply; a lookup failure is an accept without headers (fail open: the
+ * message is not lost, only not tagged) — logged by the caller.
+ */
+enum lookup_mailauth_action {
+	LOOKUP_MAILAUTH_ACCEPT = 0,
+	LOOKUP_MAILAUTH_REJECT = 1,
+	LOOKUP_MAILAUTH_QUARANTINE = 2,
+};
+typedef void lookup_mailauth_cb(void *arg, enum lookup_mailauth_action action, int code, const char *enhanced,
+                                const char *text, const char *headers);
+struct lookup_req *lookup_client_mailauth(struct lookup_client *lc, const char *client_ip, const char *helo,
+                                          const char *mailfrom, const char *auth_user, int listen_kind,
+                                          int spool_fd, lookup_mailauth_cb *cb, void *arg);
+
 /* Cancel a pending request: its callback will not run. Sets *req to NULL. */
 void lookup_req_cancel(struct lookup_req **req);
 

@@ -22,6 +22,7 @@
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
 #include "lookup/lookup_client.h"
+#include "lookup/lookup_mailauth.h"
 #include "lookup/lookup_policy.h"
 #include "master/proto.h"
 #include "master/roles.h"
@@ -201,11 +202,17 @@ static void handle_rcpt(struct ipc_conn *c, struct ipc_reader *r)
 
 static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)
 {
+	if (r->type == PROTO_LOOKUP_MAILAUTH) {
+		lookup_mailauth_msg(c, r, fd); /* takes the spool fd */
+		return;
+	}
 	if (fd >= 0)
 		close(fd);
 	switch (r->type) {
 	case PROTO_LOOKUP_AUTH: handle_auth(c, r); break;
 	case PROTO_LOOKUP_RCPT: handle_rcpt(c, r); break;
+	case PROTO_LOOKUP_SPF: lookup_spf_msg(c, r); break;
+	case PROTO_LOOKUP_SENDER: lookup_sender_msg(c, r); break;
 	default: log_panic("event=ipc_unknown_type type=%u", r->type);
 	}
 }
@@ -248,6 +255,7 @@ void lookup_role_run(struct role_env *env)
 		log_fatal("event=directory_open_failed path=%s error=\"%s\"", path, error);
 	free(path);
 	L.pool = workpool_new(env->base, 2);
+	lookup_mailauth_init(env->base, env->cfg, L.dir, &L.ropt, conn_alive);
 	char *name = xasprintf("%s/lookup", env->ipc_prefix);
 	uid_t allowed[2] = { env->uid, env->vuid };
 	struct ipc_server *srv = ipc_server_new(env->base, name, allowed, 2, on_accept, NULL, &error);
@@ -268,6 +276,7 @@ void lookup_role_run(struct role_env *env)
 	event_base_dispatch(env->base);
 	ipc_server_free(&srv);
 	workpool_free(&L.pool);
+	lookup_mailauth_deinit();
 	directory_close(&L.dir);
 	exit(0);
 }

@@ -235,6 +235,7 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 	uint32_t utf8 = ipc_get_u32(r);
 	uint32_t body = ipc_get_u32(r);
 	char *headers = ipc_get_strdup(r);
+	uint32_t flags = ipc_get_u32(r);
 	if (ipc_reader_end(r) < 0 || sender == NULL)
 		log_panic("event=ipc_malformed type=commit");
 	struct pending *p = pending_find(c, id);
@@ -266,6 +267,13 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 			pending_free(p, true);
 			goto out;
 		}
+	}
+	if (flags & PROTO_COMMIT_F_JUNK) {
+		/* DMARC quarantine: local mailboxes get it in their Junk folder. */
+		for (size_t i = 0; i < env->rcpt_count; i++)
+			if (env->rcpts[i].kind == QUEUE_RCPT_LOCAL)
+				queue_envelope_set_str(&env->rcpts[i].folder, "Junk");
+		log_info("event=quarantine id=%s folder=Junk", id);
 	}
 	struct commit_ctx *cc = xcalloc(1, sizeof(*cc));
 	cc->conn = c;

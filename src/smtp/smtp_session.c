@@ -96,6 +96,7 @@ struct smtp_session {
 	int spool_fd;
 	struct buf spool_out;
 	struct buf add_headers; /* fields to prepend at delivery (Authentication-Results, filter tags) */
+	uint32_t commit_flags;  /* PROTO_COMMIT_F_* sent with the COMMIT (set by session_authcheck) */
 	uint64_t msg_size;
 	bool too_big;
 	bool write_failed;
@@ -384,6 +385,55 @@ static void on_committed(void *arg, struct ipc_reader *r, int fd)
 	resume(s);
 }
 
+static void commit_message(struct smtp_session *s);
+
+static void on_authchecked(void *arg, enum lookup_mailauth_action action, int code, const char *enhanced,
+                           const char *text, const char *headers)
+{
+	struct smtp_session *s = arg;
+	s->lreq = NULL;
+	if (s->state == ST_CLOSING || s->spool_fd < 0) {
+		/* shut down (421) while the check ran: the transaction is gone */
+		s->waiting = false;
+		return;
+	}
+	if (action == LOOKUP_MAILAUTH_REJECT) {
+		char q[300];
+		log_info("event=mailauth_rejected sid=%s id=%s from=%s code=%d", s->sid, s->qid,
+		         log_q(q, sizeof(q), s->sender), code);
+		reply(s, "%d %s %s", code, enhanced, text);
+		tx_reset(s);
+		resume(s);
+		return;
+	}
+	if (action == LOOKUP_MAILAUTH_QUARANTINE)
+		s->commit_flags |= PROTO_COMMIT_F_JUNK;
+	if (headers != NULL && buf_append(&s->add_headers, headers, strlen(headers)) < 0)
+		log_warn("event=add_headers_full sid=%s id=%s", s->sid, s->qid);
+	commit_message(s);
+}
+
+/*
+ * Sender authentication at the end of data (issue 6), in the lookup role:
+ * inbound (mx listener, mail_auth on): SPF, DKIM, ARC, DMARC -> reject,
+ * quarantine (Junk) or accept with Authentication-Results; authenticated
+ * senders: the From: check (553 5.7.1) and DKIM signing. Then commit_message().
+ * Content filters chain after this one (call them instead of commit_message).
+ */
+static void session_authcheck(struct smtp_session *s)
+{
+	s->commit_flags = 0;
+	bool inbound = s->kind == LISTEN_MX && s->cfg->mailauth.verify;
+	if (s->auth_user == NULL && !inbound) {
+		commit_message(s);
+		return;
+	}
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	s->lreq = lookup_client_mailauth(s->srv->lookup, s->ip, s->helo, s->sender, s->auth_user, (int)s->kind,
+	                                 s->spool_fd, on_authchecked, s);
+}
+
 /* The content is complete: commit it or refuse it. */
 static void finish_message(struct smtp_session *s)
 {
@@ -409,6 +459,12 @@ static void finish_message(struct smtp_session *s)
 		tx_reset(s);
 		return;
 	}
+	session_authcheck(s);
+}
+
+/* The content is accepted: hand the recipients and the envelope to the queue. */
+static void commit_message(struct smtp_session *s)
+{
 	close(s->spool_fd);
 	s->spool_fd = -1;
 	for (size_t i = 0; i < s->rcpt_count; i++) {
@@ -434,6 +490,7 @@ static void finish_message(struct smtp_session *s)
 	ipc_put_u32(&m, s->mail.smtputf8);
 	ipc_put_u32(&m, (uint32_t)s->mail.body);
 	ipc_put_str(&m, s->add_headers.len > 0 ? s->add_headers.data : NULL);
+	ipc_put_u32(&m, s->commit_flags);
 	s->waiting = true;
 	bufferevent_disable(s->bev, EV_READ);
 	s->qcall = ipc_client_call(s->srv->queue, &m, on_committed, s);
@@ -700,6 +757,48 @@ void smtp_session_auth_login(struct smtp_session *s, const char *p, size_t n)
 	s->auth_login_user = NULL;
 }
 
+static void mail_accepted(struct smtp_session *s)
+{
+	s->in_mail = true;
+	char q[300];
+	log_info("event=mail sid=%s from=%s", s->sid, log_q(q, sizeof(q), s->sender));
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void mail_refused(struct smtp_session *s, int code, const char *enhanced, const char *text)
+{
+	char q[300];
+	log_info("event=mail_refused sid=%s from=%s code=%d", s->sid, log_q(q, sizeof(q), s->sender), code);
+	s->sender[0] = '\0';
+	memset(&s->mail, 0, sizeof(s->mail));
+	reply(s, "%d %s %s", code, enhanced, text);
+	if (code >= 500)
+		count_error(s);
+}
+
+static void on_sender_checked(void *arg, int code, const char *enhanced, const char *text)
+{
+	struct smtp_session *s = arg;
+	s->lreq = NULL;
+	if (code == 250)
+		mail_accepted(s);
+	else
+		mail_refused(s, code, enhanced, text);
+	resume(s);
+}
+
+static void on_spf_checked(void *arg, const char *result, int code, const char *enhanced, const char *text,
+                           const char *authres)
+{
+	struct smtp_session *s = arg;
+	s->lreq = NULL;
+	if (code == 250)
+		mail_accepted(s);
+	else
+		mail_refused(s, code, enhanced, text);
+	resume(s);
+}
+
 static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
 {
 	if (s->helo[0] == '\0') {
@@ -736,10 +835,20 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
 	}
 	smtp_address_format(&addr, s->sender, sizeof(s->sender));
 	s->mail = c->mail;
-	s->in_mail = true;
-	char q[300];
-	log_info("event=mail sid=%s from=%s", s->sid, log_q(q, sizeof(q), s->sender));
-	reply(s, "250 2.1.0 Ok");
+	if (s->auth_user != NULL) {
+		/* Submission: the envelope sender must belong to the user. */
+		s->waiting = true;
+		bufferevent_disable(s->bev, EV_READ);
+		s->lreq = lookup_client_sender(s->srv->lookup, s->auth_user, s->sender, on_sender_checked, s);
+		return;
+	}
+	if (s->kind == LISTEN_MX && s->cfg->mailauth.verify && s->cfg->mailauth.spf_reject_fail) {
+		s->waiting = true;
+		bufferevent_disable(s->bev, EV_READ);
+		s->lreq = lookup_client_spf(s->srv->lookup, s->ip, s->helo, s->sender, on_spf_checked, s);
+		return;
+	}
+	mail_accepted(s);
 }
 
 static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
