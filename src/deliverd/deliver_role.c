@@ -10,9 +10,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "deliver/maildir.h"
+#include "deliverd/deliver_sieve.h"
+#include "lib/ipc_client.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
 #include "lib/workpool.h"
@@ -20,22 +24,19 @@
 #include "master/proto.h"
 #include "master/roles.h"
 
-struct job {
-	struct ipc_conn *conn;
-	uint32_t reqid;
-	int fd;
-	char id[64];
-	unsigned idx;
-	char *maildir, *folder, *unique, *prepend;
-	int result;
-	char *error;
-};
-
 static struct {
+	const struct mr_config *cfg;
 	struct event_base *base;
 	struct workpool *pool;
+	struct ipc_client *queue;
 	struct ipc_conn *conns[16];
 } D;
+
+struct job {
+	struct deliver_job dj;
+	struct ipc_conn *conn;
+	uint32_t reqid;
+};
 
 static bool conn_alive(struct ipc_conn *c)
 {
@@ -48,34 +49,89 @@ static bool conn_alive(struct ipc_conn *c)
 static void work(void *arg)
 {
 	struct job *j = arg;
-	errno = 0;
-	int r = maildir_deliver(j->maildir, j->folder, j->fd, j->prepend, strlen(j->prepend), j->unique, &j->error);
-	if (r >= 0)
-		j->result = r;
+	deliver_job_run(&j->dj);
+}
+
+static void on_submitted(void *arg, struct ipc_reader *r, int fd)
+{
+	char *what = arg;
+	if (fd >= 0)
+		close(fd);
+	char text[256] = "queue unreachable";
+	bool ok = false;
+	if (r != NULL) {
+		ok = ipc_get_u32(r) == 1;
+		ipc_get_str(r, text, sizeof(text));
+		if (ipc_reader_end(r) < 0)
+			log_panic("event=ipc_malformed type=submit_r");
+	}
+	if (ok)
+		log_info("event=submitted what=%s id=%s", what, text);
 	else
-		j->result = maildir_error_is_temporary(errno) ? 2 : 3;
+		log_warn("event=submit_failed what=%s error=\"%s\"", what, text);
+	free(what);
+}
+
+/* Hand a message made by the user's rules (redirect, vacation, reject notice) to the queue. */
+static void submit(const struct deliver_out *o, const char *id)
+{
+	int fd = memfd_create("mailroute-out", MFD_CLOEXEC);
+	if (fd < 0 || write(fd, o->data, o->len) != (ssize_t)o->len) {
+		log_warn("event=submit_failed id=%s error=\"memfd: %s\"", id, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_QUEUE_SUBMIT, 0);
+	ipc_put_str(&m, o->sender);
+	ipc_put_u32(&m, 1);
+	ipc_put_str(&m, o->rcpt);
+	ipc_put_str(&m, NULL);
+	m.fd = fd;
+	ipc_client_call(D.queue, &m, on_submitted, xasprintf("rules-of-%s", id));
+	ipc_msg_deinit(&m);
+	close(fd);
 }
 
 static void done(void *arg)
 {
 	struct job *j = arg;
+	struct deliver_job *d = &j->dj;
 	if (conn_alive(j->conn)) {
 		struct ipc_msg m;
 		ipc_msg_init(&m, PROTO_DELIVER_R, j->reqid);
-		ipc_put_u32(&m, (uint32_t)j->result);
-		ipc_put_str(&m, j->error ? j->error : "");
+		ipc_put_u32(&m, (uint32_t)d->result);
+		ipc_put_str(&m, d->error ? d->error : "");
 		ipc_send(j->conn, &m);
 		ipc_msg_deinit(&m);
 	}
-	if (j->result >= 2)
-		log_warn("event=delivery_failed id=%s rcpt=%u maildir=%s temporary=%s error=\"%s\"", j->id, j->idx,
-		         j->maildir, j->result == 2 ? "yes" : "no", j->error ? j->error : "");
-	close(j->fd);
-	free(j->maildir);
-	free(j->folder);
-	free(j->unique);
-	free(j->prepend);
-	free(j->error);
+	if (d->result >= 2) {
+		log_warn("event=delivery_failed id=%s rcpt=%u maildir=%s temporary=%s error=\"%s\"", d->id, d->idx,
+		         d->maildir, d->result == 2 ? "yes" : "no", d->error ? d->error : "");
+	} else {
+		if (d->log != NULL)
+		{
+			char q[1024];
+			log_info("event=sieve id=%s rcpt=%u user=%s actions=%s", d->id, d->idx, d->user,
+			         log_q(q, sizeof(q), d->log));
+		}
+		/* Messages made by the rules leave only once the delivery itself is settled. */
+		for (size_t i = 0; i < d->out_count; i++)
+			submit(&d->out[i], d->id);
+	}
+	deliver_job_free_outputs(d);
+	close(d->fd);
+	free(d->id);
+	free(d->maildir);
+	free(d->folder);
+	free(d->unique);
+	free(d->prepend);
+	free(d->user);
+	free(d->sender);
+	free(d->orig_rcpt);
+	free(d->error);
+	free(d->log);
 	free(j);
 }
 
@@ -84,17 +140,26 @@ static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)
 	if (r->type != PROTO_DELIVER_LOCAL)
 		log_panic("event=ipc_unknown_type type=%u", r->type);
 	struct job *j = xcalloc(1, sizeof(*j));
+	struct deliver_job *d = &j->dj;
 	j->conn = c;
 	j->reqid = r->reqid;
-	j->fd = fd;
-	ipc_get_str(r, j->id, sizeof(j->id));
-	j->idx = ipc_get_u32(r);
-	j->maildir = ipc_get_strdup(r);
-	j->folder = ipc_get_strdup(r);
-	j->unique = ipc_get_strdup(r);
-	j->prepend = ipc_get_strdup(r);
-	if (ipc_reader_end(r) < 0 || fd < 0 || j->maildir == NULL || j->unique == NULL || j->prepend == NULL)
+	d->cfg = D.cfg;
+	d->fd = fd;
+	d->id = ipc_get_strdup(r);
+	d->idx = ipc_get_u32(r);
+	d->maildir = ipc_get_strdup(r);
+	d->folder = ipc_get_strdup(r);
+	d->unique = ipc_get_strdup(r);
+	d->prepend = ipc_get_strdup(r);
+	d->user = ipc_get_strdup(r);
+	d->sender = ipc_get_strdup(r);
+	d->orig_rcpt = ipc_get_strdup(r);
+	if (ipc_reader_end(r) < 0 || fd < 0 || d->id == NULL || d->maildir == NULL || d->unique == NULL ||
+	    d->prepend == NULL || d->sender == NULL)
 		log_panic("event=ipc_malformed type=deliver");
+	/* ORCPT is "rfc822;addr": the rules want the address. */
+	if (d->orig_rcpt != NULL && strncasecmp(d->orig_rcpt, "rfc822;", 7) == 0)
+		memmove(d->orig_rcpt, d->orig_rcpt + 7, strlen(d->orig_rcpt + 7) + 1);
 	workpool_submit(D.pool, work, done, j);
 }
 
@@ -125,8 +190,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 void deliver_role_run(struct role_env *env)
 {
+	D.cfg = env->cfg;
 	D.base = env->base;
 	D.pool = workpool_new(env->base, 4);
+	char *qname = xasprintf("%s/queue", env->ipc_prefix);
+	D.queue = ipc_client_new(env->base, qname);
+	free(qname);
 	char *error = NULL;
 	char *name = xasprintf("%s/deliver", env->ipc_prefix);
 	uid_t allowed[1] = { env->uid };

@@ -33,9 +33,12 @@ enum proto_type {
 	PROTO_QUEUE_COMMIT_R = 24,  /* u32 ok, error text */
 	PROTO_QUEUE_ABORT = 25,     /* id  (no reply) */
 	PROTO_QUEUE_KICK = 26,      /* id or NULL: run the scheduler now (from the CLI) */
+	PROTO_QUEUE_SUBMIT = 27,    /* sender, u32 n, n x rcpt, headers  + fd (the message):
+	                               a new message from inside (redirect, vacation, sendmail) */
+	PROTO_QUEUE_SUBMIT_R = 28,  /* u32 ok, id-or-error */
 
 	/* queue -> deliver (fd = spool file) */
-	PROTO_DELIVER_LOCAL = 40,   /* id, u32 idx, maildir, folder, unique, prepend */
+	PROTO_DELIVER_LOCAL = 40,   /* id, u32 idx, maildir, folder, unique, prepend, user, sender, orig_rcpt */
 	PROTO_DELIVER_R = 41,       /* u32 result (1 delivered, 0 duplicate, -1+2 temp=2, perm=3), text */
 };
 

@@ -33,6 +33,10 @@
 #define MAX_INFLIGHT 64
 #define MAX_PENDING_RCPTS 100000
 
+typedef void queue_inject_cb(void *arg, bool ok, const char *id_or_error);
+void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_fd, const char *headers,
+                  queue_inject_cb *cb, void *arg, struct ipc_conn *conn, uint32_t reqid);
+
 struct raw_rcpt {
 	char *address, *orcpt;
 	unsigned notify;
@@ -303,6 +307,138 @@ static void handle_abort(struct ipc_conn *c, struct ipc_reader *r)
 		pending_free(p, true);
 }
 
+/* ---- messages made inside: redirects, vacation replies, bounces, sendmail ---- */
+
+struct inject_ctx {
+	struct ipc_conn *conn; /* NULL: internal */
+	uint32_t reqid;
+	char id[QUEUE_ID_SIZE];
+	queue_inject_cb *cb;
+	void *arg;
+};
+
+static void inject_reply(struct inject_ctx *ic, bool ok, const char *text)
+{
+	if (ic->conn != NULL && conn_alive(ic->conn)) {
+		struct ipc_msg m;
+		ipc_msg_init(&m, PROTO_QUEUE_SUBMIT_R, ic->reqid);
+		ipc_put_u32(&m, ok ? 1 : 0);
+		ipc_put_str(&m, text);
+		ipc_send(ic->conn, &m);
+		ipc_msg_deinit(&m);
+	}
+	if (ic->cb != NULL)
+		ic->cb(ic->arg, ok, text);
+	free(ic);
+}
+
+static void on_injected(void *arg, int result, const char *error)
+{
+	struct inject_ctx *ic = arg;
+	if (result < 0)
+		log_warn("event=inject_failed id=%s error=\"%s\"", ic->id, error ? error : "?");
+	else
+		kick();
+	inject_reply(ic, result >= 0, result >= 0 ? ic->id : (error ? error : "commit failed"));
+}
+
+/* Copy all of src_fd (from offset 0) into dst_fd. */
+static int copy_fd(int src_fd, int dst_fd)
+{
+	char buf[65536];
+	off_t off = 0;
+	for (;;) {
+		ssize_t n = pread(src_fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		for (ssize_t w = 0; w < n;) {
+			ssize_t k = write(dst_fd, buf + w, (size_t)(n - w));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return -1;
+			w += k;
+		}
+		off += n;
+	}
+}
+
+void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_fd, const char *headers,
+                  queue_inject_cb *cb, void *arg, struct ipc_conn *conn, uint32_t reqid)
+{
+	struct inject_ctx *ic = xcalloc(1, sizeof(*ic));
+	ic->conn = conn;
+	ic->reqid = reqid;
+	ic->cb = cb;
+	ic->arg = arg;
+	char *error = NULL;
+	int fd = -1;
+	if (n == 0) {
+		inject_reply(ic, false, "no recipients");
+		return;
+	}
+	if (queue_committer_spool_create(Q.committer, ic->id, &fd, &error) < 0) {
+		inject_reply(ic, false, error);
+		free(error);
+		return;
+	}
+	if (copy_fd(content_fd, fd) < 0) {
+		char *e = xasprintf("copying the message: %s", strerror(errno));
+		close(fd);
+		queue_spool_remove(Q.store, ic->id, NULL);
+		inject_reply(ic, false, e);
+		free(e);
+		return;
+	}
+	struct queue_envelope *env = queue_envelope_new(sender);
+	memcpy(env->id, ic->id, sizeof(env->id));
+	queue_envelope_set_str(&env->headers, headers);
+	queue_envelope_set_str(&env->helo, Q.cfg->hostname);
+	for (size_t i = 0; i < n; i++) {
+		struct raw_rcpt rr = { .address = rcpts[i] };
+		if (route_rcpt(env, &rr, &error) < 0) {
+			log_warn("event=inject_route_failed id=%s error=\"%s\"", ic->id, error ? error : "?");
+			free(error);
+			queue_envelope_free(&env);
+			close(fd);
+			queue_spool_remove(Q.store, ic->id, NULL);
+			inject_reply(ic, false, "routing failed");
+			return;
+		}
+	}
+	char q[300];
+	log_info("event=injected id=%s from=%s rcpts=%zu", ic->id, log_q(q, sizeof(q), sender), n);
+	queue_committer_submit(Q.committer, env, fd, on_injected, ic);
+}
+
+static void handle_submit(struct ipc_conn *c, struct ipc_reader *r, int fd)
+{
+	char *sender = ipc_get_strdup(r);
+	uint32_t n = ipc_get_u32(r);
+	if (n > 1000)
+		log_panic("event=ipc_malformed type=submit rcpts=%u", n);
+	char **rcpts = xcalloc(n ? n : 1, sizeof(char *));
+	for (uint32_t i = 0; i < n; i++)
+		rcpts[i] = ipc_get_strdup(r);
+	char *headers = ipc_get_strdup(r);
+	if (ipc_reader_end(r) < 0 || sender == NULL || fd < 0)
+		log_panic("event=ipc_malformed type=submit");
+	for (uint32_t i = 0; i < n; i++)
+		if (rcpts[i] == NULL)
+			log_panic("event=ipc_malformed type=submit");
+	queue_inject(sender, rcpts, n, fd, headers, NULL, NULL, c, r->reqid);
+	close(fd);
+	for (uint32_t i = 0; i < n; i++)
+		free(rcpts[i]);
+	free(rcpts);
+	free(sender);
+	free(headers);
+}
+
 /* ---- scheduler ---- */
 
 static void record(const char *id, unsigned idx, enum queue_result result, const char *text, unsigned attempts,
@@ -420,6 +556,9 @@ static void dispatch_local(const struct queue_due *due)
 	ipc_put_str(&m, rc->folder);
 	ipc_put_str(&m, unique);
 	ipc_put_str(&m, prepend);
+	ipc_put_str(&m, rc->address);
+	ipc_put_str(&m, env->sender);
+	ipc_put_str(&m, rc->orcpt);
 	m.fd = fd;
 	f->call = ipc_client_call(Q.deliver, &m, on_delivered, f);
 	ipc_msg_deinit(&m);
@@ -468,6 +607,10 @@ static void on_sched(evutil_socket_t fd, short what, void *arg)
 
 static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)
 {
+	if (r->type == PROTO_QUEUE_SUBMIT) {
+		handle_submit(c, r, fd);
+		return;
+	}
 	if (fd >= 0)
 		close(fd);
 	switch (r->type) {
@@ -545,12 +688,13 @@ void queue_role_run(struct role_env *env)
 	free(dname);
 
 	char *name = xasprintf("%s/queue", env->ipc_prefix);
-	uid_t allowed[1] = { env->uid };
-	struct ipc_server *srv = ipc_server_new(env->base, name, allowed, 1, on_accept, NULL, &error);
+	/* smtp (cfg->user) hands in mail; deliver (vmail_user) hands in redirects and replies. */
+	uid_t allowed[2] = { env->uid, env->vuid };
+	struct ipc_server *srv = ipc_server_new(env->base, name, allowed, 2, on_accept, NULL, &error);
 	for (int tries = 0; srv == NULL && tries < 50; tries++) {
 		free(error);
 		usleep(100000);
-		srv = ipc_server_new(env->base, name, allowed, 1, on_accept, NULL, &error);
+		srv = ipc_server_new(env->base, name, allowed, 2, on_accept, NULL, &error);
 	}
 	if (srv == NULL)
 		log_fatal("event=ipc_listen_failed error=\"%s\"", error);
