@@ -135,15 +135,15 @@ int lookup_sender_allowed(struct directory *dir, const struct route_options *rop
 	return rc < 0 ? -1 : allowed;
 }
 
-static void seg_finish(char *seg, size_t sl, size_t *count, char *out, size_t size)
+/* One mailbox of the list: seg holds it without comments and whitespace; lt/gt are the
+   positions of the angle brackets seen outside quoted strings (or SIZE_MAX). */
+static void seg_finish(char *seg, size_t sl, size_t lt, size_t gt, size_t *count, char *out, size_t size)
 {
 	seg[sl] = '\0';
 	const char *a = seg, *end = seg + sl;
-	char *lt = strchr(seg, '<');
-	if (lt != NULL) {
-		a = lt + 1;
-		char *gt = strchr(a, '>');
-		end = gt != NULL ? gt : seg + sl;
+	if (lt != SIZE_MAX) {
+		a = seg + lt + 1;
+		end = gt != SIZE_MAX && gt > lt ? seg + gt : seg + sl;
 	}
 	if (end <= a)
 		return;
@@ -154,12 +154,12 @@ static void seg_finish(char *seg, size_t sl, size_t *count, char *out, size_t si
 size_t lookup_from_address(const char *v, size_t len, char *out, size_t size)
 {
 	char seg[ADDR_MAX];
-	size_t sl = 0, count = 0;
+	size_t sl = 0, count = 0, extra = 0, lt = SIZE_MAX, gt = SIZE_MAX;
 	out[0] = '\0';
-	for (size_t i = 0; i <= len; i++) {
-		char ch = i < len ? v[i] : ',';
+	for (size_t i = 0; i < len; i++) {
+		char ch = v[i];
 		if (ch == '"') {
-			/* A quoted string, kept as written (a display name is dropped below). */
+			/* A quoted string, kept as written; brackets inside it are not the address's. */
 			if (sl + 1 < sizeof(seg))
 				seg[sl++] = ch;
 			for (i++; i < len && v[i] != '"'; i++) {
@@ -184,18 +184,25 @@ size_t lookup_from_address(const char *v, size_t len, char *out, size_t size)
 			}
 			continue;
 		}
-		if (ch == ',') {
-			/* A comma inside <...> does not occur in a valid address; treat it as a separator. */
-			seg_finish(seg, sl, &count, out, size);
+		if (ch == ',' && (lt == SIZE_MAX || gt != SIZE_MAX)) {
+			seg_finish(seg, sl, lt, gt, &count, out, size);
 			sl = 0;
+			lt = gt = SIZE_MAX;
 			continue;
 		}
 		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
 			continue;
+		if (ch == '<' && lt != SIZE_MAX)
+			extra++; /* "<a> <b>": ambiguous, counted as one more address (refused) */
+		if (ch == '<' && lt == SIZE_MAX)
+			lt = sl;
+		else if (ch == '>' && lt != SIZE_MAX && gt == SIZE_MAX)
+			gt = sl;
 		if (sl + 1 < sizeof(seg))
 			seg[sl++] = ch;
 	}
-	return count;
+	seg_finish(seg, sl, lt, gt, &count, out, size); /* the last one (also "<addr" never closed) */
+	return count + extra;
 }
 
 /* ---- PROTO_LOOKUP_SENDER (loop thread: the directory is not shared with threads) ---- */
