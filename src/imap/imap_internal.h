@@ -19,6 +19,7 @@
 enum imap_state { IMAP_STATE_NOTAUTH, IMAP_STATE_AUTH, IMAP_STATE_SELECTED, IMAP_STATE_LOGOUT };
 
 struct imap_fetch;
+struct idle_watch;
 
 struct imap_session {
 	struct event_base *base;
@@ -46,8 +47,7 @@ struct imap_session {
 	uint32_t recent_from;       /* UIDs >= this are \Recent for this session */
 	bool condstore, qresync, rev2, utf8;
 	/* IDLE */
-	int ino_fd;
-	struct event *ino_ev;
+	struct idle_watch *watch;   /* shared inotify watches of the selected folder */
 	struct event *idle_timer;
 	/* SEARCH RETURN (SAVE) result: sorted UIDs */
 	uint32_t *saved;

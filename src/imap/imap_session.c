@@ -630,7 +630,6 @@ struct imap_session *imap_session_new(struct event_base *base, int fd, const str
 	struct imap_session *s = xcalloc(1, sizeof(*s));
 	s->base = base;
 	s->set = set;
-	s->ino_fd = -1;
 	snprintf(s->sid, sizeof(s->sid), "i%x%04x", (unsigned)getpid(), ++session_serial & 0xffff);
 	snprintf(s->ip, sizeof(s->ip), "%s", client_ip ? client_ip : "");
 	imap_reader_init(&s->reader, set->line_max ? set->line_max : 65536, set->literal_max ? set->literal_max : 65536,
@@ -964,15 +963,94 @@ static void idle_changed(struct imap_session *s)
 	imap_sync_view(s, true);
 }
 
+/*
+ * One inotify instance per process (the default per-user limit is 128 instances), with one
+ * pair of watches (new/, cur/) per folder, shared by the sessions idling on it.
+ */
+struct idle_watch {
+	char *path;
+	int wd[2];
+	unsigned refs;
+	bool dirty;
+	struct idle_watch *next;
+};
+
+static int ino_fd = -1;
+static struct event *ino_ev;
+static struct idle_watch *watches;
+
 static void ino_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct imap_session *s = arg;
-	char buf[4096];
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	idle_changed(s);
-	if (s->closing && imap_out_pending(s) == 0)
-		session_free(s);
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p + sizeof(struct inotify_event) <= buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			for (struct idle_watch *w = watches; w != NULL; w = w->next)
+				if (w->wd[0] == ev->wd || w->wd[1] == ev->wd)
+					w->dirty = true;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	/* idle_changed never frees a session (closing ones are freed from their resume event) */
+	for (struct imap_session *s = sessions; s != NULL; s = s->next)
+		if (s->idling && s->watch != NULL && s->watch->dirty)
+			idle_changed(s);
+	for (struct idle_watch *w = watches; w != NULL; w = w->next)
+		w->dirty = false;
+}
+
+static struct idle_watch *watch_get(struct imap_session *s, const char *path)
+{
+	for (struct idle_watch *w = watches; w != NULL; w = w->next)
+		if (strcmp(w->path, path) == 0) {
+			w->refs++;
+			return w;
+		}
+	if (ino_fd < 0) {
+		ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (ino_fd < 0) {
+			log_warn("event=imap_inotify_failed error=\"%s\"", strerror(errno));
+			return NULL;
+		}
+		ino_ev = event_new(s->base, ino_fd, EV_READ | EV_PERSIST, ino_cb, NULL);
+		event_add(ino_ev, NULL);
+	}
+	struct idle_watch *w = xcalloc(1, sizeof(*w));
+	w->path = xstrdup(path);
+	w->refs = 1;
+	uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE;
+	static const char *const subs[2] = { "new", "cur" };
+	for (int i = 0; i < 2; i++) {
+		char *d = xasprintf("%s/%s", path, subs[i]);
+		w->wd[i] = inotify_add_watch(ino_fd, d, mask);
+		free(d);
+	}
+	w->next = watches;
+	watches = w;
+	return w;
+}
+
+static void watch_put(struct idle_watch *w)
+{
+	if (w == NULL || --w->refs > 0)
+		return;
+	for (struct idle_watch **pp = &watches; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	for (int i = 0; i < 2; i++)
+		if (w->wd[i] >= 0)
+			inotify_rm_watch(ino_fd, w->wd[i]);
+	free(w->path);
+	free(w);
+	if (watches == NULL && ino_fd >= 0) {
+		event_free(ino_ev);
+		ino_ev = NULL;
+		close(ino_fd);
+		ino_fd = -1;
+	}
 }
 
 static void idle_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -985,15 +1063,11 @@ static void idle_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void idle_stop(struct imap_session *s)
 {
-	if (s->ino_ev != NULL)
-		event_free(s->ino_ev);
-	s->ino_ev = NULL;
+	watch_put(s->watch);
+	s->watch = NULL;
 	if (s->idle_timer != NULL)
 		event_free(s->idle_timer);
 	s->idle_timer = NULL;
-	if (s->ino_fd >= 0)
-		close(s->ino_fd);
-	s->ino_fd = -1;
 	s->idling = false;
 }
 
@@ -1005,19 +1079,8 @@ static void cmd_idle(struct imap_session *s, struct imap_command *c, bool uid)
 		imap_sync_view(s, true);
 	imap_send(s, "+ idling\r\n");
 	if (s->mbox != NULL) {
-		s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-		if (s->ino_fd >= 0) {
-			char *n = xasprintf("%s/new", mbox_path(s->mbox));
-			char *cu = xasprintf("%s/cur", mbox_path(s->mbox));
-			uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE;
-			inotify_add_watch(s->ino_fd, n, mask);
-			inotify_add_watch(s->ino_fd, cu, mask);
-			free(n);
-			free(cu);
-			s->ino_ev = event_new(s->base, s->ino_fd, EV_READ | EV_PERSIST, ino_cb, s);
-			event_add(s->ino_ev, NULL);
-		}
-		/* keyword-only changes touch only the index: poll it too */
+		s->watch = watch_get(s, mbox_path(s->mbox));
+		/* keyword-only changes touch only the index, and inotify may be unavailable: poll too */
 		s->idle_timer = event_new(s->base, -1, EV_PERSIST, idle_timer_cb, s);
 		struct timeval tv = { 2, 0 };
 		event_add(s->idle_timer, &tv);

@@ -401,3 +401,27 @@ def test_changes_by_another_program_are_picked_up(srv):
     assert m.untagged_responses.get("EXPUNGE") == [b"2"], m.untagged_responses
     assert m.uid("SEARCH", None, "ALL")[1] == [b"1"]
     m.logout()
+
+
+def test_many_idle_sessions_all_notified(srv):
+    """More IDLE sessions than the default per-user inotify instance limit (128)."""
+    clients = []
+    for i in range(140):
+        r = Raw(srv.host, srv.ports["imaps"], tls=True)
+        r.line()
+        r.send("a LOGIN %s %s\r\nb SELECT INBOX\r\nc IDLE\r\n" % (ANN, USERS[ANN]))
+        lines = r.until("+ ")
+        assert lines[-1].startswith("+"), lines
+        clients.append(r)
+    t0 = time.monotonic()
+    srv.deliver(ANN, "Subject: many idlers\r\n\r\nx\r\n")
+    late = 0
+    for r in clients:
+        r.sock.settimeout(5)
+        line = r.line()
+        assert re.match(r"\* \d+ EXISTS", line), line
+    assert time.monotonic() - t0 < 1.5
+    for r in clients:
+        r.send("DONE\r\n")
+        assert r.until("c ")[-1].startswith("c OK")
+        r.close()

@@ -21,16 +21,16 @@ USERS = {"joe@example.test": "joe-Secret-1", "ann@example.test": "ann-Secret-2"}
 
 
 def testd_bin():
-    cands = []
     if os.environ.get("IMAP_TESTD"):
-        cands.append(os.environ["IMAP_TESTD"])
+        return os.environ["IMAP_TESTD"]
     if os.environ.get("MAILROUTE_BIN"):
-        cands.append(os.path.join(os.path.dirname(os.path.abspath(os.environ["MAILROUTE_BIN"])), "imap-testd"))
-    cands += [os.path.join(REPO, d, "imap-testd") for d in ("build-test", "build", "build-imap")]
-    for c in cands:
+        c = os.path.join(os.path.dirname(os.path.abspath(os.environ["MAILROUTE_BIN"])), "imap-testd")
         if os.access(c, os.X_OK):
             return c
-    return None
+    cands = [os.path.join(REPO, d, "imap-testd") for d in ("build-test", "build", "build-imap")]
+    cands = [c for c in cands if os.access(c, os.X_OK)]
+    # the most recently built one
+    return max(cands, key=os.path.getmtime) if cands else None
 
 
 def make_cert(d):
