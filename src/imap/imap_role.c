@@ -5,6 +5,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,12 @@ void imap_role_run(struct role_env *env)
 	settings.auth.ctx = lc;
 	max_connections = cfg->limits.max_connections ? cfg->limits.max_connections : 1000;
 	signal(SIGPIPE, SIG_IGN);
+	/* a socket per session (plus index files): use all the descriptors we may */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	for (size_t i = 0; i < env->listener_count; i++) {
 		struct role_listener *rl = &env->listeners[i];
 		if (rl->kind != LISTEN_IMAP && rl->kind != LISTEN_IMAPS)
