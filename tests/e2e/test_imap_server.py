@@ -2,6 +2,9 @@
 mail sent over SMTP is read over IMAP and POP3, logins go through the lookup role."""
 import imaplib
 import os
+import shutil
+import subprocess
+import tempfile
 import poplib
 import re
 import socket
@@ -128,3 +131,49 @@ def test_wrong_password_and_no_password_in_log(msrv):
     text = msrv.stderr_text()
     assert "not-the-Secret-9" not in text and USERS[ALICE] not in text
     assert "event=imap_login" in text
+
+
+@pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync (isync) not installed")
+def test_mbsync_through_real_server(msrv, tls_cert):
+    """mbsync pulls a mailbox the deliver role filled (plus files dropped in new/), pushes
+    local changes back, and a second run changes nothing."""
+    user = "bob@example.test"
+    token = deliver(msrv, user, "mbsync")
+    msrv.wait_for_message(user, token)
+    new = os.path.join(msrv.maildir(user), "new")
+    for i in range(200):
+        with open(os.path.join(new, "%d.mb%d.testhost" % (1700000000 + i, i)), "w") as f:
+            f.write("From: a@b.test\nSubject: bulk %d\n\nbody %d\n" % (i, i))
+    d = tempfile.mkdtemp(prefix="mr-mbsync-", dir="/tmp")
+    try:
+        rc = os.path.join(d, "rc")
+        with open(rc, "w") as f:
+            f.write("IMAPAccount a\nHost localhost\nPort %d\nUser %s\nPass %s\nSSLType IMAPS\nCertificateFile %s\n\n"
+                    "IMAPStore r\nAccount a\n\nMaildirStore l\nPath %s/\nInbox %s/INBOX\nSubFolders Verbatim\n\n"
+                    "Channel c\nFar :r:\nNear :l:\nPatterns INBOX\nCreate Both\nSync All\nSyncState *\nExpunge Both\n"
+                    % (msrv.ports["imaps"], user, USERS[user], tls_cert[0], d, d))
+
+        def sync():
+            p = subprocess.run(["mbsync", "-c", rc, "c"], capture_output=True, text=True, timeout=300)
+            assert p.returncode == 0, p.stdout + p.stderr
+
+        sync()
+        local = os.path.join(d, "INBOX")
+        files = os.listdir(os.path.join(local, "new")) + os.listdir(os.path.join(local, "cur"))
+        assert len(files) >= 201
+        with open(os.path.join(local, "new", "1.local.host"), "w") as f:
+            f.write("Subject: from mbsync\n\nx\n")
+        sync()
+        m = imap_login(msrv, user)
+        m.select("INBOX")
+        assert m.search(None, "SUBJECT", '"from mbsync"')[1][0]
+        typ, st = m.status("INBOX", "(MESSAGES HIGHESTMODSEQ)")
+        m.logout()
+        snapshot = sorted(os.listdir(os.path.join(local, "cur")) + os.listdir(os.path.join(local, "new")))
+        sync()
+        assert sorted(os.listdir(os.path.join(local, "cur")) + os.listdir(os.path.join(local, "new"))) == snapshot
+        m = imap_login(msrv, user)
+        assert m.status("INBOX", "(MESSAGES HIGHESTMODSEQ)")[1] == st
+        m.logout()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
