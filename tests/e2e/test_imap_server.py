@@ -177,3 +177,19 @@ def test_mbsync_through_real_server(msrv, tls_cert):
         m.logout()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_mailbox_cli(msrv):
+    token = deliver(msrv, ALICE, "cli")
+    msrv.wait_for_message(ALICE, token)
+    out = msrv.cli("mailbox", "sync", ALICE).stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].startswith("INBOX messages=") and any(l.startswith("Trash ") for l in lines), out
+    inbox = dict(kv.split("=") for kv in lines[0].split()[1:])
+    assert int(inbox["messages"]) >= 1
+    out = msrv.cli("mailbox", "rebuild", ALICE, "Trash").stdout.decode()
+    assert out.startswith("Trash messages=0 ")
+    p = msrv.cli("mailbox", "list", "../../etc@x", check=False)
+    assert p.returncode == 2
+    p = msrv.cli("mailbox", "list", "nobody@example.test", check=False)
+    assert p.returncode == 1
