@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "lookup/lookup_rules.h"
 
 int cli_check_config_main(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -43,6 +44,17 @@ int cli_check_config_main(struct cli_ctx *ctx, int argc, char **argv)
 			conf_free(&cfg);
 			return 2;
 		}
+	}
+	if (cfg->rules != NULL) {
+		/* The system rules must compile: errors as rules-file:line:col: message. */
+		struct sieve_script *rules = rules_load(cfg->rules, &error);
+		if (rules == NULL) {
+			fprintf(stderr, "%s\n", error);
+			free(error);
+			conf_free(&cfg);
+			return 2;
+		}
+		sieve_script_free(&rules);
 	}
 	conf_free(&cfg);
 	printf("ok: %s\n", ctx->config_path);

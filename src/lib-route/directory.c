@@ -194,6 +194,9 @@ struct directory *directory_open(const char *path, bool readonly, char **error_r
 	}
 	sqlite3_busy_timeout(d->db, 5000);
 	sqlite3_extended_result_codes(d->db, 1);
+	/* Never unlink -wal/-shm on close: other processes (roles, CLI) may have them open. */
+	int persist = 1;
+	sqlite3_file_control(d->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	const char *setup = readonly ? "PRAGMA query_only = 1;"
 				     : "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;";
 	if (sqlite3_exec(d->db, setup, NULL, NULL, &err) != SQLITE_OK ||

@@ -24,6 +24,7 @@
 #include "lib/xalloc.h"
 #include "master/role.h"
 #include "master/roles.h"
+#include "lookup/lookup_rules.h"
 
 enum role_id { ROLE_LOOKUP, ROLE_QUEUE, ROLE_DELIVER, ROLE_SMTP, ROLE_IMAP, ROLE_POP3, ROLE_COUNT };
 
@@ -59,6 +60,7 @@ struct master {
 	gid_t gid, vgid;
 	bool privileged;
 	struct event *stop_timer;
+	struct sieve_script *rules; /* compiled system rules of the running config */
 };
 
 static struct master M;
@@ -263,7 +265,7 @@ static void child_main(struct child *c)
 	struct role_env env = {
 		.cfg = M.cfg, .base = base, .listeners = mine, .listener_count = n,
 		.tls = M.tls, .ipc_prefix = M.ipc_prefix,
-		.uid = M.uid, .vuid = M.vuid, .index = c->index,
+		.uid = M.uid, .vuid = M.vuid, .index = c->index, .rules = M.rules,
 	};
 	switch (c->role) {
 	case ROLE_LOOKUP: lookup_role_run(&env); break;
@@ -404,8 +406,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 			conf_free(&ncfg);
 			return;
 		}
+		struct sieve_script *nrules = NULL;
+		if (ncfg->rules != NULL && (nrules = rules_load(ncfg->rules, &error)) == NULL) {
+			log_warn("event=reload_failed error=\"%s\" action=keep_running_config_and_rules", error);
+			free(error);
+			for (size_t i = 0; i < nn; i++)
+				close(nls[i].fd);
+			free(nls);
+			conf_free(&ncfg);
+			return;
+		}
 		SSL_CTX *ntls = NULL;
 		if (ncfg->tls_cert != NULL && (ntls = master_tls_ctx(ncfg, &error)) == NULL) {
+			sieve_script_free(&nrules);
 			log_warn("event=reload_failed error=\"%s\" action=keep_running_config", error);
 			free(error);
 			for (size_t i = 0; i < nn; i++)
@@ -423,6 +436,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		if (M.tls != NULL)
 			SSL_CTX_free(M.tls);
 		M.tls = ntls;
+		/* Old rules stay allocated like the old config: draining children may still use them. */
+		M.rules = nrules;
 		/* The old config stays allocated: children forked from it may still be running. */
 		M.cfg = ncfg;
 		M.gen++;
@@ -505,6 +520,15 @@ int master_run(struct mr_config *cfg)
 			fprintf(stderr, "mailroute: %s\n", error);
 			free(error);
 			return 1;
+		}
+	}
+	if (cfg->rules != NULL) {
+		char *error = NULL;
+		M.rules = rules_load(cfg->rules, &error);
+		if (M.rules == NULL) {
+			fprintf(stderr, "%s\n", error);
+			free(error);
+			return 2;
 		}
 	}
 	if (open_listeners(cfg, &M.listeners, &M.listener_count, NULL, NULL, 0) < 0)

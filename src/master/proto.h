@@ -30,7 +30,7 @@ enum proto_type {
 	PROTO_QUEUE_COMMIT = 23,    /* id, sender, u64 size, envid, u32 ret, helo, client_ip, auth_user,
 	                               u32 smtputf8, u32 body, headers (to prepend at delivery, or NULL),
 	                               u32 flags (PROTO_COMMIT_F_*) */
-	PROTO_QUEUE_COMMIT_R = 24,  /* u32 ok, error text */
+	PROTO_QUEUE_COMMIT_R = 24,  /* u32 ok, error text, u32 code, enhanced (the reply to give) */
 	PROTO_QUEUE_ABORT = 25,     /* id  (no reply) */
 	PROTO_QUEUE_KICK = 26,      /* id or NULL: run the scheduler now (from the CLI) */
 	PROTO_QUEUE_SUBMIT = 27,    /* sender, u32 n, n x rcpt, headers  + fd (the message):

@@ -13,6 +13,7 @@
 #include "conf/conf.h"
 
 struct event_base;
+struct sieve_script;
 
 struct role_listener {
 	enum listen_kind kind;
@@ -30,6 +31,7 @@ struct role_env {
 	uid_t uid;                       /* cfg->user's uid (or ours when not started as root) */
 	uid_t vuid;                      /* cfg->vmail_user's uid */
 	int index;                       /* process number within its role (smtp has several) */
+	const struct sieve_script *rules;/* the system rules, compiled by the master, or NULL */
 };
 
 #endif

@@ -202,6 +202,13 @@ struct queue_store *queue_store_open(const char *dir, char **error_r)
 	free(db_path);
 	sqlite3_busy_timeout(q->db, 10000);
 	sqlite3_extended_result_codes(q->db, 1);
+	/*
+	 * Keep the -wal/-shm files when a connection closes: with several processes
+	 * (roles, CLI) a closing one must never unlink files another has open, or
+	 * that one goes on reading an orphaned WAL and misses every later commit.
+	 */
+	int persist = 1;
+	sqlite3_file_control(q->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	if (queue_exec(q, "PRAGMA journal_mode=WAL", error_r) < 0 ||
 	    queue_exec(q, "PRAGMA synchronous=FULL", error_r) < 0 ||
 	    queue_exec(q, "PRAGMA foreign_keys=ON", error_r) < 0)

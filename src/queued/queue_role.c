@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "lookup/lookup_policy.h"
+#include "lookup/lookup_rules.h"
 #include "master/proto.h"
 #include "master/roles.h"
 #include "queue/queue_committer.h"
@@ -40,6 +42,11 @@ void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_
 struct raw_rcpt {
 	char *address, *orcpt;
 	unsigned notify;
+	/* set by the system rules */
+	bool rules_drop;     /* discarded: no delivery to its own targets */
+	bool named;          /* address is a named target ("webhook:x"), not routed */
+	char *rules_folder;  /* fileinto */
+	char *rules_relay;   /* route :relay */
 };
 
 struct pending {
@@ -79,6 +86,7 @@ static struct {
 	unsigned inflight_count;
 	struct event *sched_ev, *tick_ev;
 	struct ipc_conn *conns[256];
+	const struct sieve_script *rules; /* system rules, compiled by the master */
 	bool stopping;
 } Q;
 
@@ -124,6 +132,8 @@ static void pending_free(struct pending *p, bool remove_file)
 	for (size_t i = 0; i < p->count; i++) {
 		free(p->rcpts[i].address);
 		free(p->rcpts[i].orcpt);
+		free(p->rcpts[i].rules_folder);
+		free(p->rcpts[i].rules_relay);
 	}
 	free(p->rcpts);
 	free(p);
@@ -185,6 +195,29 @@ static void commit_reply(struct ipc_conn *c, uint32_t reqid, bool ok, const char
 	ipc_msg_init(&m, PROTO_QUEUE_COMMIT_R, reqid);
 	ipc_put_u32(&m, ok ? 1 : 0);
 	ipc_put_str(&m, error ? error : "");
+	ipc_put_u32(&m, ok ? 250 : 451);
+	ipc_put_str(&m, ok ? "2.0.0" : "4.3.0");
+	ipc_send(c, &m);
+	ipc_msg_deinit(&m);
+}
+
+/* A refusal with the code the rules chose (the smtp session answers it as is). */
+static void commit_reply_code(struct ipc_conn *c, uint32_t reqid, int code, const char *enhanced, const char *text)
+{
+	if (!conn_alive(c))
+		return;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_QUEUE_COMMIT_R, reqid);
+	ipc_put_u32(&m, 0);
+	/* The text goes into an SMTP reply line: no control characters. */
+	char clean[400];
+	snprintf(clean, sizeof(clean), "%s", text ? text : "Message rejected");
+	for (char *q = clean; *q; q++)
+		if ((unsigned char)*q < ' ' || *q == 0x7f)
+			*q = ' ';
+	ipc_put_str(&m, clean);
+	ipc_put_u32(&m, (uint32_t)code);
+	ipc_put_str(&m, enhanced);
 	ipc_send(c, &m);
 	ipc_msg_deinit(&m);
 }
@@ -203,6 +236,12 @@ static void on_committed(void *arg, int result, const char *error)
 /* The router (lookup_route_targets, shared with `mailroute explain`): one SMTP recipient becomes its targets. */
 static int route_rcpt(struct queue_envelope *env, const struct raw_rcpt *rr, char **error_r)
 {
+	if (rr->rules_drop)
+		return 0;
+	if (rr->named) {
+		queue_envelope_add_rcpt(env, rr->address, NULL, 0, QUEUE_RCPT_OTHER, rr->address, NULL);
+		return 0;
+	}
 	struct route_result res;
 	struct lookup_target *t;
 	size_t n;
@@ -217,11 +256,113 @@ static int route_rcpt(struct queue_envelope *env, const struct raw_rcpt *rr, cha
 		[LOOKUP_TARGET_NAMED] = QUEUE_RCPT_OTHER,
 		[LOOKUP_TARGET_UNROUTABLE] = QUEUE_RCPT_OTHER,
 	};
-	for (size_t i = 0; i < n; i++)
-		queue_envelope_add_rcpt(env, t[i].address, orcpt, rr->notify, kinds[t[i].kind], t[i].target, t[i].folder);
+	for (size_t i = 0; i < n; i++) {
+		const char *target = t[i].target, *folder = t[i].folder;
+		if (t[i].kind == LOOKUP_TARGET_LOCAL && rr->rules_folder != NULL)
+			folder = rr->rules_folder;
+		if (t[i].kind == LOOKUP_TARGET_REMOTE && rr->rules_relay != NULL)
+			target = rr->rules_relay;
+		queue_envelope_add_rcpt(env, t[i].address, orcpt, rr->notify, kinds[t[i].kind], target, folder);
+	}
 	lookup_targets_free(t, n);
 	route_result_deinit(&res);
 	free(orcpt);
+	return 0;
+}
+
+/* ---- system rules ---- */
+
+#define RULES_MAX_MESSAGE (32u << 20)
+
+struct rules_verdict {
+	int code;
+	char enhanced[16];
+	char *text;
+};
+
+static char *read_spool(int fd, size_t max, size_t *len_r)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return NULL;
+	size_t n = st.st_size > 0 ? (size_t)st.st_size : 0;
+	if (n > max)
+		n = max; /* rules on a huge message see its beginning (the header and the start of the body) */
+	char *p = xmalloc(n + 1);
+	size_t off = 0;
+	while (off < n) {
+		ssize_t r = pread(fd, p + off, n - off, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		off += (size_t)r;
+	}
+	p[off] = '\0';
+	*len_r = off;
+	return p;
+}
+
+/*
+ * Run the system rules once per SMTP recipient (rules_apply, the same function
+ * `mailroute explain` runs) and fold the outcomes into the pending recipient
+ * list and the envelope. -1 with *v filled: refuse the message.
+ */
+static int rules_for_message(struct pending *p, struct queue_envelope *env, struct rules_verdict *v)
+{
+	size_t len = 0;
+	char *raw = read_spool(p->fd, RULES_MAX_MESSAGE, &len);
+	if (raw == NULL)
+		return 0;
+	size_t n = p->count;
+	for (size_t i = 0; i < n; i++) {
+		struct rules_input in = {
+			.sender = env->sender, .rcpt = p->rcpts[i].address, .auth_user = env->auth_user,
+			.client_ip = env->client_ip, .helo = env->helo, .hostname = Q.cfg->hostname,
+			.raw = raw, .raw_len = len,
+		};
+		struct rules_outcome o;
+		rules_apply(Q.rules, &in, false, &o);
+		if (o.error != NULL)
+			log_warn("event=rules_runtime_error id=%s rcpt=%s error=\"%s\" action=implicit_keep", env->id,
+			         p->rcpts[i].address, o.error);
+		if (o.reject) {
+			v->code = o.code;
+			snprintf(v->enhanced, sizeof(v->enhanced), "%s", o.enhanced);
+			v->text = xstrdup(o.text);
+			rules_outcome_deinit(&o);
+			free(raw);
+			return -1;
+		}
+		if (o.quarantine) {
+			env->state = QUEUE_STATE_QUARANTINE;
+			log_info("event=quarantined id=%s reason=\"%s\"", env->id, o.quarantine_reason ? o.quarantine_reason : "");
+		}
+		if (o.headers != NULL && (env->headers == NULL || strstr(env->headers, o.headers) == NULL)) {
+			char *h = xasprintf("%s%s", env->headers ? env->headers : "", o.headers);
+			free(env->headers);
+			env->headers = h;
+		}
+		p->rcpts[i].rules_drop = !o.keep;
+		if (o.folder != NULL)
+			p->rcpts[i].rules_folder = xstrdup(o.folder);
+		if (o.relay != NULL)
+			p->rcpts[i].rules_relay = xstrdup(o.relay);
+		/* Copies and webhooks become recipients of their own. */
+		for (size_t k = 0; k < o.copy_count + o.webhook_count; k++) {
+			if (p->count == p->alloc) {
+				p->alloc = p->alloc ? p->alloc * 2 : 4;
+				p->rcpts = xreallocarray(p->rcpts, p->alloc, sizeof(*p->rcpts));
+			}
+			bool copy = k < o.copy_count;
+			p->rcpts[p->count++] = (struct raw_rcpt){
+				.address = copy ? xstrdup(o.copies[k]) : xasprintf("webhook:%s", o.webhooks[k - o.copy_count]),
+				.named = !copy,
+			};
+		}
+		rules_outcome_deinit(&o);
+	}
+	free(raw);
 	return 0;
 }
 
@@ -262,6 +403,15 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 	env->body_type = body == 1 ? QUEUE_BODY_7BIT : body == 2 ? QUEUE_BODY_8BITMIME
 	                                         : body == 3 ? QUEUE_BODY_BINARYMIME : QUEUE_BODY_DEFAULT;
 	char *error = NULL;
+	struct rules_verdict rv = { 0 };
+	if (Q.rules != NULL && rules_for_message(p, env, &rv) < 0) {
+		commit_reply_code(c, r->reqid, rv.code, rv.enhanced, rv.text);
+		log_info("event=rejected_by_rules id=%s code=%d", id, rv.code);
+		free(rv.text);
+		queue_envelope_free(&env);
+		pending_free(p, true);
+		goto out;
+	}
 	for (size_t i = 0; i < p->count; i++) {
 		if (route_rcpt(env, &p->rcpts[i], &error) < 0) {
 			log_warn("event=route_failed id=%s error=\"%s\"", id, error ? error : "?");
@@ -271,6 +421,14 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 			pending_free(p, true);
 			goto out;
 		}
+	}
+	if (env->rcpt_count == 0) {
+		/* Every recipient discarded by the rules: accepted, and dropped. */
+		log_info("event=discarded_by_rules id=%s", id);
+		commit_reply(c, r->reqid, true, NULL);
+		queue_envelope_free(&env);
+		pending_free(p, true);
+		goto out;
 	}
 	if (flags & PROTO_COMMIT_F_JUNK) {
 		/* DMARC quarantine: local mailboxes get it in their Junk folder. */
@@ -666,6 +824,7 @@ void queue_role_run(struct role_env *env)
 	Q.cfg = env->cfg;
 	Q.base = env->base;
 	Q.ropt.subaddress_separator = env->cfg->subaddress_separator;
+	Q.rules = env->rules;
 	char *error = NULL;
 	char *qdir = conf_path(env->cfg, "queue");
 	Q.store = queue_store_open(qdir, &error);

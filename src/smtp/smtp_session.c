@@ -357,10 +357,13 @@ static void on_committed(void *arg, struct ipc_reader *r, int fd)
 	if (fd >= 0)
 		close(fd);
 	bool ok = false;
-	char error[256] = "queue unavailable";
+	char error[512] = "queue unavailable", enhanced[16] = "4.3.0";
+	int code = 451;
 	if (r != NULL) {
 		ok = ipc_get_u32(r) == 1;
 		ipc_get_str(r, error, sizeof(error));
+		code = (int)ipc_get_u32(r);
+		ipc_get_str(r, enhanced, sizeof(enhanced));
 		if (ipc_reader_end(r) < 0 || r->type != PROTO_QUEUE_COMMIT_R)
 			log_panic("event=ipc_malformed type=%u", r->type);
 	}
@@ -371,6 +374,10 @@ static void on_committed(void *arg, struct ipc_reader *r, int fd)
 		         log_q(q, sizeof(q), s->sender), (unsigned long long)s->msg_size, s->rcpt_count);
 		reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
 		s->qid[0] = '\0'; /* committed: nothing to abort */
+	} else if (code >= 400 && code <= 599 && !(code == 451 && strcmp(enhanced, "4.3.0") == 0)) {
+		/* Refused by the system rules, with their code and text. */
+		log_info("event=rejected sid=%s id=%s code=%d text=%s", s->sid, s->qid, code, log_q(q, sizeof(q), error));
+		reply(s, "%d %s %s", code, enhanced, error);
 	} else {
 		log_warn("event=queue_failed sid=%s id=%s error=%s", s->sid, s->qid, log_q(q, sizeof(q), error));
 		reply(s, "451 4.3.0 Error: queue file write error");
