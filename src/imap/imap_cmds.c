@@ -766,6 +766,11 @@ void cmd_store(struct imap_session *s, struct imap_command *c, bool uid)
 		imap_send(s, "%s BAD Usage: STORE set item flags\r\n", c->tag);
 		return;
 	}
+	if (!uid && !imap_seqset_in_range(s, &set)) {
+		seqset_free(&set);
+		imap_send(s, "%s BAD Invalid message sequence number\r\n", c->tag);
+		return;
+	}
 	if (c->args[1].type == IMAP_ARG_LIST) {
 		const struct imap_arg *m = &c->args[1];
 		if (m->count != 2 || !imap_arg_atom_eq(&m->list[0], "UNCHANGEDSINCE") || m->list[1].type != IMAP_ARG_ATOM) {
@@ -885,6 +890,11 @@ void cmd_copy(struct imap_session *s, struct imap_command *c, bool uid)
 	const char *name = arg_name(c, 1);
 	if (c->count != 2 || name == NULL || c->args[0].type != IMAP_ARG_ATOM || seqset_parse(c->args[0].str, &set) < 0) {
 		imap_send(s, "%s BAD Usage: %s set mailbox\r\n", c->tag, c->name);
+		return;
+	}
+	if (!uid && !imap_seqset_in_range(s, &set)) {
+		seqset_free(&set);
+		imap_send(s, "%s BAD Invalid message sequence number\r\n", c->tag);
 		return;
 	}
 	if (move && s->readonly) {

@@ -360,6 +360,11 @@ void cmd_fetch(struct imap_session *s, struct imap_command *c, bool uid)
 		imap_send(s, "%s BAD Usage: FETCH set items\r\n", c->tag);
 		return;
 	}
+	if (!uid && !imap_seqset_in_range(s, &set)) {
+		seqset_free(&set);
+		imap_send(s, "%s BAD Invalid message sequence number\r\n", c->tag);
+		return;
+	}
 	struct imap_fetch *f = xcalloc(1, sizeof(*f));
 	f->uid = uid;
 	int bad = 0;

@@ -86,6 +86,8 @@ void imap_seqset_bind(struct imap_session *s, struct seqset *set);
 void seqset_free(struct seqset *set);
 /* v is a sequence number or UID; for "$" it must be a UID. */
 bool seqset_has(const struct seqset *set, uint32_t v, uint32_t star);
+/* Every sequence number of a (non-UID) set exists in the view. */
+bool imap_seqset_in_range(struct imap_session *s, const struct seqset *set);
 /* Sequence numbers (0-based view indexes) selected by a set; allocated. */
 size_t imap_select_msgs(struct imap_session *s, const struct seqset *set, bool uid, size_t **idx_r);
 /* Compress a sorted UID list as "1:3,7". */

@@ -200,6 +200,15 @@ bool seqset_has(const struct seqset *set, uint32_t v, uint32_t star)
 	return false;
 }
 
+bool imap_seqset_in_range(struct imap_session *s, const struct seqset *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if ((set->r[i].lo != UINT32_MAX && set->r[i].lo > s->count) ||
+		    (set->r[i].hi != UINT32_MAX && set->r[i].hi > s->count))
+			return false;
+	return true;
+}
+
 size_t imap_select_msgs(struct imap_session *s, const struct seqset *set, bool uid, size_t **idx_r)
 {
 	size_t *idx = xmalloc((s->count ? s->count : 1) * sizeof(*idx));

@@ -88,6 +88,8 @@ static const struct step steps[] = {
 	{ .send = "b2c UID SEARCH RETURN (COUNT) $\r\n", .expect = "^\\* ESEARCH \\(TAG \"b2c\"\\) UID COUNT 1\r\nb2c OK", .tag = "b2c " },
 	{ .send = "b3 FETCH 1 (FLAGS\r\n", .expect = "^b3 BAD", .tag = "b3 " },
 	{ .send = "b3a SEARCH\r\n", .expect = "^b3a BAD", .tag = "b3a " },
+	{ .send = "b3j FETCH 2 FLAGS\r\n", .expect = "^b3j BAD Invalid message sequence", .tag = "b3j " },
+	{ .send = "b3k UID FETCH 2:* FLAGS\r\n", .expect = "^\\* 1 FETCH \\(UID 1 FLAGS.*\r\nb3k OK", .tag = "b3k " },
 	{ .send = "b3b UID SEARCH RETURN (MIN) CHARSET UTF-8\r\n", .expect = "^b3b BAD", .tag = "b3b " },
 	{ .send = "b3c STORE 1 +FLAGS ()\r\n", .expect = "b3c OK", .tag = "b3c " },
 	{ .send = "b3d FETCH 1 ()\r\n", .expect = "^b3d BAD", .tag = "b3d " },
