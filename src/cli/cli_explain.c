@@ -5,7 +5,9 @@
  * then the router (lookup_route_targets, as the queue role does at commit),
  * and the final plan per recipient. --json prints the same as JSON.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,9 @@
 #include "lib/buf.h"
 #include "lib/xalloc.h"
 #include "lookup/lookup_policy.h"
+#include "lookup/lookup_rules.h"
+#include "lib-sieve/sieve.h"
+#include "lib-sieve/sieve_store.h"
 
 #define EXPLAIN_MAX_MESSAGE (64u << 20)
 
@@ -37,6 +42,65 @@ static int normalize(const char *in, bool sender, char *out, size_t size)
 	if (smtp_address_parse(path, strlen(path), flags, &a, &err) < 0)
 		return -1;
 	return smtp_address_format(&a, out, size) < 0 ? -1 : 0;
+}
+
+static void on_user_trace(void *ctx, int line, int col, const char *text)
+{
+	json_t *arr = ctx;
+	char *t = xasprintf("line %d: %s", line, text);
+	json_array_append_new(arr, json_string(t));
+	free(t);
+}
+
+/* The user's own script at delivery: the same compile and execute as the deliver role, no side effects. */
+static void explain_user_rules(const struct mr_config *cfg, const struct lookup_target *t, const char *sender,
+                               const char *rcpt, const struct buf *msg, bool json, json_t *jp)
+{
+	char *name = NULL, *src = NULL, *error = NULL;
+	size_t len = 0;
+	int r = sieve_store_get_active(cfg->data_dir, t->address, &name, &src, &len, &error);
+	if (r <= 0) {
+		if (r < 0 && !json)
+			printf("    user rules: cannot read: %s\n", error);
+		free(error);
+		return;
+	}
+	struct sieve_store_ctx sctx = { .data_dir = cfg->data_dir, .user = t->address };
+	struct sieve_compile_options copt = { .extensions = SIEVE_EXT_USER_DEFAULT,
+		                              .include_resolver = sieve_store_include_resolver,
+		                              .include_ctx = &sctx };
+	struct sieve_script *script = sieve_compile(src, len, name, &copt, &error);
+	json_t *jt = json_array(), *ja = json_array();
+	if (script == NULL) {
+		if (!json)
+			printf("    user rules %s: compile error %s: implicit keep\n", name, error);
+		json_object_set_new(jp, "user_rules_error", json_string(error));
+	} else {
+		struct sieve_msg_view mv = { .envelope_from = sender, .envelope_to = rcpt, .original_to = rcpt,
+			                     .raw = msg->data, .raw_len = msg->len, .host = cfg->hostname };
+		struct sieve_result res;
+		sieve_result_init(&res);
+		if (sieve_execute(script, &mv, NULL, &res, on_user_trace, jt, &error) < 0 && !json)
+			printf("    user rules %s: runtime error %s: implicit keep\n", name, error);
+		if (!json) {
+			printf("    user rules %s:\n", name);
+			for (size_t k = 0; k < json_array_size(jt); k++)
+				printf("      %s\n", json_string_value(json_array_get(jt, k)));
+		}
+		for (size_t k = 0; k < res.count; k++) {
+			char *dsc = sieve_action_describe(&res.actions[k]);
+			if (!json)
+				printf("      action: %s\n", dsc);
+			json_array_append_new(ja, json_string(dsc));
+			free(dsc);
+		}
+		sieve_result_deinit(&res);
+		sieve_script_free(&script);
+	}
+	json_object_set_new(jp, "user_rules", json_pack("{s:s,s:o,s:o}", "script", name, "trace", jt, "actions", ja));
+	free(error);
+	free(name);
+	free(src);
 }
 
 int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
@@ -95,14 +159,26 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 			}
 		}
 	}
-	if (cli_drop_privileges(cfg, cfg->user) < 0) {
+	/*
+	 * The directory belongs to cfg->user and users' scripts to vmail_user: as root,
+	 * open the directory with cfg->user's identity (so nothing root-owned appears
+	 * next to it), then read scripts with root's.
+	 */
+	struct passwd *pw = geteuid() == 0 ? getpwnam(cfg->user) : NULL;
+	if (pw != NULL && (setegid(pw->pw_gid) < 0 || seteuid(pw->pw_uid) < 0)) {
 		buf_deinit(&msg);
-		return 1;
+		return cli_fail("explain: cannot switch to user %s: %s", cfg->user, strerror(errno));
 	}
 	char *error = NULL;
 	char *path = directory_path(cfg);
 	struct directory *dir = directory_open(path, true, &error);
 	free(path);
+	if (dir != NULL)
+		directory_generation(dir); /* first read: every file of the database is open now */
+	if (pw != NULL && (seteuid(0) < 0 || setegid(0) < 0)) {
+		buf_deinit(&msg);
+		return cli_fail("explain: cannot switch back to root: %s", strerror(errno));
+	}
 	if (dir == NULL) {
 		int r = cli_fail("explain: cannot open the directory: %s", error);
 		free(error);
@@ -110,6 +186,14 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 		return r;
 	}
 	struct route_options ropt = { .subaddress_separator = cfg->subaddress_separator, .trace = true };
+	struct sieve_script *rules = NULL;
+	if (cfg->rules != NULL && (rules = rules_load(cfg->rules, &error)) == NULL) {
+		int r = cli_fail("explain: %s", error);
+		free(error);
+		directory_close(&dir);
+		buf_deinit(&msg);
+		return r;
+	}
 	json_t *jr = json_array();
 	if (!json)
 		printf("message: from=<%s> ip=%s helo=%s auth=%s listener=%s size=%zu\n", sender, ip, helo,
@@ -130,7 +214,21 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 		/* 1. RCPT time: exactly what the lookup role answers. */
 		struct lookup_rcpt_decision d;
 		lookup_policy_rcpt(dir, cfg, &ropt, rcpt, ip, auth, (int)kind, &d);
-		/* 2. Commit time: the router, exactly as the queue role runs it (with its trace). */
+		/* 2. Commit time, system rules: rules_apply, exactly as the queue role runs it. */
+		struct rules_outcome ro;
+		memset(&ro, 0, sizeof(ro));
+		ro.keep = true;
+		json_t *jrules = json_array();
+		if (rules != NULL && d.code == 250) {
+			struct rules_input in = { .sender = sender, .rcpt = rcpt, .auth_user = auth, .client_ip = ip,
+				                  .helo = helo, .hostname = cfg->hostname, .raw = msg.data,
+				                  .raw_len = msg.len };
+			rules_apply(rules, &in, true, &ro);
+			for (size_t k = 0; k < ro.trace_count; k++)
+				json_array_append_new(jrules, json_string(ro.trace[k]));
+		}
+		json_object_set_new(jo, "rules", jrules);
+		/* 3. The router, exactly as the queue role runs it (with its trace). */
 		struct route_result res;
 		struct lookup_target *t = NULL;
 		size_t n = 0;
@@ -142,6 +240,10 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 			for (size_t k = 0; k < res.trace_count; k++)
 				printf("  route: %s\n", res.trace[k]);
 			printf("  smtp: %d %s %s\n", d.code, d.enhanced, d.text);
+			for (size_t k = 0; k < ro.trace_count; k++)
+				printf("  rules: %s\n", ro.trace[k]);
+			if (ro.error != NULL)
+				printf("  rules: runtime error: %s (implicit keep)\n", ro.error);
 		}
 		for (size_t k = 0; k < res.trace_count; k++)
 			json_array_append_new(jtrace, json_string(res.trace[k]));
@@ -151,8 +253,38 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 				printf("  error: %s\n", error);
 			json_object_set_new(jo, "error", json_string(error));
 			xfree(&error);
+		} else if (d.code == 250 && ro.reject) {
+			if (!json)
+				printf("  plan: refused after DATA by the rules: %d %s %s\n", ro.code, ro.enhanced, ro.text);
+			json_object_set_new(jo, "refused", json_pack("{s:i,s:s,s:s}", "code", ro.code, "enhanced",
+			                                             ro.enhanced, "text", ro.text));
 		} else if (d.code == 250) {
-			for (size_t k = 0; k < n; k++) {
+			if (ro.quarantine && !json)
+				printf("  plan: the message is held in quarantine (%s)\n",
+				       ro.quarantine_reason ? ro.quarantine_reason : "rules");
+			if (ro.headers != NULL && !json)
+				printf("  plan: add header %.*s\n", (int)strcspn(ro.headers, "\r"), ro.headers);
+			if (!ro.keep && !json)
+				printf("  plan: discarded by the rules (no delivery to its own targets)\n");
+			for (size_t k = 0; k < ro.copy_count; k++) {
+				if (!json)
+					printf("  plan: copy to %s (redirect :copy)\n", ro.copies[k]);
+				json_array_append_new(jplan, json_pack("{s:s,s:s}", "kind", "copy", "address", ro.copies[k]));
+			}
+			for (size_t k = 0; k < ro.webhook_count; k++) {
+				if (!json)
+					printf("  plan: webhook %s\n", ro.webhooks[k]);
+				json_array_append_new(jplan, json_pack("{s:s,s:s}", "kind", "webhook", "name", ro.webhooks[k]));
+			}
+			for (size_t k = 0; k < n && ro.keep; k++) {
+				if (t[k].kind == LOOKUP_TARGET_LOCAL && ro.folder != NULL) {
+					free(t[k].folder);
+					t[k].folder = xstrdup(ro.folder);
+				}
+				if (t[k].kind == LOOKUP_TARGET_REMOTE && ro.relay != NULL) {
+					free(t[k].target);
+					t[k].target = xstrdup(ro.relay);
+				}
 				if (!json) {
 					if (t[k].kind == LOOKUP_TARGET_LOCAL)
 						printf("  plan: deliver to mailbox %s folder %s (%s)\n", t[k].address,
@@ -163,10 +295,12 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 					else
 						printf("  plan: %s %s\n", lookup_target_kind_name(t[k].kind), t[k].target);
 				}
-				json_array_append_new(jplan, json_pack("{s:s,s:s,s:s,s:s?}", "kind",
-				                                       lookup_target_kind_name(t[k].kind), "address",
-				                                       t[k].address, "target", t[k].target, "folder",
-				                                       t[k].folder));
+				json_t *jp = json_pack("{s:s,s:s,s:s,s:s?}", "kind", lookup_target_kind_name(t[k].kind),
+				                       "address", t[k].address, "target", t[k].target, "folder",
+				                       t[k].folder);
+				if (t[k].kind == LOOKUP_TARGET_LOCAL)
+					explain_user_rules(cfg, &t[k], sender, rcpt, &msg, json, jp);
+				json_array_append_new(jplan, jp);
 			}
 		} else if (!json) {
 			printf("  plan: refused at RCPT time\n");
@@ -178,6 +312,7 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 		json_array_append_new(jr, jo);
 		lookup_targets_free(t, n);
 		route_result_deinit(&res);
+		rules_outcome_deinit(&ro);
 	}
 	if (json) {
 		json_t *top = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:o}", "from", sender, "ip", ip, "helo", helo, "auth",
@@ -189,6 +324,7 @@ int cli_explain_main(struct cli_ctx *ctx, int argc, char **argv)
 	} else {
 		json_decref(jr);
 	}
+	sieve_script_free(&rules);
 	directory_close(&dir);
 	buf_deinit(&msg);
 	conf_free(&ctx->cfg);
