@@ -2350,7 +2350,8 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 	if (n->id == CMD_TS_MESSAGE)
 		return ts_message(ex, n) < 0 ? -1 : 0;
 	if (n->id == CMD_TS_CONFIG) {
-		if (strcasecmp(n->ident, "test_config_reload") == 0)
+		/* no binaries here: the compiled script stays as it is */
+		if (strcasecmp(n->ident, "test_config_reload") == 0 || strncasecmp(n->ident, "test_binary_", 12) == 0)
 			return 0;
 		if (strcasecmp(n->ident, "test_mailbox_create") == 0) {
 			char *mb = get_strdup(ex, n, n->pos[0]);
@@ -2616,6 +2617,14 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 		return cmd_set(ex, n);
 	case CMD_EXTRACTTEXT:
 		return cmd_extracttext(ex, n);
+	case CMD_ERROR: {
+		/* RFC 5463 5: end the script with an error; the host keeps the message */
+		char *m = get_strdup(ex, n, n->pos[0]);
+		if (m != NULL)
+			ex_error(ex, n, "error: %s", m);
+		free(m);
+		return -1;
+	}
 	case CMD_FOREVERYPART:
 		return cmd_foreverypart(ex, n);
 	case CMD_BREAK:

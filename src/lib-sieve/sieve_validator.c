@@ -165,6 +165,7 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "return", CMD_RETURN, false, SIEVE_EXT_INCLUDE, "", NO_TESTS, false, t_none },
 	{ "global", CMD_GLOBAL, false, SIEVE_EXT_INCLUDE, "l", NO_TESTS, false, t_none },
 	{ "notify", CMD_NOTIFY, false, SIEVE_EXT_ENOTIFY, "s", NO_TESTS, false, t_notify },
+	{ "error", CMD_ERROR, false, SIEVE_EXT_IHAVE, "s", NO_TESTS, false, t_none },
 	{ "foreverypart", CMD_FOREVERYPART, false, SIEVE_EXT_FOREVERYPART, "", NO_TESTS, true, t_foreverypart },
 	{ "break", CMD_BREAK, false, SIEVE_EXT_FOREVERYPART, "", NO_TESTS, false, t_foreverypart },
 	{ "extracttext", CMD_EXTRACTTEXT, false, SIEVE_EXT_EXTRACTTEXT, "s", NO_TESTS, false, t_extracttext },
@@ -179,6 +180,8 @@ static const struct sieve_cmd_def cmd_defs[] = {
 	{ "test_result_reset", CMD_TS_RESET, false, SIEVE_EXT_TESTSUITE, "", NO_TESTS, false, t_none },
 	{ "test_message", CMD_TS_MESSAGE, false, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
 	{ "test_message", TST_TS_MESSAGE, true, SIEVE_EXT_TESTSUITE, "n", NO_TESTS, false, t_tsmessage },
+	{ "test_binary_save", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
+	{ "test_binary_load", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_mailbox_create", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
 	{ "test_config_set", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "ss", NO_TESTS, false, t_none },
 	{ "test_config_unset", CMD_TS_CONFIG, false, SIEVE_EXT_TESTSUITE, "s", NO_TESTS, false, t_none },
@@ -1033,7 +1036,26 @@ static int validate_node(struct validator *v, struct sieve_node *n, bool as_test
 			return -1;
 	if (n->id == CMD_FOREVERYPART)
 		v->loop_depth++;
-	int br = n->has_block ? validate_commands(v, n->block, n->nblock, false) : 0;
+	/*
+	 * RFC 5463 4: the block of `if ihave [...]` is not checked when a capability is
+	 * missing (it never runs), and may use the capabilities when they are there.
+	 */
+	unsigned saved_required = v->s->required;
+	bool skip_block = false;
+	if ((n->id == CMD_IF || n->id == CMD_ELSIF) && n->ntests == 1 && n->tests[0]->id == TST_IHAVE) {
+		const struct sieve_node *t = n->tests[0];
+		if (!t->ihave_ok) {
+			skip_block = true;
+		} else {
+			for (size_t i = 0; i < t->pos[0]->nstrs; i++) {
+				unsigned e = sieve_ext_lookup(t->pos[0]->strs[i].s);
+				if (e != EXT_BUILTIN)
+					v->s->required |= e;
+			}
+		}
+	}
+	int br = n->has_block && !skip_block ? validate_commands(v, n->block, n->nblock, false) : 0;
+	v->s->required = saved_required;
 	if (n->id == CMD_FOREVERYPART)
 		v->loop_depth--;
 	if (br < 0)
