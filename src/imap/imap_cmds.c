@@ -429,7 +429,21 @@ static void do_list(struct imap_session *s, const char *tag, const char *ref, ch
 		return;
 	}
 	maildir_subscriptions(s->root, &subs, &nsubs);
+	/* folders made by other programs (".A.B" without ".A") imply a \Noselect parent */
+	size_t real = count;
+	for (size_t i = 1; i < real; i++) {
+		for (char *d = strchr(names[i], MAILDIR_DELIM); d != NULL; d = strchr(d + 1, MAILDIR_DELIM)) {
+			char *parent = xstrndup(names[i], (size_t)(d - names[i]));
+			if (strcmp(parent, "INBOX") == 0 || name_in(names, count, parent)) {
+				free(parent);
+				continue;
+			}
+			names = xreallocarray(names, count + 1, sizeof(*names));
+			names[count++] = parent;
+		}
+	}
 	for (size_t i = 0; i < count; i++) {
+		bool noselect = i >= real;
 		bool match = false;
 		for (size_t p = 0; p < npat && !match; p++) {
 			char *full = xasprintf("%s%s", ref, patterns[p]);
@@ -452,6 +466,8 @@ static void do_list(struct imap_session *s, const char *tag, const char *ref, ch
 		buf_init(&b, 2048);
 		buf_printf(&b, "* %s (", o->lsub ? "LSUB" : "LIST");
 		size_t start = b.len;
+		if (noselect && !o->lsub)
+			buf_append_str(&b, "\\Noselect ");
 		if (!o->lsub)
 			buf_append_str(&b, children ? "\\HasChildren" : "\\HasNoChildren");
 		if (sp != MAILBOX_SPECIAL_NONE && !o->lsub)
@@ -463,7 +479,7 @@ static void do_list(struct imap_session *s, const char *tag, const char *ref, ch
 		buf_append_str(&b, "\r\n");
 		imap_send_raw(s, b.data, b.len);
 		buf_deinit(&b);
-		if (o->ret_status) {
+		if (o->ret_status && !noselect) {
 			const char *err;
 			send_status(s, names[i], o->status_items, &err);
 		}

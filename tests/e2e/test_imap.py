@@ -425,3 +425,14 @@ def test_many_idle_sessions_all_notified(srv):
         r.send("DONE\r\n")
         assert r.until("c ")[-1].startswith("c OK")
         r.close()
+
+
+def test_folder_made_by_another_program_implies_noselect_parent(srv):
+    root = srv.maildir(JOE)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(root, ".Proj.Sub", sub), exist_ok=True)
+    m = login(srv)
+    typ, data = m.list('""', "Proj*")
+    assert sorted(data) == sorted([b'(\\Noselect \\HasChildren) "." Proj', b'(\\HasNoChildren) "." Proj.Sub']), data
+    assert m.select("Proj.Sub")[0] == "OK"
+    m.logout()
