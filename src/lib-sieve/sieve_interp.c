@@ -1806,17 +1806,53 @@ static int reject_conflict(struct exec *ex, const struct sieve_node *n, const ch
 	return 0;
 }
 
-static bool valid_redirect_address(const char *s)
+static bool dot_atom(const char *s)
 {
-	struct sieve_address a;
-	int r = sieve_address_parse_path(s, &a);
-	bool ok = r > 0 && a.local != NULL && a.domain != NULL && *a.local != '\0' && *a.domain != '\0';
-	if (ok)
-		for (const char *p = s; *p; p++)
-			if ((unsigned char)*p < 32 || *p == ',')
-				ok = false;
-	sieve_address_free(&a);
-	return ok;
+	if (*s == '\0' || *s == '.')
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (*p == '.' && (p[1] == '.' || p[1] == '\0'))
+			return false;
+		if (!(isalnum((unsigned char)*p) || strchr("!#$%&'*+-/=?^_`{|}~.", *p) != NULL || (unsigned char)*p >= 0x80))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The redirect target as one mailbox ("addr", "<addr>" or "Name <addr>"),
+ * normalized to local@domain with the local part quoted only when it must be;
+ * NULL when it is not exactly one valid address.
+ */
+static char *redirect_address(const char *s)
+{
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 32)
+			return NULL;
+	struct sieve_address a[2];
+	size_t n = sieve_address_parse_list(s, a, 2);
+	char *r = NULL;
+	if (n == 1 && a[0].local != NULL && a[0].domain != NULL && *a[0].local != '\0' && *a[0].domain != '\0' &&
+	    strchr(s, ';') == NULL && strchr(s, ':') == NULL) {
+		if (dot_atom(a[0].local)) {
+			r = xasprintf("%s@%s", a[0].local, a[0].domain);
+		} else {
+			struct buf b;
+			buf_init(&b, strlen(a[0].local) * 2 + strlen(a[0].domain) + 8);
+			buf_append_c(&b, '"');
+			for (const char *p = a[0].local; *p; p++) {
+				if (*p == '"' || *p == '\\')
+					buf_append_c(&b, '\\');
+				buf_append_c(&b, *p);
+			}
+			buf_printf(&b, "\"@%s", a[0].domain);
+			r = buf_steal(&b);
+			buf_deinit(&b);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		sieve_address_free(&a[i]);
+	return r;
 }
 
 static uint64_t fnv1a(uint64_t h, const char *s)
@@ -2496,14 +2532,16 @@ static int exec_cmd(struct exec *ex, const struct sieve_node *n, bool *cond_done
 		ex->res->keep_cancelled = true;
 		return 0;
 	case CMD_REDIRECT: {
-		char *addr = get_strdup(ex, n, n->pos[0]);
-		if (addr == NULL)
+		char *given = get_strdup(ex, n, n->pos[0]);
+		if (given == NULL)
 			return -1;
-		if (!valid_redirect_address(addr)) {
-			ex_error(ex, n, "invalid redirect address '%s'", addr);
-			free(addr);
+		char *addr = redirect_address(given);
+		if (addr == NULL) {
+			ex_error(ex, n, "invalid redirect address '%s'", given);
+			free(given);
 			return -1;
 		}
+		free(given);
 		if (reject_conflict(ex, n, "redirect") < 0) {
 			free(addr);
 			return -1;

@@ -90,6 +90,12 @@ static const struct run_case run_cases[] = {
 	{ .name = "redirect", .script = "redirect \"bob@example.com\";", .want = "redirect \"bob@example.com\"" },
 	{ .name = "redirect twice merges", .script = "redirect \"bob@example.com\"; redirect \"bob@example.com\";",
 	  .want = "redirect \"bob@example.com\"" },
+	{ .name = "redirect normalizes and merges",
+	  .script = "redirect \"Bob <bob@example.com>\";\nredirect \"bob@example.com\";\n"
+		    "redirect \"\\\"Sirius\\\"@example.net\";\nredirect \"\\\"S[r]us\\\"@example.net\";",
+	  .want = "redirect \"bob@example.com\"; redirect \"Sirius@example.net\"; redirect \"\\\"S[r]us\\\"@example.net\"" },
+	{ .name = "redirect two addresses", .script = "redirect \"a@example.com, b@example.com\";",
+	  .want_error = "t:1:1: invalid redirect address 'a@example.com, b@example.com'" },
 	{ .name = "redirect bad address", .script = "redirect \"not an address\";",
 	  .want_error = "t:1:1: invalid redirect address 'not an address'" },
 	{ .name = "if/elsif/else 1",
