@@ -214,10 +214,10 @@ static void on_mailauth_reply(void *arg, struct ipc_reader *r, int fd)
 		     code <= 599;
 	}
 	if (!ok) {
-		action = LOOKUP_MAILAUTH_ACCEPT;
-		code = 250;
-		snprintf(enhanced, sizeof(enhanced), "2.0.0");
-		snprintf(text, sizeof(text), "not checked");
+		action = LOOKUP_MAILAUTH_UNCHECKED;
+		code = 451;
+		snprintf(enhanced, sizeof(enhanced), "4.3.0");
+		snprintf(text, sizeof(text), "Temporary lookup failure");
 		xfree(&headers);
 	}
 	req->mailauth_cb(req->arg, (enum lookup_mailauth_action)action, code, enhanced, text, headers);

@@ -75,13 +75,14 @@ struct lookup_req *lookup_client_sender(struct lookup_client *lc, const char *au
  * first); it is duplicated into the message, the caller keeps its own. headers
  * are the fields to prepend at delivery (Authentication-Results,
  * DKIM-Signature), or NULL. On LOOKUP_MAILAUTH_REJECT code/enhanced/text are
- * the reply; a lookup failure is an accept without headers (fail open: the
- * message is not lost, only not tagged) — logged by the caller.
+ * the reply. LOOKUP_MAILAUTH_UNCHECKED: the lookup role could not be asked
+ * (the caller decides: inbound mail is accepted untagged, submission gets 451).
  */
 enum lookup_mailauth_action {
 	LOOKUP_MAILAUTH_ACCEPT = 0,
 	LOOKUP_MAILAUTH_REJECT = 1,
 	LOOKUP_MAILAUTH_QUARANTINE = 2,
+	LOOKUP_MAILAUTH_UNCHECKED = 3, /* never sent by the lookup role */
 };
 typedef void lookup_mailauth_cb(void *arg, enum lookup_mailauth_action action, int code, const char *enhanced,
                                 const char *text, const char *headers);

@@ -33,7 +33,9 @@
 #include "master/proto.h"
 
 #define DNS_TIMEOUT_MS 5000
-#define DNS_POOL 4
+#define DNS_BUDGET_MS 30000       /* all DNS of one check; then every lookup is a temperror */
+#define WORKERS 4
+#define DNS_POOL WORKERS
 #define MSG_SLACK (1024 * 1024)   /* our Received: header and dot-unstuffing slack over the size limit */
 #define KEY_MAX (64 * 1024)
 #define HEADERS_MAX 15000         /* the smtp session keeps at most 16 KiB of fields to prepend */
@@ -60,7 +62,7 @@ void lookup_mailauth_init(struct event_base *base, const struct mr_config *cfg, 
 	M.ropt = ropt;
 	M.alive = alive;
 	/* Our own threads: a slow DNS answer must not hold up password checks. */
-	M.pool = workpool_new(base, 2);
+	M.pool = workpool_new(base, WORKERS);
 }
 
 void lookup_mailauth_deinit(void)
@@ -102,6 +104,50 @@ static void dns_put(struct dns_sync *s)
 	}
 	pthread_mutex_unlock(&M.dns_lock);
 	dns_sync_free(&s);
+}
+
+/*
+ * A time budget over the resolver: SPF alone may make 200 queries, each waiting
+ * up to DNS_TIMEOUT_MS when a domain's servers are dead. After DNS_BUDGET_MS
+ * every lookup fails at once (temperror), so one message never holds a worker
+ * (and its SMTP client) for minutes.
+ */
+struct dns_budget {
+	struct authdns inner;
+	struct timespec deadline;
+};
+
+static bool budget_spent(struct dns_budget *b, struct authdns_answer *ans)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec < b->deadline.tv_sec || (now.tv_sec == b->deadline.tv_sec && now.tv_nsec < b->deadline.tv_nsec))
+		return false;
+	ans->status = AUTHDNS_TEMPFAIL;
+	return true;
+}
+
+#define BUDGET_FN(t)                                                                   \
+	static int budget_##t(void *ctx, const char *name, struct authdns_answer *ans) \
+	{                                                                              \
+		struct dns_budget *b = ctx;                                            \
+		if (budget_spent(b, ans) || b->inner.t == NULL)                        \
+			return budget_spent(b, ans) ? AUTHDNS_TEMPFAIL : AUTHDNS_PERMFAIL; \
+		return b->inner.t(b->inner.ctx, name, ans);                            \
+	}
+BUDGET_FN(txt)
+BUDGET_FN(a)
+BUDGET_FN(aaaa)
+BUDGET_FN(mx)
+BUDGET_FN(ptr)
+
+static void dns_budget_init(struct dns_budget *b, struct authdns *dns, struct dns_sync *s)
+{
+	dns_authdns_init(&b->inner, s);
+	clock_gettime(CLOCK_MONOTONIC, &b->deadline);
+	b->deadline.tv_sec += DNS_BUDGET_MS / 1000;
+	*dns = (struct authdns){ .ctx = b, .txt = budget_txt, .a = budget_a, .aaaa = budget_aaaa, .mx = budget_mx,
+		                 .ptr = budget_ptr };
 }
 
 /* Text from DNS (SPF exp=) or a message goes into an SMTP reply: printable ASCII only. */
@@ -271,7 +317,8 @@ static void spf_work(void *arg)
 		return;
 	}
 	struct authdns dns;
-	dns_authdns_init(&dns, s);
+	struct dns_budget budget;
+	dns_budget_init(&budget, &dns, s);
 	struct spf_options o = { .receiver = M.cfg->hostname };
 	struct spf_outcome out;
 	memset(&out, 0, sizeof(out));
@@ -541,7 +588,8 @@ static void verify_message(struct mailauth_job *j, const char *msg, size_t len)
 		return;
 	}
 	struct authdns dns;
-	dns_authdns_init(&dns, s);
+	struct dns_budget budget;
+	dns_budget_init(&budget, &dns, s);
 	struct mailauth_request req = {
 		.ip = j->ip,
 		.helo = j->helo,

@@ -404,6 +404,13 @@ static void on_authchecked(void *arg, enum lookup_mailauth_action action, int co
 		s->waiting = false;
 		return;
 	}
+	if (action == LOOKUP_MAILAUTH_UNCHECKED) {
+		log_warn("event=mailauth_unavailable sid=%s id=%s", s->sid, s->qid);
+		if (s->auth_user != NULL)
+			action = LOOKUP_MAILAUTH_REJECT; /* 451: the From: check must not be skipped */
+		else
+			headers = NULL; /* inbound: accept untagged rather than lose or delay it */
+	}
 	if (action == LOOKUP_MAILAUTH_REJECT) {
 		char q[300];
 		log_info("event=mailauth_rejected sid=%s id=%s from=%s code=%d", s->sid, s->qid,
