@@ -272,8 +272,6 @@ int maildir_delete(const char *root, const char *name, const char **error_r)
 	if (maildir_name_map(root, name, &canon, &path, error_r) < 0)
 		return -1;
 	int ret = 1;
-	char **names;
-	size_t count;
 	struct stat st;
 	if (strcmp(canon, "INBOX") == 0) {
 		*error_r = "[CANNOT] INBOX cannot be deleted";
@@ -281,15 +279,8 @@ int maildir_delete(const char *root, const char *name, const char **error_r)
 	} else if (stat(path, &st) < 0) {
 		*error_r = "[NONEXISTENT] No such mailbox";
 		ret = -1;
-	} else if (maildir_list(root, &names, &count) == 0) {
-		size_t cl = strlen(canon);
-		for (size_t i = 0; i < count; i++)
-			if (strncmp(names[i], canon, cl) == 0 && names[i][cl] == MAILDIR_DELIM) {
-				*error_r = "[INUSE] Mailbox has children, delete them first";
-				ret = -1;
-			}
-		maildir_names_free(names, count);
 	}
+	/* children stay; the name lives on as their \Noselect parent (RFC 9051 6.3.5) */
 	if (ret > 0) {
 		static const char *const subs[] = { "cur", "new", "tmp" };
 		for (size_t i = 0; i < 3; i++) {

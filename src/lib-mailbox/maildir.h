@@ -66,7 +66,7 @@ enum mailbox_special maildir_special(const char *canon_name);
 const char *maildir_special_attr(enum mailbox_special s);
 
 int maildir_create(const char *root, const char *name, const char **error_r);
-/* 1 deleted, -1 error. Refuses INBOX and folders with children. */
+/* 1 deleted, -1 error. Refuses INBOX; children of the folder stay. */
 int maildir_delete(const char *root, const char *name, const char **error_r);
 /* Renames the folder and its children. Refuses INBOX as source. */
 int maildir_rename(const char *root, const char *from, const char *to, const char **error_r);
