@@ -314,9 +314,36 @@ int maildir_rename(const char *root, const char *from, const char *to, const cha
 	int ret = 1;
 	struct stat st;
 	size_t fl = strlen(fc);
-	if (strcmp(fc, "INBOX") == 0 || strcmp(tc, "INBOX") == 0) {
-		*error_r = "[CANNOT] Renaming INBOX is not supported";
+	if (strcmp(tc, "INBOX") == 0) {
+		*error_r = "[ALREADYEXISTS] INBOX exists";
 		ret = -1;
+	} else if (strcmp(fc, "INBOX") == 0) {
+		/* RFC 9051 6.3.6: move INBOX's messages to the new folder, INBOX stays (empty) */
+		if (maildir_create(root, tc, error_r) < 0) {
+			ret = -1;
+		} else {
+			static const char *const subs[] = { "cur", "new" };
+			for (size_t i = 0; i < 2; i++) {
+				char *src = xasprintf("%s/%s", root, subs[i]);
+				DIR *d = opendir(src);
+				struct dirent *de;
+				while (d != NULL && (de = readdir(d)) != NULL) {
+					if (de->d_name[0] == '.')
+						continue;
+					char *a = xasprintf("%s/%s", src, de->d_name);
+					char *b = xasprintf("%s/%s/%s", tp, subs[i], de->d_name);
+					if (rename(a, b) < 0)
+						ret = -1;
+					free(a);
+					free(b);
+				}
+				if (d != NULL)
+					closedir(d);
+				free(src);
+			}
+			if (ret < 0)
+				*error_r = "[SERVERBUG] Some messages could not be moved";
+		}
 	} else if (stat(fp, &st) < 0) {
 		*error_r = "[NONEXISTENT] No such mailbox";
 		ret = -1;

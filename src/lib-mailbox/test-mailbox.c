@@ -156,6 +156,17 @@ static void test_folders(void **state)
 	assert_int_equal(maildir_delete(user, "Job.Sub", &err), 1);
 	assert_int_equal(maildir_delete(user, "INBOX", &err), -1);
 	assert_int_equal(maildir_delete(user, "../x", &err), -1);
+	/* renaming INBOX moves its messages */
+	char *msgf = xasprintf("%s/cur/1.x.host:2,S", user);
+	write_file(msgf, "Subject: x\n\nx\n");
+	assert_int_equal(maildir_rename(user, "INBOX", "Old", &err), 1);
+	assert_int_equal(stat(msgf, &st), -1);
+	free(msgf);
+	msgf = xasprintf("%s/.Old/cur/1.x.host:2,S", user);
+	assert_int_equal(stat(msgf, &st), 0);
+	free(msgf);
+	assert_int_equal(maildir_rename(user, "INBOX", "Old", &err), -1);
+	assert_int_equal(maildir_rename(user, "Old", "INBOX", &err), -1);
 	assert_int_equal(maildir_subscriptions(user, &names, &count), 0);
 	assert_int_equal(count, 6);
 	maildir_names_free(names, count);
