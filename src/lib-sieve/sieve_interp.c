@@ -6,6 +6,7 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <ctype.h>
+#include <limits.h>
 #include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -198,7 +199,9 @@ static struct var *var_get(struct exec *ex, const char *name, size_t len, bool c
 	sc->v = xreallocarray(sc->v, sc->n + 1, sizeof(*sc->v));
 	v = &sc->v[sc->n++];
 	v->name = xstrndup(name, len);
-	buf_init(&v->val, ex->lim.max_variable_size);
+	/* the buffer allows a string's length; assign_var enforces max_variable_size */
+	buf_init(&v->val, ex->lim.max_string_length > ex->lim.max_variable_size ? ex->lim.max_string_length
+										  : ex->lim.max_variable_size);
 	return v;
 }
 
@@ -2174,6 +2177,8 @@ static int cmd_flags(struct exec *ex, const struct sieve_node *n)
 	}
 	buf_reset(target);
 	for (size_t i = 0; i < cur.n; i++) {
+		if (target->len + 1 + cur.len[i] > ex->lim.max_variable_size)
+			break; /* whole flags only, within the variable size limit */
 		if ((i > 0 && buf_append_c(target, ' ') < 0) || buf_append(target, cur.v[i], cur.len[i]) < 0)
 			break;
 	}
@@ -2243,10 +2248,25 @@ static int assign_var(struct exec *ex, const struct sieve_node *n, const char *n
 		return -1;
 	}
 	buf_reset(&v->val);
-	size_t l = val.len < v->val.max ? val.len : v->val.max;
-	/* truncate on a UTF-8 boundary */
+	size_t max = v->val.max < ex->lim.max_variable_size ? v->val.max : ex->lim.max_variable_size;
+	size_t l = val.len < max ? val.len : max;
+	/* truncate on a UTF-8 boundary, and not inside a %XX of :encodeurl */
 	while (l > 0 && l < val.len && ((unsigned char)val.data[l] & 0xc0) == 0x80)
 		l--;
+	if (l < val.len && (mods & (1u << (TAG_ENCODEURL - TAG_LOWER)))) {
+		if (l >= 1 && val.data[l - 1] == '%')
+			l -= 1;
+		else if (l >= 2 && val.data[l - 2] == '%')
+			l -= 2;
+	}
+	if (l < val.len && (mods & ((1u << (TAG_QUOTEWILDCARD - TAG_LOWER)) | (1u << (TAG_QUOTEREGEX - TAG_LOWER))))) {
+		/* not between a backslash and the character it quotes */
+		size_t bs = 0;
+		while (bs < l && val.data[l - 1 - bs] == '\\')
+			bs++;
+		if (bs % 2 == 1)
+			l--;
+	}
 	buf_append(&v->val, val.data, l);
 	buf_deinit(&val);
 	buf_deinit(&tmp);
@@ -2400,6 +2420,17 @@ static int cmd_testsuite(struct exec *ex, const struct sieve_node *n)
 		}
 		char *key = get_strdup(ex, n, n->pos[0]);
 		char *val = n->npos > 1 ? get_strdup(ex, n, n->pos[1]) : xstrdup("");
+		/* the one setting that maps onto our limits (up to max_string_length) */
+		if (key != NULL && val != NULL && (strcmp(key, "sieve_variables_max_variable_size") == 0 ||
+						   strcmp(key, "sieve_variables_max_value_size") == 0)) {
+			unsigned long vs = strtoul(val, NULL, 10);
+			if (vs > 0 && vs <= ex->lim.max_string_length)
+				ex->lim.max_variable_size = vs;
+		}
+		if (key != NULL && val != NULL && strcmp(key, "sieve_notify_max_notifications") == 0) {
+			unsigned long vs = strtoul(val, NULL, 10);
+			ex->lim.max_notifies = vs == 0 ? UINT_MAX : (unsigned)vs; /* 0: unlimited */
+		}
 		if (key != NULL && val != NULL && ex->ts_cfg_key.n < 256) {
 			sl_add(&ex->ts_cfg_key, key, strlen(key));
 			sl_add(&ex->ts_cfg_val, val, strlen(val));
