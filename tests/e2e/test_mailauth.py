@@ -40,7 +40,7 @@ def _txt(name, text):
 
 
 class Unbound:
-    def __init__(self, records, port):
+    def __init__(self, records, port, dead_zone=None):
         self.dir = make_tmpdir("mailroute-e2e-unbound-")
         self.port = port
         conf = os.path.join(self.dir, "unbound.conf")
@@ -65,6 +65,9 @@ class Unbound:
             "  local-data: 'test. 300 IN SOA ns.test. admin.test. 1 3600 600 86400 30'",
         ]
         lines += ["  local-data: '%s'" % r for r in records]
+        if dead_zone:
+            # delegated to a server that does not answer: every lookup there fails
+            lines += ["stub-zone:", '  name: "%s."' % dead_zone, "  stub-addr: 127.0.0.1@%d" % free_port()]
         lines += ["remote-control:", "  control-enable: no"]
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -122,7 +125,7 @@ def env(make_server):
         _txt("_dmarc.relaxed.test", "v=DMARC1; p=none"),
         _txt("%s._domainkey.example.test" % SELECTOR, record),
     ]
-    ub = Unbound(records, dns_port)  # on the port the server's config names
+    ub = Unbound(records, dns_port, dead_zone="dead.example")  # on the port the server's config names
     try:
         srv.start()
         yield {"srv": srv, "dns": ub, "signed_key": signed_priv, "record": record}
@@ -294,6 +297,18 @@ def test_forged_authres_is_not_first(env):
     m = env["srv"].wait_for_message(ALICE, token)
     ar = authres(m)
     assert len(ar) == 2 and "spf=pass" in ar[0], ar
+
+
+def test_dns_failure_is_temperror_not_rejection(env):
+    """The sender's DNS is down: SPF and DMARC give temperror, the mail is accepted and tagged."""
+    token = unique_token("deaddns")
+    t0 = time.monotonic()
+    code, text = mx_send(env["srv"], "x@dead.example", ALICE, build_message(token, sender="x@dead.example"))
+    assert code == 250, (code, text)
+    assert time.monotonic() - t0 < 60
+    m = env["srv"].wait_for_message(ALICE, token)
+    ar = authres(m)
+    assert ar and "spf=temperror" in ar[0], ar
 
 
 # ---------------------------------------------------------------- submission
