@@ -118,6 +118,7 @@ struct sieve_msg_view {
 	const char *domain;          /* environment "domain" */
 	const char *host;            /* environment "host" */
 	const char *phase;           /* environment "phase": "during" by default */
+	const char *subaddress_separators; /* :user/:detail split at the first of these; NULL = "+" */
 	sieve_duplicate_check_fn *duplicate_check;
 	sieve_mailbox_exists_fn *mailbox_exists;
 	void *ctx;                   /* passed to the callbacks */

@@ -622,7 +622,17 @@ static void header_values(struct exec *ex, const struct sieve_node *n, const cha
 	}
 }
 
-static void add_addr_part(const struct sieve_address *a, int part, struct strlist *out)
+static const char *ts_config(struct exec *ex, const char *key);
+
+static const char *subaddress_seps(struct exec *ex)
+{
+	const char *s = ex->ts_active ? ts_config(ex, "recipient_delimiter") : NULL;
+	if (s == NULL)
+		s = msgv(ex)->subaddress_separators;
+	return s != NULL && *s != '\0' ? s : "+";
+}
+
+static void add_addr_part(const struct sieve_address *a, int part, struct strlist *out, const char *seps)
 {
 	if (a->local == NULL)
 		return;
@@ -650,14 +660,14 @@ static void add_addr_part(const struct sieve_address *a, int part, struct strlis
 		sl_add(out, dom, strlen(dom));
 		break;
 	case SIEVE_ADDR_USER: {
-		const char *plus = strchr(local, '+');
-		sl_add(out, local, plus ? (size_t)(plus - local) : strlen(local));
+		size_t at = strcspn(local, seps);
+		sl_add(out, local, at);
 		break;
 	}
 	case SIEVE_ADDR_DETAIL: {
-		const char *plus = strchr(local, '+');
-		if (plus != NULL)
-			sl_add(out, plus + 1, strlen(plus + 1));
+		size_t at = strcspn(local, seps);
+		if (local[at] != '\0')
+			sl_add(out, local + at + 1, strlen(local + at + 1));
 		break;
 	}
 	}
@@ -812,7 +822,7 @@ static int test_envelope(struct exec *ex, const struct sieve_node *n)
 			if (n->addrpart != SIEVE_ADDR_USER && n->addrpart != SIEVE_ADDR_DETAIL)
 				sl_add(&vals, "", 0);
 		} else if (r > 0) {
-			add_addr_part(&a, n->addrpart, &vals);
+			add_addr_part(&a, n->addrpart, &vals, subaddress_seps(ex));
 		}
 		sieve_address_free(&a);
 	}
@@ -834,7 +844,7 @@ static int test_address(struct exec *ex, const struct sieve_node *n)
 			if (na == 0 && n->addrpart == SIEVE_ADDR_ALL)
 				sl_add(&vals, hv.v[j], hv.len[j]);
 			for (size_t k = 0; k < na; k++) {
-				add_addr_part(&addrs[k], n->addrpart, &vals);
+				add_addr_part(&addrs[k], n->addrpart, &vals, subaddress_seps(ex));
 				sieve_address_free(&addrs[k]);
 			}
 		}

@@ -73,6 +73,7 @@ struct run_case {
 	const char *want_error;   /* runtime error substring */
 	unsigned ext;             /* 0: SIEVE_EXT_SYSTEM_DEFAULT */
 	bool mailboxes;           /* host knows mailbox "Partners" */
+	const char *seps;         /* subaddress separators */
 };
 
 static int mbox_exists(void *ctx, const char *name)
@@ -216,6 +217,11 @@ static const struct run_case run_cases[] = {
 	  .script = "require [\"subaddress\",\"envelope\",\"variables\",\"fileinto\"];\n"
 		    "if envelope :detail :matches \"to\" \"*\" { fileinto \"box-${1}\"; }",
 	  .to = "user+lists@example.net", .want = "fileinto \"box-lists\"" },
+	{ .name = "subaddress configured separators",
+	  .script = "require [\"subaddress\",\"envelope\",\"variables\",\"fileinto\"];\n"
+		    "if envelope :user :matches \"to\" \"*\" { set \"u\" \"${1}\"; }\n"
+		    "if envelope :detail :matches \"to\" \"*\" { fileinto \"${u}/${1}\"; }",
+	  .to = "user-lists+x@example.net", .seps = "-+", .want = "fileinto \"user/lists+x\"" },
 	{ .name = "subaddress no detail fails",
 	  .script = "require [\"subaddress\",\"envelope\"];\nif envelope :detail :matches \"to\" \"*\" { discard; }",
 	  .to = "user@example.net", .want = "keep (implicit)" },
@@ -582,6 +588,7 @@ static void test_run_cases(void **state)
 			.now = 1700000000,
 			.zone_set = true,
 			.mailbox_exists = c->mailboxes ? mbox_exists : NULL,
+			.subaddress_separators = c->seps,
 		};
 		mv.raw_len = strlen(mv.raw);
 		struct sieve_result res;
