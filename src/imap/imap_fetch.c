@@ -183,18 +183,25 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 	if (f->f_bs)
 		bs = mbox_cache_get(s->mbox, uid, "bs");
 	bool need_content = f->nsecs > 0 || f->f_body || (f->f_env && env == NULL) || (f->f_bs && bs == NULL);
+	/* a client listing headers must not make us read every attachment */
+	bool header_only = !f->f_body && !(f->f_bs && bs == NULL);
+	for (size_t i = 0; i < f->nsecs && header_only; i++)
+		header_only = f->secs[i].kind == SEC_RFC822_HEADER ||
+		              (f->secs[i].kind == SEC_BODY && strncmp(f->secs[i].section, "HEADER", 6) == 0);
+	int (*read_fn)(struct mbox *, const struct mbox_msg *, struct buf *) =
+		header_only ? mbox_msg_read_header : mbox_msg_read;
 	struct buf content;
 	struct imap_msg msg;
 	bool have_msg = false;
 	buf_init(&content, (size_t)m.size + 1);
 	if (need_content) {
-		if (mbox_msg_read(s->mbox, &m, &content) <= 0) {
+		if (read_fn(s->mbox, &m, &content) <= 0) {
 			/* renamed by someone else meanwhile: resync once and retry */
 			const char *err;
 			mbox_sync(s->mbox, true, &err);
 			mbox_msg_clear(&m);
 			buf_reset(&content);
-			if (mbox_msg_get(s->mbox, uid, &m) <= 0 || mbox_msg_read(s->mbox, &m, &content) <= 0) {
+			if (mbox_msg_get(s->mbox, uid, &m) <= 0 || read_fn(s->mbox, &m, &content) <= 0) {
 				buf_deinit(&content);
 				free(env);
 				free(bs);

@@ -945,7 +945,7 @@ out:
 	return ret;
 }
 
-int mbox_msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out)
+static int msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out, bool header_only)
 {
 	char *file = xasprintf("%s/%s", mb->path, m->fname);
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
@@ -956,8 +956,10 @@ int mbox_msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out)
 	char prev = 0;
 	ssize_t n;
 	int ret = 1;
+	size_t base = out->len;
 	while ((n = read(fd, rb, sizeof(rb))) > 0) {
 		size_t start = 0;
+		size_t before = out->len;
 		for (size_t i = 0; i < (size_t)n; i++) {
 			if (rb[i] == '\n' && (i > 0 ? rb[i - 1] : prev) != '\r') {
 				if (buf_append(out, rb + start, i - start) < 0 || buf_append(out, "\r\n", 2) < 0) {
@@ -972,11 +974,36 @@ int mbox_msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out)
 			break;
 		}
 		prev = rb[n - 1];
+		if (header_only) {
+			/* stop after the blank line that ends the header */
+			if (out->len - base >= 2 && memcmp(out->data + base, "\r\n", 2) == 0) {
+				out->len = base + 2;
+				out->data[out->len] = '\0';
+				break;
+			}
+			size_t from = before - base >= 3 ? before - 3 : base;
+			const char *e = memmem(out->data + from, out->len - from, "\r\n\r\n", 4);
+			if (e != NULL) {
+				out->len = (size_t)(e - out->data) + 4;
+				out->data[out->len] = '\0';
+				break;
+			}
+		}
 	}
 	if (n < 0)
 		ret = -1;
 	close(fd);
 	return ret;
+}
+
+int mbox_msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out)
+{
+	return msg_read(mb, m, out, false);
+}
+
+int mbox_msg_read_header(struct mbox *mb, const struct mbox_msg *m, struct buf *out)
+{
+	return msg_read(mb, m, out, true);
 }
 
 uint32_t mbox_take_recent(struct mbox *mb)

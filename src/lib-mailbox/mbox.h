@@ -90,6 +90,8 @@ int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *uid_r,
  * (out's maximum too small, I/O).
  */
 int mbox_msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out);
+/* Only the header, up to and including the blank line that ends it. */
+int mbox_msg_read_header(struct mbox *mb, const struct mbox_msg *m, struct buf *out);
 
 /* Lowest UID without \Seen, 0 when all are seen. */
 uint32_t mbox_first_unseen(struct mbox *mb);

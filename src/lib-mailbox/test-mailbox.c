@@ -203,6 +203,9 @@ static void test_index(void **state)
 	buf_init(&b, 1000);
 	assert_int_equal(mbox_msg_read(mb, &m, &b), 1);
 	assert_string_equal(b.data, "Subject: one\r\n\r\nbody\r\n");
+	buf_reset(&b);
+	assert_int_equal(mbox_msg_read_header(mb, &m, &b), 1);
+	assert_string_equal(b.data, "Subject: one\r\n\r\n");
 	buf_deinit(&b);
 	uint64_t ms0 = mbox_highestmodseq(mb);
 	uint64_t modseq;
