@@ -123,6 +123,8 @@ def env(make_server):
         _txt("_dmarc.signed.test", "v=DMARC1; p=reject"),
         _txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine"),
         _txt("_dmarc.relaxed.test", "v=DMARC1; p=none"),
+        _txt("_dmarc.parent.test", "v=DMARC1; p=none; sp=reject"),
+        _txt("_dmarc.sampled.test", "v=DMARC1; p=reject; pct=0"),
         _txt("%s._domainkey.example.test" % SELECTOR, record),
     ]
     ub = Unbound(records, dns_port, dead_zone="dead.example")  # on the port the server's config names
@@ -285,6 +287,27 @@ def test_dmarc_none_policy_delivered_to_inbox(env):
     assert code == 250, (code, text)
     m = env["srv"].wait_for_message(ALICE, token)
     assert "dmarc=fail" in authres(m)[0], authres(m)
+
+
+def test_dmarc_subdomain_policy(env):
+    """sp=reject of the organizational domain applies to a subdomain without its own record."""
+    token = unique_token("sp")
+    code, text = mx_send(env["srv"], "x@client.test", ALICE, build_message(token, sender="a@mail.parent.test"))
+    assert code == 550 and text.startswith("5.7.1"), (code, text)
+    # the parent domain itself has p=none
+    token = unique_token("p")
+    code, text = mx_send(env["srv"], "x@client.test", ALICE, build_message(token, sender="a@parent.test"))
+    assert code == 250, (code, text)
+
+
+def test_dmarc_pct_zero_lowers_reject_to_quarantine(env):
+    """pct=0: no message is sampled for p=reject; the next policy down (quarantine) applies."""
+    token = unique_token("pct")
+    srv = env["srv"]
+    code, text = mx_send(srv, "x@client.test", ALICE, build_message(token, sender="a@sampled.test"))
+    assert code == 250, (code, text)
+    wait_until(lambda: [x for x in junk_messages(srv, ALICE) if token.encode() in x], 30,
+               what="pct=0 message in .Junk/new")
 
 
 def test_forged_authres_is_not_first(env):
