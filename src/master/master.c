@@ -11,9 +11,11 @@
 #include <openssl/ssl.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -66,6 +68,14 @@ struct master {
 static struct master M;
 
 /* ---- preparation ---- */
+
+void master_ipc_prefix(const struct mr_config *cfg, char *out, size_t size)
+{
+	uint32_t h = 2166136261u; /* FNV-1a of the data_dir: the CLI finds the same names */
+	for (const unsigned char *p = (const unsigned char *)cfg->data_dir; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	snprintf(out, size, "mailroute/%08x", h);
+}
 
 SSL_CTX *master_tls_ctx(const struct mr_config *cfg, char **error_r)
 {
@@ -513,6 +523,21 @@ int master_run(struct mr_config *cfg)
 		return 1;
 	if (prepare_data_dir(cfg) < 0)
 		return 1;
+	/* One server per data_dir: a second one would corrupt the queue. */
+	char *lock = conf_path(cfg, "master.lock");
+	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "mailroute: %s: %s\n", lock,
+		        errno == EWOULDBLOCK ? "another mailroute server runs on this data_dir" : strerror(errno));
+		free(lock);
+		return 1;
+	}
+	free(lock);
+	char pid[32];
+	int pn = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(lfd, 0) == 0 && write(lfd, pid, (size_t)pn) < 0)
+		log_warn("event=lock_write_failed");
+
 	if (cfg->tls_cert != NULL) {
 		char *error = NULL;
 		M.tls = master_tls_ctx(cfg, &error);
@@ -533,7 +558,7 @@ int master_run(struct mr_config *cfg)
 	}
 	if (open_listeners(cfg, &M.listeners, &M.listener_count, NULL, NULL, 0) < 0)
 		return 1;
-	snprintf(M.ipc_prefix, sizeof(M.ipc_prefix), "mailroute/%ld", (long)getpid());
+	master_ipc_prefix(cfg, M.ipc_prefix, sizeof(M.ipc_prefix));
 	signal(SIGPIPE, SIG_IGN);
 
 	bool has[LISTEN_KIND_COUNT] = { false };

@@ -8,9 +8,18 @@
 #ifndef MR_MASTER_H
 #define MR_MASTER_H
 
+#include <stddef.h>
+
 #include "conf/conf.h"
 
 int master_run(struct mr_config *cfg);
+
+/*
+ * The prefix of the abstract socket names of the roles ("mailroute/<hash of
+ * data_dir>"), so the CLI (sendmail, queue flush) can reach a running server.
+ * Only one server runs per data_dir (the master holds <data_dir>/master.lock).
+ */
+void master_ipc_prefix(const struct mr_config *cfg, char *out, size_t size);
 
 /* Build the server TLS context (TLS 1.2+); NULL with *error_r on failure. */
 struct ssl_ctx_st;

@@ -4,6 +4,7 @@ The master process: privilege separation, restart of a dead role, SIGHUP reload
 """
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -168,3 +169,27 @@ def test_reload_keeps_open_sessions_and_accepts_new_ones(srv):
     old.close()
     srv.wait_for_message(ALICE, token)
     wait_until(lambda: "event=drained" in srv.stderr_text(), 10, what="the old smtp process to exit")
+
+
+def test_second_server_on_the_same_data_dir_is_refused(srv):
+    p = subprocess.run([srv.bin, "serve", "-c", srv.config_path], capture_output=True, timeout=30, env=srv.env)
+    assert p.returncode != 0
+    assert b"another mailroute server runs on this data_dir" in p.stderr, p.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sendmail submits over the queue socket as root")
+def test_sendmail_entry_point(srv):
+    token = unique_token("sendmail")
+    msg = ("To: %s\nBcc: bob@example.test\nSubject: %s\n\nfrom a local program\n.\nstill the body\n"
+           % (ALICE, token)).encode()
+    p = srv.cli("sendmail", "-t", "-i", "-f", "cron@example.test", input=msg)
+    assert p.returncode == 0, p.stderr
+    got = srv.wait_for_message(ALICE, token)
+    assert b"Return-Path: <cron@example.test>" in got
+    assert b"\r\n.\r\nstill the body" in got.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert b"Bcc:" not in got
+    bob = srv.wait_for_message("bob@example.test", token)
+    assert b"Bcc:" not in bob
+    # misuse: no recipients at all
+    p = srv.cli("sendmail", input=b"Subject: x\n\nx\n", check=False)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1
