@@ -402,3 +402,29 @@ def test_submission_from_header_of_other_user_553(env):
         c.close()
     srv.wait_for_message(BOB, token + "-ok")
     srv.assert_absent(token + "\r", (BOB,))
+
+
+def test_key_rotation_newest_selector_signs(env):
+    """A second `dkim keygen` selector for the domain is used from the next message on (runs last)."""
+    srv = env["srv"]
+    time.sleep(0.05)  # a later mtime than the first key
+    out = srv.cli("dkim", "keygen", "example.test", "--selector", "s2025").stdout.decode()
+    record = out.split('IN TXT "', 1)[1].rsplit('"', 1)[0]
+    subprocess.run(["chown", "-R", "mailroute:mailroute", os.path.join(srv.data_dir, "dkim")], check=True)
+    token = unique_token("rotate")
+    c = submission(srv, ALICE)
+    try:
+        assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(data_payload(build_message(token, sender=ALICE, to=BOB)))
+        assert c.reply()[0] == 250
+    finally:
+        c.close()
+    m = srv.wait_for_message(BOB, token)
+    sigs = [h for h in header_block(m) if h.lower().startswith("dkim-signature:")]
+    assert len(sigs) == 1 and "s=s2025" in sigs[0], sigs
+
+    def dnsfunc(name, timeout=5):
+        return record.encode() if name.decode().startswith("s2025._domainkey.example.test") else None
+    assert dkim.verify(m, dnsfunc=dnsfunc)
