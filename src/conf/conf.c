@@ -335,6 +335,27 @@ static const struct conf_key queue_keys[] = {
 	{ 0 },
 };
 
+static bool check_tls_policy(const char *s, const char **why_r)
+{
+	if (strcmp(s, "none") == 0 || strcmp(s, "may") == 0 || strcmp(s, "require") == 0)
+		return true;
+	*why_r = "expected none, may or require";
+	return false;
+}
+
+static const struct conf_key outbound_keys[] = {
+	K_UINT("mx_port", outbound.mx_port, 1, 65535),
+	K_STR("tls", outbound.tls, check_tls_policy),
+	K_UINT("connect_timeout", outbound.connect_timeout, 1, 3600),
+	K_UINT("command_timeout", outbound.command_timeout, 1, 3600),
+	K_UINT("data_timeout", outbound.data_timeout, 1, 3600),
+	K_UINT("max_concurrency", outbound.max_concurrency, 1, 10000),
+	K_UINT("relay_fail_threshold", outbound.relay_fail_threshold, 1, 1000),
+	K_UINT("relay_cooldown", outbound.relay_cooldown, 1, 86400),
+	K_PATH("tls_ca_file", outbound.tls_ca_file),
+	{ 0 },
+};
+
 static bool check_selector(const char *s, const char **why_r)
 {
 	if (strlen(s) > 63 || s[0] == '-') {
@@ -384,6 +405,7 @@ static const struct conf_key root_keys[] = {
 	K_BOOL("auth_allow_plaintext", auth_allow_plaintext),
 	K_SECTION("limits", limits_keys),
 	K_SECTION("queue", queue_keys),
+	K_SECTION("outbound", outbound_keys),
 	K_STR("authserv_id", authserv_id, conf_check_hostname),
 	K_BOOL("mail_auth", mailauth.verify),
 	K_SECTION("spf", spf_keys),
@@ -776,6 +798,16 @@ static void conf_defaults(struct mr_config *cfg)
 		.delay_warning = 0,
 		.commit_delay_us = 2000,
 	};
+	cfg->outbound = (struct conf_outbound){
+		.mx_port = 25,
+		.tls = xstrdup("may"),
+		.connect_timeout = 30,
+		.command_timeout = 300,
+		.data_timeout = 600,
+		.max_concurrency = 50,
+		.relay_fail_threshold = 3,
+		.relay_cooldown = 60,
+	};
 	cfg->mailauth = (struct conf_mailauth){
 		.verify = false,
 		.spf_reject_fail = true,
@@ -963,6 +995,8 @@ void conf_free(struct mr_config **cfgp)
 	free(cfg->log_level);
 	free(cfg->authserv_id);
 	free(cfg->mailauth.dkim_selector);
+	free(cfg->outbound.tls);
+	free(cfg->outbound.tls_ca_file);
 	free(cfg);
 	*cfgp = NULL;
 }

@@ -67,6 +67,18 @@ struct conf_mailauth {
 	char *dkim_selector;          /* dkim.selector: NULL = the newest .pem in <data_dir>/dkim/<domain>/ */
 };
 
+struct conf_outbound {
+	unsigned mx_port;             /* port of MX hosts; default 25 (tests use another) */
+	char *tls;                    /* none|may|require for MX delivery; default "may" */
+	unsigned connect_timeout;     /* seconds; default 30 */
+	unsigned command_timeout;     /* seconds for each reply (RFC 5321 4.5.3.2 uses 300); default 300 */
+	unsigned data_timeout;        /* seconds for the final reply; default 600 */
+	unsigned max_concurrency;     /* deliveries in flight; default 50 */
+	unsigned relay_fail_threshold;/* consecutive failures before a relay is taken out; default 3 */
+	unsigned relay_cooldown;      /* seconds out before a probe; default 60 */
+	char *tls_ca_file;            /* extra CA file to verify relays (tests); or NULL */
+};
+
 struct mr_config {
 	char *path;                   /* the file this came from */
 	char *hostname;               /* default: gethostname() */
@@ -89,6 +101,7 @@ struct mr_config {
 	bool auth_allow_plaintext;    /* allow AUTH outside TLS (tests only); default false */
 	struct conf_limits limits;
 	struct conf_queue queue;
+	struct conf_outbound outbound;
 	char *authserv_id;            /* Authentication-Results id; default: hostname */
 	struct conf_mailauth mailauth;
 };
