@@ -1,12 +1,13 @@
 """Plain SMTP on the mx listener: greeting, extensions, commands, delivery, pipelining, BDAT, SMTPUTF8."""
 import re
 import smtplib
+import threading
 import time
 
 import pytest
 
 from conftest import (HOSTNAME, QUEUED_RE, RawSMTP, body_of, build_message, data_payload, header_block,
-                      header_names, lf, send_plain, swaks, unique_token)
+                      header_names, lf, send_plain, swaks, unique_token, wait_until)
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -394,3 +395,54 @@ def test_swaks_pipelining(server):
               "--from", "swaks@client.test", "--to", BOB, "--header", "Subject: " + token)
     assert p.returncode == 0, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
     server.wait_for_message(BOB, token)
+
+
+def test_queue_list_empty_after_concurrent_delivery(server):
+    """Once every message is in the Maildir, `queue list` must stop listing them, also when
+    `queue list` ran while the server was busy (the CLI and the server share the queue)."""
+    sender = "qlist-%s@client.test" % unique_token("s").replace("-", "")
+    per_conn, conns = 20, 15
+    tokens = [[unique_token("ql") for _ in range(per_conn)] for _ in range(conns)]
+    results = []
+    stop = threading.Event()
+
+    def send(toks):
+        with RawSMTP(server.ports["mx"]) as c:
+            c.ehlo()
+            for tok in toks:
+                assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+                assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+                assert c.cmd("DATA")[0] == 354
+                c.send(data_payload(build_message(tok, sender=sender)))
+                results.append(c.reply()[0])
+
+    def poll():
+        while not stop.is_set():
+            server.cli("queue", "list", check=False)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    threads = [threading.Thread(target=send, args=(t,)) for t in tokens]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        stop.set()
+        poller.join(60)
+    assert results == [250] * (per_conn * conns), results
+    for toks in tokens:
+        for tok in toks:
+            server.wait_for_message(ALICE, tok)
+
+    def listed():
+        out = server.cli("queue", "list").stdout.decode(errors="replace")
+        return [l for l in out.splitlines() if sender in l]
+
+    try:
+        wait_until(lambda: not listed(), 20, what="queue list to forget delivered messages")
+    except AssertionError:
+        raise AssertionError("all %d messages are delivered but `queue list` still shows %d of them 20 s later:\n%s"
+                             % (per_conn * conns, len(listed()), "\n".join(listed()[:5])))
