@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +28,8 @@
 #include "lib/xalloc.h"
 #include "lookup/lookup_policy.h"
 #include "lookup/lookup_rules.h"
+#include "queue/dsn.h"
+#include "queued/queue_outbound.h"
 #include "master/proto.h"
 #include "master/roles.h"
 #include "queue/queue_committer.h"
@@ -87,6 +91,7 @@ static struct {
 	struct event *sched_ev, *tick_ev;
 	struct ipc_conn *conns[256];
 	const struct sieve_script *rules; /* system rules, compiled by the master */
+	struct queue_outbound *outbound;
 	bool stopping;
 } Q;
 
@@ -599,6 +604,10 @@ static void handle_submit(struct ipc_conn *c, struct ipc_reader *r, int fd)
 
 /* ---- scheduler ---- */
 
+static void fail_rcpt(const char *id, unsigned idx, const char *status, const char *diagnostic,
+                      const char *remote_mta);
+
+/* Record one attempt. A temporary failure past queue.max_age becomes a bounce. */
 static void record(const char *id, unsigned idx, enum queue_result result, const char *text, unsigned attempts,
                    time_t arrival)
 {
@@ -606,11 +615,13 @@ static void record(const char *id, unsigned idx, enum queue_result result, const
 	time_t next = 0;
 	if (result == QUEUE_RESULT_DEFERRED) {
 		if (Q.cfg->queue.max_age > 0 && now - arrival > (time_t)Q.cfg->queue.max_age) {
-			result = QUEUE_RESULT_FAILED;
 			log_warn("event=expired id=%s rcpt=%u error=\"%s\"", id, idx, text ? text : "");
-		} else {
-			next = now + queue_retry_delay(attempts + 1, Q.cfg->queue.retry_min, Q.cfg->queue.retry_max);
+			char *diag = xasprintf("X-Mailroute; delivery time expired: %s", text ? text : "");
+			fail_rcpt(id, idx, "4.4.7", diag, NULL);
+			free(diag);
+			return;
 		}
+		next = now + queue_retry_delay(attempts + 1, Q.cfg->queue.retry_min, Q.cfg->queue.retry_max);
 	}
 	char *error = NULL;
 	bool finished = false;
@@ -620,6 +631,130 @@ static void record(const char *id, unsigned idx, enum queue_result result, const
 	}
 	if (finished)
 		log_info("event=removed id=%s", id);
+}
+
+/* The sender of double bounces: a failed message from it is dropped, never bounced again. */
+static char *double_bounce_sender(void)
+{
+	return xasprintf("double-bounce@%s", Q.cfg->hostname);
+}
+
+static void on_dsn_queued(void *arg, bool ok, const char *text)
+{
+	char *id = arg;
+	if (ok)
+		log_info("event=dsn_queued for=%s dsn_id=%s", id, text);
+	else
+		log_warn("event=dsn_failed for=%s error=\"%s\"", id, text);
+	free(id);
+}
+
+/*
+ * Queue a delivery status notification about recipient idx of message id
+ * (RFC 3464): to the envelope sender; a failed message with the null sender
+ * gets a double bounce to the postmaster; never a bounce for a double bounce.
+ * Returns true when a DSN was queued.
+ */
+static bool send_dsn(const struct queue_envelope *env, const struct queue_rcpt *rc, enum dsn_action action,
+                     const char *status, const char *diagnostic, const char *remote_mta)
+{
+	char *dbl = double_bounce_sender();
+	bool is_double = strcasecmp(env->sender, dbl) == 0;
+	const char *to = env->sender;
+	char *postmaster = NULL;
+	if (env->sender[0] == '\0') {
+		if (action != DSN_FAILED) {
+			free(dbl);
+			return false;
+		}
+		postmaster = xasprintf("postmaster@%s", Q.cfg->hostname);
+		to = postmaster;
+	}
+	if (is_double || (rc->notify & QUEUE_NOTIFY_NEVER) ||
+	    (rc->notify != 0 && action == DSN_FAILED && !(rc->notify & QUEUE_NOTIFY_FAILURE))) {
+		log_info("event=dsn_skipped id=%s rcpt=%u reason=%s", env->id, rc->idx,
+		         is_double ? "double_bounce" : "notify");
+		free(dbl);
+		free(postmaster);
+		return false;
+	}
+	char *final = xasprintf("rfc822;%s", rc->address);
+	struct dsn_rcpt dr = {
+		.final_rcpt = final, .orcpt = rc->orcpt, .action = action, .status = status,
+		.remote_mta = remote_mta, .diagnostic = diagnostic, .last_attempt = time(NULL),
+	};
+	int fd = queue_store_open_spool(Q.store, env->id);
+	struct dsn_request req = {
+		.reporting_mta = Q.cfg->hostname, .envid = env->envid, .sender = to, .queue_id = env->id,
+		.arrival = env->arrival, .return_full = env->ret == QUEUE_RET_FULL, .rcpts = &dr, .rcpt_count = 1,
+		.original_fd = fd, .max_full = 10u << 20, .now = time(NULL),
+	};
+	char *msg = NULL, *error = NULL;
+	size_t len = 0;
+	bool sent = false;
+	if (dsn_build(&req, &msg, &len, &error) < 0) {
+		log_warn("event=dsn_build_failed id=%s error=\"%s\"", env->id, error ? error : "?");
+		free(error);
+	} else {
+		int mfd = memfd_create("mailroute-dsn", MFD_CLOEXEC);
+		if (mfd >= 0 && write(mfd, msg, len) == (ssize_t)len) {
+			char *rcpts[1] = { (char *)to };
+			queue_inject(env->sender[0] == '\0' ? dbl : "", rcpts, 1, mfd, NULL, on_dsn_queued,
+			             xstrdup(env->id), NULL, 0);
+			sent = true;
+		}
+		if (mfd >= 0)
+			close(mfd);
+		free(msg);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(final);
+	free(dbl);
+	free(postmaster);
+	return sent;
+}
+
+/* A permanent failure: bounce (DSN) and record it. */
+static void fail_rcpt(const char *id, unsigned idx, const char *status, const char *diagnostic,
+                      const char *remote_mta)
+{
+	struct queue_envelope *env = NULL;
+	char *error = NULL;
+	bool dsn = false;
+	if (queue_store_get(Q.store, id, &env, &error) > 0) {
+		for (size_t i = 0; i < env->rcpt_count; i++)
+			if (env->rcpts[i].idx == idx)
+				dsn = send_dsn(env, &env->rcpts[i], DSN_FAILED, status, diagnostic, remote_mta);
+	} else {
+		free(error);
+		error = NULL;
+	}
+	queue_envelope_free(&env);
+	log_warn("event=bounced id=%s rcpt=%u status=%s dsn=%s diagnostic=\"%s\"", id, idx, status, dsn ? "yes" : "no",
+	         diagnostic ? diagnostic : "");
+	bool finished = false;
+	if (queue_store_rcpt_result(Q.store, id, idx, dsn ? QUEUE_RESULT_BOUNCED : QUEUE_RESULT_FAILED, diagnostic, 0,
+	                            &finished, &error) < 0) {
+		log_warn("event=queue_update_failed id=%s error=\"%s\"", id, error);
+		free(error);
+	}
+	if (finished)
+		log_info("event=removed id=%s", id);
+}
+
+/* NOTIFY=SUCCESS: a "delivered" (local) or "relayed" (a peer without DSN) notice. */
+static void success_dsn(const char *id, unsigned idx, enum dsn_action action, const char *remote_mta)
+{
+	struct queue_envelope *env = NULL;
+	char *error = NULL;
+	if (queue_store_get(Q.store, id, &env, &error) > 0) {
+		for (size_t i = 0; i < env->rcpt_count; i++)
+			if (env->rcpts[i].idx == idx && (env->rcpts[i].notify & QUEUE_NOTIFY_SUCCESS))
+				send_dsn(env, &env->rcpts[i], action, "2.0.0", NULL, remote_mta);
+	}
+	free(error);
+	queue_envelope_free(&env);
 }
 
 static void inflight_remove(struct inflight *f)
@@ -651,13 +786,17 @@ static void on_delivered(void *arg, struct ipc_reader *r, int fd)
 		log_panic("event=ipc_malformed type=deliver_r");
 	if (result == 1 || result == 0) {
 		log_info("event=delivered id=%s rcpt=%u duplicate=%s", f->id, f->idx, result == 0 ? "yes" : "no");
+		if (result == 1)
+			success_dsn(f->id, f->idx, DSN_DELIVERED, NULL);
 		record(f->id, f->idx, QUEUE_RESULT_DONE, NULL, f->attempts, f->arrival);
 	} else if (result == 2) {
 		log_warn("event=deferred id=%s rcpt=%u error=\"%s\"", f->id, f->idx, text);
 		record(f->id, f->idx, QUEUE_RESULT_DEFERRED, text, f->attempts, f->arrival);
 	} else {
 		log_warn("event=failed id=%s rcpt=%u error=\"%s\"", f->id, f->idx, text);
-		record(f->id, f->idx, QUEUE_RESULT_FAILED, text, f->attempts, f->arrival);
+		char *diag = xasprintf("X-Mailroute; local delivery failed: %s", text);
+		fail_rcpt(f->id, f->idx, "5.2.0", diag, NULL);
+		free(diag);
 	}
 	inflight_remove(f);
 	kick();
@@ -728,26 +867,62 @@ static void dispatch_local(const struct queue_due *due)
 
 static void on_due(void *ctx, const struct queue_due *due)
 {
-	if (Q.inflight_count >= MAX_INFLIGHT || is_inflight(due->id, due->idx))
+	if (Q.inflight_count >= MAX_INFLIGHT || is_inflight(due->id, due->idx) ||
+	    queue_outbound_busy(Q.outbound, due->id, due->idx))
 		return;
+	if (due->bounce_requested) {
+		fail_rcpt(due->id, due->idx, "5.0.0", "X-Mailroute; returned to the sender by the administrator", NULL);
+		return;
+	}
 	switch (due->kind) {
 	case QUEUE_RCPT_LOCAL:
 		dispatch_local(due);
 		break;
 	case QUEUE_RCPT_REMOTE:
-		/* Outbound SMTP is its own module; until it is wired in, remote mail waits in the queue. */
-		record(due->id, due->idx, QUEUE_RESULT_DEFERRED, "4.4.0 outbound delivery not available in this build",
-		       due->attempts, due->arrival);
+		queue_outbound_collect(Q.outbound, due);
 		break;
 	default:
 		if (strcmp(due->target, "unroutable") == 0)
-			record(due->id, due->idx, QUEUE_RESULT_FAILED, "5.1.1 recipient no longer exists", due->attempts,
-			       due->arrival);
+			fail_rcpt(due->id, due->idx, "5.1.1", "X-Mailroute; the recipient no longer exists", NULL);
 		else
 			record(due->id, due->idx, QUEUE_RESULT_DEFERRED, "4.3.0 target type not available in this build",
 			       due->attempts, due->arrival);
 		break;
 	}
+}
+
+/* Results of one outbound delivery, per recipient. */
+static void on_outbound_result(void *ctx, const char *id, unsigned idx, unsigned attempts, time_t arrival,
+                               const struct smtp_rcpt_result *r)
+{
+	char remote[300] = "";
+	if (r->host != NULL && r->host[0] != '\0')
+		snprintf(remote, sizeof(remote), "dns;%s", r->host);
+	char text[1200];
+	snprintf(text, sizeof(text), "%d %s %s", r->code, r->enh ? r->enh : "", r->text ? r->text : "");
+	for (char *p = text; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	switch (r->status) {
+	case SMTP_RCPT_DELIVERED:
+		log_info("event=relayed id=%s rcpt=%u host=%s addr=%s reply=\"%s\"", id, idx, r->host ? r->host : "",
+		         r->addr ? r->addr : "", text);
+		if (!r->dsn_passed)
+			success_dsn(id, idx, DSN_RELAYED, remote[0] ? remote : NULL);
+		record(id, idx, QUEUE_RESULT_DONE, NULL, attempts, arrival);
+		break;
+	case SMTP_RCPT_TEMPFAIL:
+		log_warn("event=deferred id=%s rcpt=%u host=%s error=\"%s\"", id, idx, r->host ? r->host : "", text);
+		record(id, idx, QUEUE_RESULT_DEFERRED, text, attempts, arrival);
+		break;
+	case SMTP_RCPT_PERMFAIL: {
+		char *diag = xasprintf("%s; %s", r->remote ? "smtp" : "X-Mailroute", text);
+		fail_rcpt(id, idx, r->enh && r->enh[0] ? r->enh : "5.0.0", diag, remote[0] ? remote : NULL);
+		free(diag);
+		break;
+	}
+	}
+	kick();
 }
 
 static void on_sched(evutil_socket_t fd, short what, void *arg)
@@ -759,6 +934,7 @@ static void on_sched(evutil_socket_t fd, short what, void *arg)
 		log_warn("event=queue_scan_failed error=\"%s\"", error);
 		free(error);
 	}
+	queue_outbound_dispatch(Q.outbound, Q.store);
 }
 
 /* ---- ipc plumbing ---- */
@@ -842,6 +1018,9 @@ void queue_role_run(struct role_env *env)
 	if (Q.dir == NULL)
 		log_fatal("event=directory_open_failed path=%s error=\"%s\"", dpath, error);
 	free(dpath);
+	Q.outbound = queue_outbound_new(env->base, env->cfg, Q.dir, on_outbound_result, NULL, &error);
+	if (Q.outbound == NULL)
+		log_fatal("event=outbound_init_failed error=\"%s\"", error);
 	char *dname = xasprintf("%s/deliver", env->ipc_prefix);
 	Q.deliver = ipc_client_new(env->base, dname);
 	free(dname);
