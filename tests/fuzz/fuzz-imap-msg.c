@@ -19,6 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		buf_reset(&out);
 		imap_msg_binary(&m, secs[i], &out);
 	}
+	(void)imap_msg_body_search(&m, "m\xc3\xbcnchen");
+	(void)imap_msg_text_search(m.root.hdr, m.root.hdr_len, "caf\xc3\xa9");
 	buf_deinit(&out);
 	imap_msg_free(&m);
 	return 0;
