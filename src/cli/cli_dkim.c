@@ -1,7 +1,7 @@
 /*
  * mailroute dkim keygen DOMAIN [--selector S] [--type rsa|ed25519]: makes a
  * signing key, stores it as <data_dir>/dkim/<domain>/<selector>.pem (readable
- * by the deliver role's user only) and prints the DNS TXT record to publish at
+ * only by cfg->user, the lookup role that signs) and prints the DNS TXT record to publish at
  * <selector>._domainkey.<domain>. Two selectors per domain allow rotation:
  * publish the new one, switch, then remove the old.
  */
@@ -88,8 +88,8 @@ static int keygen(struct cli_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	close(fd);
-	/* The key is read by the role that signs outbound mail, which runs as vmail_user. */
-	struct passwd *pw = geteuid() == 0 ? getpwnam(cfg->vmail_user) : NULL;
+	/* The key is read by the lookup role, which signs submitted mail and runs as cfg->user. */
+	struct passwd *pw = geteuid() == 0 ? getpwnam(cfg->user) : NULL;
 	if (pw != NULL && (chown(dir, pw->pw_uid, pw->pw_gid) < 0 || chown(ddir, pw->pw_uid, pw->pw_gid) < 0 ||
 	                   chown(path, pw->pw_uid, pw->pw_gid) < 0)) {
 		rc = cli_fail("dkim keygen: chown %s: %s", path, strerror(errno));
