@@ -641,8 +641,9 @@ struct imap_session *imap_session_new(struct event_base *base, int fd, const str
 	s->set = set;
 	snprintf(s->sid, sizeof(s->sid), "i%x%04x", (unsigned)getpid(), ++session_serial & 0xffff);
 	snprintf(s->ip, sizeof(s->ip), "%s", client_ip ? client_ip : "");
-	imap_reader_init(&s->reader, set->line_max ? set->line_max : 65536, set->literal_max ? set->literal_max : 65536,
-	                 set->append_max ? set->append_max : 50 * 1024 * 1024);
+	/* before login APPEND is refused anyway: its literals get the small limit until then */
+	size_t lit_max = set->literal_max ? set->literal_max : 65536;
+	imap_reader_init(&s->reader, set->line_max ? set->line_max : 65536, lit_max, lit_max);
 	s->resume_ev = event_new(base, -1, 0, resume_cb, s);
 	if (implicit_tls) {
 		SSL *ssl = set->tls != NULL ? new_ssl(s) : NULL;
@@ -743,6 +744,7 @@ static void auth_done(void *arg, enum lookup_status status, const char *user, co
 			s->user = xstrdup(user);
 			s->root = xstrdup(maildir);
 			s->state = IMAP_STATE_AUTH;
+			imap_reader_set_append_max(&s->reader, s->set->append_max ? s->set->append_max : 50 * 1024 * 1024);
 			setup_bev(s); /* the full autologout timer */
 			struct buf caps;
 			buf_init(&caps, 1024);

@@ -71,6 +71,7 @@ static const struct step steps[] = {
 	{ .send = "", .expect = "^\\* OK \\[CAPABILITY IMAP4rev1 [^]]*AUTH=PLAIN", .tag = "* OK" },
 	{ .send = "a1 CAPABILITY\r\n", .expect = "^\\* CAPABILITY IMAP4rev1 .*\r\na1 OK", .tag = "a1 " },
 	{ .send = "a2 SELECT INBOX\r\n", .expect = "^a2 BAD Log in first", .tag = "a2 " },
+	{ .send = "a2a APPEND INBOX {100000}\r\n", .expect = "^a2a NO \\[TOOBIG\\]", .tag = "a2a " },
 	{ .send = "a3 LOGIN joe wrong\r\n", .expect = "^a3 NO \\[AUTHENTICATIONFAILED\\]", .tag = "a3 " },
 	{ .send = "a4 LOGIN {3}\r\njoe {2}\r\npw\r\n", .expect = "^\\+ OK\r\n\\+ OK\r\na4 OK \\[CAPABILITY .*IDLE", .tag = "a4 " },
 	{ .send = "a5 LOGIN joe pw\r\n", .expect = "^a5 BAD Already logged in", .tag = "a5 " },

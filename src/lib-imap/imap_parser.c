@@ -21,6 +21,12 @@ void imap_reader_init(struct imap_reader *r, size_t line_max, size_t literal_max
 	r->tag[1] = '\0';
 }
 
+void imap_reader_set_append_max(struct imap_reader *r, size_t append_literal_max)
+{
+	r->append_literal_max = append_literal_max;
+	r->cmd.max = append_literal_max + IMAP_CMD_SLACK;
+}
+
 void imap_reader_deinit(struct imap_reader *r)
 {
 	buf_deinit(&r->cmd);

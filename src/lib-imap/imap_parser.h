@@ -54,6 +54,8 @@ struct imap_reader {
 };
 
 void imap_reader_init(struct imap_reader *r, size_t line_max, size_t literal_max, size_t append_literal_max);
+/* Change the APPEND literal limit (e.g. at login); call between commands. */
+void imap_reader_set_append_max(struct imap_reader *r, size_t append_literal_max);
 void imap_reader_deinit(struct imap_reader *r);
 /* Forget the current command (after it was handled); releases a large buffer. */
 void imap_reader_reset(struct imap_reader *r);
