@@ -841,7 +841,9 @@ static int test_address(struct exec *ex, const struct sieve_node *n)
 		for (size_t j = 0; j < hv.n; j++) {
 			struct sieve_address addrs[64];
 			size_t na = sieve_address_parse_list(hv.v[j], addrs, 64);
-			if (na == 0 && n->addrpart == SIEVE_ADDR_ALL)
+			/* nothing parsed: "" (empty field) or the text as written, but an empty group is no address */
+			bool empty_group = hv.len[j] > 0 && hv.v[j][hv.len[j] - 1] == ';' && strchr(hv.v[j], ':') != NULL;
+			if (na == 0 && n->addrpart == SIEVE_ADDR_ALL && !empty_group)
 				sl_add(&vals, hv.v[j], hv.len[j]);
 			for (size_t k = 0; k < na; k++) {
 				add_addr_part(&addrs[k], n->addrpart, &vals, subaddress_seps(ex));

@@ -492,6 +492,14 @@ static const struct run_case run_cases[] = {
 	{ .name = "address with two angle pairs (fuzz regression)",
 	  .script = "if address :is :domain \"to\" \"c.example\" { discard; }",
 	  .msg = "To: Name <x@y.example> junk <b@c.example>, <>, <, a>\r\n\r\n", .want = "discard" },
+	{ .name = "empty group has no address",
+	  .script = "if address :all :matches \"to\" \"*\" { discard; }",
+	  .msg = "To: undisclosed-recipients:;\r\n\r\n", .want = "keep (implicit)" },
+	{ .name = "envelope-only run (no message yet)",
+	  .script = "require [\"envelope\", \"vnd.mailroute\", \"body\"];\n"
+		    "if body :contains \"x\" { discard; }\nif exists \"subject\" { discard; }\n"
+		    "if envelope :domain \"to\" \"partner.example\" { route :relay \"p\"; }",
+	  .msg = "", .to = "a@partner.example", .want = "route :relay \"p\"; keep (implicit)" },
 	{ .name = "environment",
 	  .script = "require [\"environment\", \"fileinto\", \"variables\"];\n"
 		    "if environment :matches \"location\" \"*\" { fileinto \"${1}\"; }",
