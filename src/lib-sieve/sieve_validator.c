@@ -1094,13 +1094,33 @@ struct include_frame {
 };
 static _Thread_local const struct include_frame *include_stack;
 
+/* A script's name for includes: the base name without a ".sieve" suffix ("x.sieve" and "x" are one script). */
+static char *script_key(const char *name)
+{
+	const char *base = strrchr(name, '/');
+	base = base != NULL ? base + 1 : name;
+	size_t l = strlen(base);
+	if (l > 6 && strcmp(base + l - 6, ".sieve") == 0)
+		l -= 6;
+	return xstrndup(base, l);
+}
+
+static int compile_include_named(struct validator *v, struct sieve_node *n, const char *name);
+
 static int compile_include(struct validator *v, struct sieve_node *n)
 {
+	char *key = script_key(n->pos[0]->strs[0].s);
+	int r = compile_include_named(v, n, key);
+	free(key);
+	return r;
+}
+
+static int compile_include_named(struct validator *v, struct sieve_node *n, const char *name)
+{
 	struct sieve_arg *a = n->pos[0];
-	const char *name = a->strs[0].s;
 	bool global = n->tag[TAG_GLOBAL] != NULL;
-	if (a->strs[0].vars || name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, "..") == 0) {
-		v_error(v, a->line, a->col, "invalid script name '%s' for include", name);
+	if (a->strs[0].vars || name[0] == '\0' || strchr(a->strs[0].s, '/') != NULL || strcmp(name, "..") == 0) {
+		v_error(v, a->line, a->col, "invalid script name '%s' for include", a->strs[0].s);
 		return -1;
 	}
 	if (v->opt == NULL || v->opt->include_resolver == NULL) {
@@ -1175,10 +1195,12 @@ int sieve_validate(struct sieve_script *s, const struct sieve_compile_options *o
 {
 	struct validator v = { .s = s, .opt = opt, .depth = depth, .include_count = include_count };
 	const struct include_frame *saved = include_stack;
-	struct include_frame top = { .name = s->name, .global = false, .up = include_stack };
+	char *top_key = script_key(s->name);
+	struct include_frame top = { .name = top_key, .global = false, .up = include_stack };
 	if (depth == 0)
 		include_stack = &top;
 	int ret = validate_commands(&v, s->cmds, s->ncmds, true);
+	free(top_key);
 	include_stack = saved;
 	if (ret < 0) {
 		*error_r = v.error != NULL ? v.error : xstrdup("0:0: validation failed");

@@ -934,6 +934,7 @@ static const struct {
 	{ "require \"include\";\ninclude :optional \"nope\";\nkeep;", "keep", NULL },
 	{ "require \"include\";\ninclude \"nope-upload\";\nkeep;", "keep", NULL },
 	{ "require \"include\";\ninclude \"loop\";", NULL, "circular include of script 'loop'" },
+	{ "require \"include\";\ninclude \"loop.sieve\";", NULL, "circular include of script 'loop'" },
 	{ "require \"include\";\ninclude \"bad\";", NULL,
 	  "t:2:9: failed to compile included script 'bad': 2:1: unknown command 'fileint'" },
 	{ "require \"include\";\ninclude :personal :global \"x\";", NULL,
