@@ -1082,7 +1082,8 @@ static int test_date(struct exec *ex, const struct sieve_node *n)
 	if (have) {
 		int z;
 		if (n->tag[TAG_ZONE] != NULL) {
-			if (zone.len != 5 || (zone.data[0] != '+' && zone.data[0] != '-')) {
+			if (zone.len != 5 || (zone.data[0] != '+' && zone.data[0] != '-') ||
+			    strspn(zone.data + 1, "0123456789") != 4 || (zone.data[3] - '0') > 5) {
 				ret = 0;
 				goto out;
 			}
