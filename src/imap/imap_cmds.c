@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "imap/imap_internal.h"
 #include "lib-imap/imap_utf7.h"
@@ -646,7 +647,7 @@ void cmd_append(struct imap_session *s, struct imap_command *c, bool uid)
 		imap_send(s, "%s NO Empty message\r\n", c->tag);
 		return;
 	}
-	if (!msg->literal8 && memchr(msg->str, '\0', msg->len) != NULL) {
+	if (!msg->spooled && !msg->literal8 && memchr(msg->str, '\0', msg->len) != NULL) {
 		free(kw);
 		imap_send(s, "%s NO Message contains NUL; use a literal8\r\n", c->tag);
 		return;
@@ -668,7 +669,23 @@ void cmd_append(struct imap_session *s, struct imap_command *c, bool uid)
 		return;
 	}
 	uint32_t newuid;
-	if (mbox_append(mb, msg->str, msg->len, flags, kw ? kw : "", date, &newuid, &err) < 0)
+	int ar;
+	if (msg->spooled) {
+		/* the message went to a file while it arrived (imap_session.c spool_*) */
+		if (s->spool_fd < 0 || s->spool_failed || s->spool_written != msg->len) {
+			ar = -1;
+			err = "[SERVERBUG] Cannot store the message";
+		} else {
+			close(s->spool_fd);
+			s->spool_fd = -1;
+			ar = mbox_append_file(mb, s->spool_path, flags, kw ? kw : "", date, !msg->literal8, &newuid, &err);
+			if (ar > 0)
+				xfree(&s->spool_path);
+		}
+	} else {
+		ar = mbox_append(mb, msg->str, msg->len, flags, kw ? kw : "", date, &newuid, &err);
+	}
+	if (ar < 0)
 		imap_complete(s, c->tag, true, "NO %s", err);
 	else
 		imap_complete(s, c->tag, true, "OK [APPENDUID %u %u] Append completed", mbox_uidvalidity(mb), newuid);

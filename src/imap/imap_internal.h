@@ -15,6 +15,7 @@
 #define IMAP_OUT_HIGH (256 * 1024)
 #define IMAP_OUT_LOW (64 * 1024)
 #define IMAP_IN_HIGH (256 * 1024)
+#define IMAP_SPOOL_THRESHOLD (256 * 1024) /* APPEND literals this big go to a file */
 
 enum imap_state { IMAP_STATE_NOTAUTH, IMAP_STATE_AUTH, IMAP_STATE_SELECTED, IMAP_STATE_LOGOUT };
 
@@ -52,6 +53,11 @@ struct imap_session {
 	/* SEARCH RETURN (SAVE) result: sorted UIDs */
 	uint32_t *saved;
 	size_t nsaved;
+	/* an APPEND literal being spooled to <root>/tmp/ */
+	int spool_fd;
+	char *spool_path;
+	size_t spool_written;
+	bool spool_failed;
 	/* a FETCH waiting for the client to read */
 	struct imap_fetch *fetch;
 	struct imap_session *prev, *next;
@@ -71,6 +77,8 @@ void imap_view_expunged(struct imap_session *s, uint32_t uid);
 /* Resume reading commands after an asynchronous step finished. */
 void imap_resume(struct imap_session *s);
 void imap_capability_string(struct imap_session *s, struct buf *out);
+/* Remove an APPEND spool file that no command consumed. */
+void imap_spool_drop(struct imap_session *s);
 
 /* helpers */
 struct seqset {

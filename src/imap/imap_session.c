@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -97,6 +98,54 @@ void imap_capability_string(struct imap_session *s, struct buf *out)
 		buf_append_str(out, " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE"
 		                    " CONDSTORE QRESYNC ESEARCH SEARCHRES STATUS=SIZE BINARY");
 	}
+}
+
+/* ---- APPEND spool ---- */
+
+static int spool_begin(void *ctx, size_t size)
+{
+	struct imap_session *s = ctx;
+	if (s->root == NULL || s->spool_fd >= 0)
+		return -1;
+	char *u = mbox_unique_name();
+	s->spool_path = xasprintf("%s/tmp/%s.append", s->root, u);
+	free(u);
+	s->spool_fd = open(s->spool_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (s->spool_fd < 0) {
+		log_warn("event=imap_spool_failed sid=%s error=\"%s\"", s->sid, strerror(errno));
+		xfree(&s->spool_path);
+		return -1;
+	}
+	s->spool_written = 0;
+	s->spool_failed = false;
+	return 0;
+}
+
+static void spool_write(void *ctx, const char *data, size_t len)
+{
+	struct imap_session *s = ctx;
+	while (!s->spool_failed && len > 0) {
+		ssize_t w = write(s->spool_fd, data, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			s->spool_failed = true;
+			break;
+		}
+		data += w;
+		len -= (size_t)w;
+		s->spool_written += (size_t)w;
+	}
+}
+
+void imap_spool_drop(struct imap_session *s)
+{
+	if (s->spool_fd >= 0)
+		close(s->spool_fd);
+	s->spool_fd = -1;
+	if (s->spool_path != NULL)
+		unlink(s->spool_path);
+	xfree(&s->spool_path);
 }
 
 /* ---- helpers shared by the command files ---- */
@@ -645,6 +694,10 @@ struct imap_session *imap_session_new(struct event_base *base, int fd, const str
 	size_t lit_max = set->literal_max ? set->literal_max : 65536;
 	imap_reader_init(&s->reader, set->line_max ? set->line_max : 65536, lit_max, lit_max);
 	s->resume_ev = event_new(base, -1, 0, resume_cb, s);
+	s->spool_fd = -1;
+	struct imap_literal_sink sink = { .threshold = IMAP_SPOOL_THRESHOLD, .begin = spool_begin,
+		                          .write = spool_write, .ctx = s };
+	imap_reader_set_sink(&s->reader, &sink);
 	if (implicit_tls) {
 		SSL *ssl = set->tls != NULL ? new_ssl(s) : NULL;
 		if (ssl == NULL) {
@@ -698,6 +751,7 @@ static void session_free(struct imap_session *s)
 		s->set->auth.cancel(s->set->auth.ctx, s->auth_req);
 	idle_stop(s);
 	imap_fetch_free(&s->fetch);
+	imap_spool_drop(s);
 	imap_unselect(s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
@@ -1269,6 +1323,7 @@ static void process_input(struct imap_session *s)
 			imap_send(s, "+ OK\r\n");
 			break;
 		case IMAP_READ_BAD:
+			imap_spool_drop(s);
 			if (s->reader.is_append)
 				imap_send(s, "%s NO [TOOBIG] Message too large\r\n", s->reader.tag);
 			else
@@ -1281,6 +1336,7 @@ static void process_input(struct imap_session *s)
 			break;
 		case IMAP_READ_COMMAND:
 			handle_command(s);
+			imap_spool_drop(s);
 			imap_reader_reset(&s->reader);
 			break;
 		}

@@ -21,6 +21,11 @@ void imap_reader_init(struct imap_reader *r, size_t line_max, size_t literal_max
 	r->tag[1] = '\0';
 }
 
+void imap_reader_set_sink(struct imap_reader *r, const struct imap_literal_sink *sink)
+{
+	r->sink = *sink;
+}
+
 void imap_reader_set_append_max(struct imap_reader *r, size_t append_literal_max)
 {
 	r->append_literal_max = append_literal_max;
@@ -44,6 +49,7 @@ void imap_reader_reset(struct imap_reader *r)
 	r->line_start = 0;
 	r->literal_left = 0;
 	r->in_literal = false;
+	r->spooling = false;
 	r->first_line_done = false;
 	r->is_append = false;
 	r->tag[0] = '*';
@@ -112,7 +118,9 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, const char *data, 
 	while (i < len) {
 		if (r->in_literal) {
 			size_t n = len - i < r->literal_left ? len - i : r->literal_left;
-			if (buf_append(&r->cmd, data + i, n) < 0) {
+			if (r->spooling) {
+				r->sink.write(r->sink.ctx, data + i, n);
+			} else if (buf_append(&r->cmd, data + i, n) < 0) {
 				*consumed_r = i;
 				r->error = "Command too large";
 				return IMAP_READ_FATAL;
@@ -121,6 +129,7 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, const char *data, 
 			r->literal_left -= n;
 			if (r->literal_left == 0) {
 				r->in_literal = false;
+				r->spooling = false;
 				r->line_start = r->cmd.len;
 			}
 			continue;
@@ -159,7 +168,10 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, const char *data, 
 			return IMAP_READ_COMMAND;
 		}
 		size_t max = r->is_append ? r->append_literal_max : r->literal_max;
-		if (lr < 0 || lit > max || lit > r->cmd.max - r->cmd.len - 1) {
+		bool spool = lr > 0 && r->is_append && r->sink.begin != NULL && lit >= r->sink.threshold && lit <= max;
+		if (spool && r->sink.begin(r->sink.ctx, (size_t)lit) < 0)
+			lr = -1; /* refused: fail like an oversized literal */
+		if (lr < 0 || lit > max || (!spool && lit > r->cmd.max - r->cmd.len - 1)) {
 			*consumed_r = i;
 			if (!sync) {
 				r->error = "Literal too large";
@@ -174,11 +186,15 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, const char *data, 
 			r->error = "Literal too large";
 			return IMAP_READ_BAD;
 		}
-		if (buf_append_c(&r->cmd, '\n') < 0) {
+		/* a spooled literal is marked "{N!}" / "{N+!}": a client cannot write that, since a
+		 * line ending so is no literal to line_literal() and the last line keeps no LF */
+		if ((spool && (r->cmd.data[--r->cmd.len] = '\0', buf_append_str(&r->cmd, "!}") < 0)) ||
+		    buf_append_c(&r->cmd, '\n') < 0) {
 			*consumed_r = i;
 			r->error = "Command too large";
 			return IMAP_READ_FATAL;
 		}
+		r->spooling = spool;
 		r->literal_left = (size_t)lit;
 		r->in_literal = lit > 0;
 		r->line_start = r->cmd.len;
@@ -273,11 +289,24 @@ static int parse_literal(struct parse_ctx *c, struct imap_arg *a)
 	}
 	if (*c->p == '+')
 		c->p++;
+	bool spooled = false;
+	if (c->p < c->end && *c->p == '!') {
+		spooled = true;
+		c->p++;
+	}
 	if (c->p + 2 > c->end || c->p[0] != '}' || c->p[1] != '\n') {
 		c->error = "Invalid literal";
 		return -1;
 	}
 	c->p += 2;
+	if (spooled) {
+		a->type = IMAP_ARG_LITERAL;
+		a->spooled = true;
+		a->borrowed = true;
+		a->str = (char *)"";
+		a->len = (size_t)n;
+		return 0;
+	}
 	if (n > (uint64_t)(c->end - c->p)) {
 		c->error = "Literal shorter than announced";
 		return -1;

@@ -39,6 +39,18 @@ enum imap_read_result {
 	IMAP_READ_FATAL = -2,      /* answer "* BYE <error>" and close */
 };
 
+/*
+ * Where APPEND literals of at least `threshold` bytes go instead of memory (the session
+ * spools them to a file). begin() returns 0 to accept, -1 to refuse (the command then fails
+ * like an oversized literal); write() gets every byte of the literal in order.
+ */
+struct imap_literal_sink {
+	size_t threshold;
+	int (*begin)(void *ctx, size_t size);
+	void (*write)(void *ctx, const char *data, size_t len);
+	void *ctx;
+};
+
 struct imap_reader {
 	struct buf cmd;            /* the command so far: lines (LF-terminated, CR removed) and literal bytes */
 	size_t line_max;
@@ -50,10 +62,14 @@ struct imap_reader {
 	bool first_line_done;
 	bool is_append;
 	char tag[64];              /* tag of the current command, for a BAD reply ("*" when unknown) */
+	struct imap_literal_sink sink;
+	bool spooling;             /* the current literal goes to the sink */
 	const char *error;         /* static text for BAD/FATAL */
 };
 
 void imap_reader_init(struct imap_reader *r, size_t line_max, size_t literal_max, size_t append_literal_max);
+/* Install a sink for big APPEND literals (NULL begin: none). */
+void imap_reader_set_sink(struct imap_reader *r, const struct imap_literal_sink *sink);
 /* Change the APPEND literal limit (e.g. at login); call between commands. */
 void imap_reader_set_append_max(struct imap_reader *r, size_t append_literal_max);
 void imap_reader_deinit(struct imap_reader *r);
@@ -80,6 +96,8 @@ struct imap_arg {
 	struct imap_arg *list;     /* LIST children */
 	size_t count;
 	bool literal8;             /* ~{N} (BINARY APPEND) */
+	bool spooled;              /* an APPEND literal that went to the reader's sink: no data
+	                            * here (str is ""), len is its size */
 	bool borrowed;             /* str points into the command bytes (literals over
 	                            * IMAP_LITERAL_COPY_MAX; not NUL-terminated): valid until the
 	                            * reader is reset */

@@ -221,6 +221,86 @@ static void test_big_literal_borrowed(void **state)
 	buf_deinit(&in);
 }
 
+struct sink_state {
+	struct buf data;
+	int begun;
+	size_t announced;
+};
+
+static int sink_begin(void *ctx, size_t size)
+{
+	struct sink_state *st = ctx;
+	st->begun++;
+	st->announced = size;
+	return 0;
+}
+
+static void sink_write(void *ctx, const char *data, size_t len)
+{
+	struct sink_state *st = ctx;
+	buf_append(&st->data, data, len);
+}
+
+/* A big APPEND literal goes to the sink, split at every byte; the tree marks it spooled. */
+static void test_spooled_literal(void **state)
+{
+	const char *in = "s1 APPEND Box (\\Seen) {20+}\r\n0123456789abcdefghij\r\n";
+	size_t len = strlen(in);
+	for (size_t split = 0; split <= len; split++) {
+		struct sink_state st = { 0 };
+		buf_init(&st.data, 100);
+		struct imap_reader r;
+		imap_reader_init(&r, 200, 10, 1000);
+		struct imap_literal_sink sink = { .threshold = 16, .begin = sink_begin, .write = sink_write, .ctx = &st };
+		imap_reader_set_sink(&r, &sink);
+		size_t off = 0, used = 0;
+		enum imap_read_result rr = IMAP_READ_MORE;
+		size_t ends[2] = { split, len };
+		for (int p = 0; p < 2; p++) {
+			while (off < ends[p]) {
+				rr = imap_reader_feed(&r, in + off, ends[p] - off, &used);
+				off += used;
+				if (rr == IMAP_READ_COMMAND)
+					break;
+			}
+		}
+		assert_int_equal(rr, IMAP_READ_COMMAND);
+		assert_int_equal(st.begun, 1);
+		assert_int_equal(st.announced, 20);
+		assert_string_equal(st.data.data, "0123456789abcdefghij");
+		assert_true(r.cmd.len < 40); /* the message is not in memory */
+		struct imap_command cmd;
+		const char *err;
+		assert_int_equal(imap_parse_command(r.cmd.data, r.cmd.len, &cmd, &err), 1);
+		assert_int_equal(cmd.count, 3);
+		assert_true(cmd.args[2].spooled);
+		assert_int_equal(cmd.args[2].len, 20);
+		assert_null(imap_arg_astring(&cmd.args[2]));
+		imap_command_free(&cmd);
+		imap_reader_deinit(&r);
+		buf_deinit(&st.data);
+	}
+	/* a client cannot forge the spool marker */
+	struct imap_command cmd;
+	const char *err;
+	const char *forged[] = { "f APPEND Box {20!}", "f APPEND Box {20!}\n", "f APPEND Box {20+!} x" };
+	for (size_t i = 0; i < 3; i++) {
+		struct imap_reader r;
+		imap_reader_init(&r, 200, 10, 1000);
+		size_t used;
+		char line[64];
+		snprintf(line, sizeof(line), "%s\r\n", forged[i]);
+		enum imap_read_result rr = imap_reader_feed(&r, line, strlen(line), &used);
+		if (rr == IMAP_READ_COMMAND) {
+			if (imap_parse_command(r.cmd.data, r.cmd.len, &cmd, &err) > 0 && cmd.count >= 2)
+				for (size_t k = 0; k < cmd.count; k++)
+					assert_false(cmd.args[k].spooled);
+			imap_command_free(&cmd);
+		}
+		imap_reader_deinit(&r);
+	}
+}
+
 static void test_quote_output(void **state)
 {
 	struct buf b;
@@ -248,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined_and_reset),
 		cmocka_unit_test(test_quote_output),
 		cmocka_unit_test(test_big_literal_borrowed),
+		cmocka_unit_test(test_spooled_literal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -900,6 +900,56 @@ out:
 	return ret;
 }
 
+int mbox_append_file(struct mbox *mb, const char *path, unsigned flags, const char *keywords, time_t date,
+                     bool reject_nul, uint32_t *uid_r, const char **error_r)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*error_r = "[SERVERBUG] Cannot read the spooled message";
+		return -1;
+	}
+	uint64_t size = 0;
+	bool nul = false;
+	char rb[16384];
+	char prev = 0;
+	ssize_t n;
+	while ((n = read(fd, rb, sizeof(rb))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (rb[i] == '\n' && prev != '\r')
+				size++;
+			else if (rb[i] == '\0')
+				nul = true;
+			prev = rb[i];
+		}
+		size += (uint64_t)n;
+	}
+	int synced = n == 0 ? fsync(fd) : -1;
+	close(fd);
+	if (n < 0 || synced < 0) {
+		*error_r = "[SERVERBUG] Cannot read the spooled message";
+		return -1;
+	}
+	if (nul && reject_nul) {
+		*error_r = "Message contains NUL; use a literal8";
+		return -1;
+	}
+	char *unique = mbox_unique_name();
+	char *tmp = xasprintf("%s/tmp/%s", mb->path, unique);
+	int ret = -1;
+	if (rename(path, tmp) < 0) {
+		*error_r = "[SERVERBUG] Cannot store message";
+	} else {
+		if (date == 0)
+			date = time(NULL);
+		struct timespec ts[2] = { { .tv_sec = date }, { .tv_sec = date } };
+		utimensat(AT_FDCWD, tmp, ts, 0);
+		ret = commit_new(mb, unique, flags, keywords, date, size, uid_r, error_r);
+	}
+	free(unique);
+	free(tmp);
+	return ret;
+}
+
 int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *uid_r, const char **error_r)
 {
 	struct mbox_msg m;

@@ -82,6 +82,13 @@ int mbox_expunge(struct mbox *mb, uint32_t uid);
 /* Deliver bytes as a new message (tmp -> fsync -> cur); returns its UID. */
 int mbox_append(struct mbox *mb, const char *data, size_t len, unsigned flags, const char *keywords, time_t date,
                 uint32_t *uid_r, const char **error_r);
+/*
+ * Deliver a message already written to a file on the same filesystem (an APPEND spooled by
+ * the session): fsync, move into the folder, index. The file is consumed on success; on
+ * failure the caller removes it.
+ */
+int mbox_append_file(struct mbox *mb, const char *path, unsigned flags, const char *keywords, time_t date,
+                     bool reject_nul, uint32_t *uid_r, const char **error_r);
 /* Copy a message from src into dst (hard link when possible); returns the new UID. */
 int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *uid_r, const char **error_r);
 

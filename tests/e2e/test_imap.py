@@ -356,6 +356,12 @@ def test_large_fetch_over_starttls_completes(srv):
     typ, data = m.fetch("1:*", "(BODY.PEEK[])")
     parts = [d[1] for d in data if isinstance(d, tuple)]
     assert len(parts) == 6 and all(len(p) > 1000000 for p in parts)
+    assert parts[0] == msg("large-0", body)
+    # the APPENDs went through spool files, none left behind; a NUL in a plain literal is refused
+    assert not [f for f in os.listdir(os.path.join(srv.maildir(JOE), "tmp")) if f.endswith(".append")]
+    typ, data = m.append("Large", None, None, msg("nul", "a\0b\r\n" * 200000))
+    assert typ == "NO"
+    assert not [f for f in os.listdir(os.path.join(srv.maildir(JOE), "tmp")) if f.endswith(".append")]
     m.logout()
 
 
