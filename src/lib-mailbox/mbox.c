@@ -166,6 +166,13 @@ struct mbox *mbox_open(const char *path, const char **error_r)
 			}
 		}
 	}
+	/* folders made by other programs may lack new/ or tmp/ */
+	static const char *const subs[] = { "new", "tmp" };
+	for (size_t i = 0; i < 2; i++) {
+		char *d = xasprintf("%s/%s", path, subs[i]);
+		mkdir(d, 0700);
+		free(d);
+	}
 	struct mbox *mb = xcalloc(1, sizeof(*mb));
 	mb->path = xstrdup(path);
 	mb->refs = 1;
