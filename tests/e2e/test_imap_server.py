@@ -193,3 +193,28 @@ def test_mailbox_cli(msrv):
     assert p.returncode == 2
     p = msrv.cli("mailbox", "list", "nobody@example.test", check=False)
     assert p.returncode == 1
+
+
+@pytest.mark.skipif(shutil.which("fetchmail") is None, reason="fetchmail not installed")
+def test_fetchmail_through_real_server(msrv):
+    user = "bob@example.test"
+    token = deliver(msrv, user, "fetchmail")
+    msrv.wait_for_message(user, token)
+    d = tempfile.mkdtemp(prefix="mr-fetchmail-", dir="/tmp")
+    try:
+        out = os.path.join(d, "out.bsmtp")
+        rc = os.path.join(d, "rc")
+        with open(rc, "w") as f:
+            f.write('set no syslog\npoll localhost with proto POP3 port %d auth password\n'
+                    '  user "%s" there with password "%s" is "root" here\n'
+                    "  sslproto 'TLS1.2+' no sslcertck\n  bsmtp \"%s\"\n" % (msrv.ports["pop3"], user, USERS[user], out))
+        os.chmod(rc, 0o600)
+        p = subprocess.run(["fetchmail", "-f", rc, "--pidfile", os.path.join(d, "pid"), "-i", os.path.join(d, "ids"),
+                            "-v"], capture_output=True, text=True, timeout=120, env=dict(os.environ, HOME=d))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "STLS" in p.stdout + p.stderr
+        with open(out) as f:
+            assert token in f.read()
+        assert msrv.find(user, token) == []
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
