@@ -256,6 +256,11 @@ int64_t directory_generation(struct directory *d)
 	return d->generation;
 }
 
+struct sqlite3 *directory_sqlite(struct directory *d)
+{
+	return d->db;
+}
+
 void *directory_cache(struct directory *d)
 {
 	return d->cache;

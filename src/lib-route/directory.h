@@ -124,6 +124,13 @@ int directory_alias_regex_list(struct directory *d, directory_alias_cb *cb, void
 void *directory_cache(struct directory *d);
 void directory_set_cache(struct directory *d, void *cache, void (*free_fn)(void *cache));
 
+/*
+ * The SQLite connection, for modules that keep their own tables in the
+ * directory database (relays.c). Valid until directory_close.
+ */
+struct sqlite3;
+struct sqlite3 *directory_sqlite(struct directory *d);
+
 /* Run several changes in one transaction (bulk imports, tests with 100k users). */
 int directory_begin(struct directory *d, char **error_r);
 int directory_commit(struct directory *d, char **error_r);
