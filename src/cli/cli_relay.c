@@ -3,7 +3,7 @@
  *                       [--tls none|may|require] [--auth-user U]
  *        mailroute relay list | del NAME | status
  * With --auth-user the relay's password is the first line of stdin (CR/LF
- * stripped). It is a client credential, so it is stored as given; the
+ * stripped; asked for without echo on a terminal). It is a client credential, so it is stored as given; the
  * directory database is kept at mode 0640 (owner: the role user).
  *
  * list:   NAME TAB HOST:PORT TAB GROUP|- TAB WEIGHT TAB TLS TAB AUTH_USER|-
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +58,26 @@ static int read_line(char *buf, size_t size, bool *too_long_r)
 		n--;
 	buf[n] = '\0';
 	return 0;
+}
+
+/* On a terminal: a prompt on stderr and no echo. */
+static int read_secret(char *buf, size_t size, bool *too_long_r)
+{
+	struct termios old, noecho;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	if (tty) {
+		fputs("Relay password: ", stderr);
+		fflush(stderr);
+		noecho = old;
+		noecho.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
+	}
+	int ret = read_line(buf, size, too_long_r);
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	return ret;
 }
 
 /* The password holds a client credential: readable by the role user and its group only. */
@@ -143,7 +164,7 @@ static int relay_add(struct cli_ctx *ctx, int argc, char **argv)
 	pass[0] = '\0';
 	if (auth_user != NULL) {
 		bool too_long;
-		if (read_line(pass, sizeof(pass), &too_long) < 0)
+		if (read_secret(pass, sizeof(pass), &too_long) < 0)
 			return cli_fail("cannot read the password from stdin: %s", strerror(errno));
 		if (too_long) {
 			secret_zero(pass, sizeof(pass));

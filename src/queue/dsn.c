@@ -693,8 +693,8 @@ int dsn_build(const struct dsn_request *req, char **msg_r, size_t *len_r, char *
 		buf_deinit(&m);
 		return -1;
 	}
+	/* Hand over the buffer itself (NUL-terminated): the message may be large. */
 	*len_r = m.len;
-	*msg_r = buf_steal(&m);
-	buf_deinit(&m);
+	*msg_r = m.data;
 	return 0;
 }
