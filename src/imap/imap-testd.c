@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/thread.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 
 #include "imap/imap_session.h"
 #include "lib/log.h"
+#include "lib/workpool.h"
 #include "lib/xalloc.h"
 #include "pop3/pop3_session.h"
 
@@ -164,7 +166,9 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	log_set_role("imap-testd");
 	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();
 	base = event_base_new();
+	struct workpool *pool = getenv("IMAP_TESTD_INLINE") ? NULL : workpool_new(base, 2);
 	SSL_CTX *ctx = NULL;
 	if (cert != NULL && key != NULL) {
 		ctx = SSL_CTX_new(TLS_server_method());
@@ -176,7 +180,7 @@ int main(int argc, char **argv)
 	struct mail_auth auth = { .begin = stub_begin, .cancel = stub_cancel };
 	iset = (struct imap_settings){ .hostname = "testd.example", .allow_plaintext = plaintext, .tls = ctx,
 		                       .auth = auth, .line_max = 65536, .literal_max = 65536,
-		                       .append_max = 10 * 1024 * 1024, .timeout_secs = 60 };
+		                       .append_max = 10 * 1024 * 1024, .timeout_secs = 60, .pool = pool };
 	pset = (struct pop3_settings){ .hostname = "testd.example", .allow_plaintext = plaintext, .tls = ctx,
 		                       .auth = auth, .timeout_secs = 60 };
 	static struct lst k_imap = { false, false }, k_imaps = { false, true }, k_pop3 = { true, false },
@@ -193,6 +197,7 @@ int main(int argc, char **argv)
 	event_free(in);
 	for (size_t i = 0; i < nlisteners; i++)
 		evconnlistener_free(listeners[i]);
+	workpool_free(&pool);
 	event_base_free(base);
 	if (ctx)
 		SSL_CTX_free(ctx);

@@ -1,5 +1,7 @@
 /* Mailbox-level IMAP commands: SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS
  * APPEND CLOSE UNSELECT EXPUNGE STORE COPY MOVE NAMESPACE CHECK. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "lib-imap/imap_utf7.h"
 #include "lib-mailbox/maildir.h"
 #include "lib/log.h"
+#include "lib/workpool.h"
 #include "lib/xalloc.h"
 
 /*
@@ -604,6 +607,99 @@ void cmd_check(struct imap_session *s, struct imap_command *c, bool uid)
 	imap_complete(s, c->tag, true, "OK Check completed");
 }
 
+/* ---- APPEND with its fsync on the work pool ---- */
+
+struct append_job {
+	struct imap_session *s; /* NULL once the session is gone */
+	char *tag, *canon, *kw, *path;
+	struct mbox *mb;        /* our own reference */
+	unsigned flags;
+	time_t date;
+	bool reject_nul;
+	size_t len;
+	/* worker results */
+	int result;
+	uint64_t size;
+	const char *error;
+};
+
+static void append_work(void *arg)
+{
+	struct append_job *j = arg;
+	j->result = mbox_spool_prepare(j->path, j->reject_nul, &j->size, &j->error);
+}
+
+static void append_job_free(struct append_job *j)
+{
+	if (j->path != NULL)
+		unlink(j->path);
+	mbox_close(&j->mb);
+	free(j->tag);
+	free(j->canon);
+	free(j->kw);
+	free(j->path);
+	free(j);
+}
+
+static void append_done(void *arg)
+{
+	struct append_job *j = arg;
+	struct imap_session *s = j->s;
+	if (s != NULL) {
+		s->append_job = NULL;
+		s->busy = false;
+		uint32_t newuid = 0;
+		const char *err = j->error;
+		int r = j->result;
+		if (r == 0) {
+			r = mbox_append_prepared(j->mb, j->path, j->flags, j->kw, j->date, j->size, &newuid, &err);
+			if (r > 0)
+				xfree(&j->path); /* consumed */
+		}
+		if (r < 0)
+			imap_complete(s, j->tag, true, "NO %s", err);
+		else
+			imap_complete(s, j->tag, true, "OK [APPENDUID %u %u] Append completed", mbox_uidvalidity(j->mb), newuid);
+		log_info("event=imap_append sid=%s user=%s mailbox=%s size=%zu", s->sid, s->user, j->canon, j->len);
+		imap_resume(s);
+	}
+	append_job_free(j);
+}
+
+void imap_append_detach(struct imap_session *s)
+{
+	if (s->append_job != NULL)
+		s->append_job->s = NULL;
+	s->append_job = NULL;
+}
+
+/* An in-memory APPEND literal as a spool file (written, not yet synced); NULL on error. */
+static char *spool_from_memory(struct imap_session *s, const char *data, size_t len)
+{
+	char *u = mbox_unique_name();
+	char *path = xasprintf("%s/tmp/%s.append", s->root, u);
+	free(u);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	bool ok = fd >= 0;
+	while (ok && len > 0) {
+		ssize_t w = write(fd, data, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		ok = w > 0;
+		if (ok) {
+			data += w;
+			len -= (size_t)w;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (!ok) {
+		unlink(path);
+		xfree(&path);
+	}
+	return path;
+}
+
 void cmd_append(struct imap_session *s, struct imap_command *c, bool uid)
 {
 	const char *name = arg_name(c, 0);
@@ -667,6 +763,39 @@ void cmd_append(struct imap_session *s, struct imap_command *c, bool uid)
 		free(kw);
 		imap_complete(s, c->tag, true, "NO [TRYCREATE] %s", err);
 		return;
+	}
+	if (s->set->pool != NULL) {
+		char *path = NULL;
+		if (msg->spooled && s->spool_fd >= 0 && !s->spool_failed && s->spool_written == msg->len) {
+			close(s->spool_fd);
+			s->spool_fd = -1;
+			path = s->spool_path;
+			s->spool_path = NULL;
+		} else if (!msg->spooled) {
+			path = spool_from_memory(s, msg->str, msg->len);
+		}
+		if (path != NULL) {
+			struct append_job *j = xcalloc(1, sizeof(*j));
+			j->s = s;
+			j->tag = xstrdup(c->tag);
+			j->canon = canon;
+			j->kw = kw ? kw : xstrdup("");
+			j->path = path;
+			if (own != NULL) {
+				j->mb = own; /* the job keeps the handle */
+			} else {
+				mbox_ref(mb);
+				j->mb = mb;
+			}
+			j->flags = flags;
+			j->date = date;
+			j->reject_nul = msg->spooled && !msg->literal8;
+			j->len = msg->len;
+			s->append_job = j;
+			s->busy = true;
+			workpool_submit(s->set->pool, append_work, append_done, j);
+			return;
+		}
 	}
 	uint32_t newuid;
 	int ar;

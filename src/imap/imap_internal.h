@@ -21,6 +21,7 @@ enum imap_state { IMAP_STATE_NOTAUTH, IMAP_STATE_AUTH, IMAP_STATE_SELECTED, IMAP
 
 struct imap_fetch;
 struct idle_watch;
+struct append_job;
 
 struct imap_session {
 	struct event_base *base;
@@ -58,6 +59,8 @@ struct imap_session {
 	char *spool_path;
 	size_t spool_written;
 	bool spool_failed;
+	/* an APPEND waiting for its fsync on the work pool */
+	struct append_job *append_job;
 	/* a FETCH waiting for the client to read */
 	struct imap_fetch *fetch;
 	struct imap_session *prev, *next;
@@ -113,6 +116,8 @@ imap_cmd_fn cmd_select, cmd_create, cmd_delete, cmd_rename, cmd_subscribe, cmd_u
 	cmd_status, cmd_append, cmd_close, cmd_unselect, cmd_expunge, cmd_store, cmd_copy, cmd_namespace,
 	cmd_check, cmd_fetch, cmd_search;
 void imap_unselect(struct imap_session *s);
+/* The session goes away: a pending APPEND finishes without it. */
+void imap_append_detach(struct imap_session *s);
 /* continue a suspended FETCH; true when finished */
 bool imap_fetch_continue(struct imap_session *s);
 void imap_fetch_free(struct imap_fetch **f);

@@ -13,6 +13,7 @@
 
 #include "imap/imap_session.h"
 #include "lib/log.h"
+#include "lib/workpool.h"
 #include "lookup/lookup_client.h"
 
 static struct imap_settings settings;
@@ -93,6 +94,8 @@ void imap_role_run(struct role_env *env)
 	settings.auth.begin = auth_begin;
 	settings.auth.cancel = auth_cancel;
 	settings.auth.ctx = lc;
+	/* APPEND's fsync must not stall every session of the process */
+	settings.pool = workpool_new(env->base, 2);
 	max_connections = cfg->limits.max_connections ? cfg->limits.max_connections : 1000;
 	signal(SIGPIPE, SIG_IGN);
 	/* a socket per session (plus index files): use all the descriptors we may */
@@ -120,6 +123,7 @@ void imap_role_run(struct role_env *env)
 	log_info("event=imap_role_started listeners=%zu", env->listener_count);
 	event_base_dispatch(env->base);
 	event_free(term);
+	workpool_free(&settings.pool);
 	lookup_client_free(&lc);
 	exit(0);
 }

@@ -751,6 +751,7 @@ static void session_free(struct imap_session *s)
 		s->set->auth.cancel(s->set->auth.ctx, s->auth_req);
 	idle_stop(s);
 	imap_fetch_free(&s->fetch);
+	imap_append_detach(s);
 	imap_spool_drop(s);
 	imap_unselect(s);
 	if (s->prev != NULL)

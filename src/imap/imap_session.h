@@ -21,6 +21,7 @@
 #include "lib-mailbox/mail_auth.h"
 
 struct event_base;
+struct workpool;
 
 struct imap_settings {
 	const char *hostname;
@@ -32,6 +33,7 @@ struct imap_settings {
 	SSL_CTX *tls;             /* NULL: no STARTTLS / implicit TLS */
 	struct mail_auth auth;
 	unsigned max_errors;      /* BAD commands before BYE; default 20 */
+	struct workpool *pool;    /* APPEND's fsync runs there; NULL: inline */
 };
 
 struct imap_session;

@@ -907,8 +907,7 @@ out:
 	return ret;
 }
 
-int mbox_append_file(struct mbox *mb, const char *path, unsigned flags, const char *keywords, time_t date,
-                     bool reject_nul, uint32_t *uid_r, const char **error_r)
+int mbox_spool_prepare(const char *path, bool reject_nul, uint64_t *size_r, const char **error_r)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -940,6 +939,13 @@ int mbox_append_file(struct mbox *mb, const char *path, unsigned flags, const ch
 		*error_r = "Message contains NUL; use a literal8";
 		return -1;
 	}
+	*size_r = size;
+	return 0;
+}
+
+int mbox_append_prepared(struct mbox *mb, const char *path, unsigned flags, const char *keywords, time_t date,
+                         uint64_t size, uint32_t *uid_r, const char **error_r)
+{
 	char *unique = mbox_unique_name();
 	char *tmp = xasprintf("%s/tmp/%s", mb->path, unique);
 	int ret = -1;
@@ -955,6 +961,20 @@ int mbox_append_file(struct mbox *mb, const char *path, unsigned flags, const ch
 	free(unique);
 	free(tmp);
 	return ret;
+}
+
+int mbox_append_file(struct mbox *mb, const char *path, unsigned flags, const char *keywords, time_t date,
+                     bool reject_nul, uint32_t *uid_r, const char **error_r)
+{
+	uint64_t size;
+	if (mbox_spool_prepare(path, reject_nul, &size, error_r) < 0)
+		return -1;
+	return mbox_append_prepared(mb, path, flags, keywords, date, size, uid_r, error_r);
+}
+
+void mbox_ref(struct mbox *mb)
+{
+	mb->refs++;
 }
 
 int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *uid_r, const char **error_r)

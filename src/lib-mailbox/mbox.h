@@ -89,6 +89,13 @@ int mbox_append(struct mbox *mb, const char *data, size_t len, unsigned flags, c
  */
 int mbox_append_file(struct mbox *mb, const char *path, unsigned flags, const char *keywords, time_t date,
                      bool reject_nul, uint32_t *uid_r, const char **error_r);
+/* The two halves of mbox_append_file: prepare (read, CRLF size, NUL check, fsync) touches
+ * only the file and may run on a worker thread; prepared moves and indexes it (loop thread). */
+int mbox_spool_prepare(const char *path, bool reject_nul, uint64_t *size_r, const char **error_r);
+int mbox_append_prepared(struct mbox *mb, const char *path, unsigned flags, const char *keywords, time_t date,
+                         uint64_t size, uint32_t *uid_r, const char **error_r);
+/* Take another reference to an open handle (release with mbox_close). */
+void mbox_ref(struct mbox *mb);
 /* Copy a message from src into dst (hard link when possible); returns the new UID. */
 int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *uid_r, const char **error_r);
 
