@@ -14,6 +14,7 @@ import email.policy
 import os
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -400,10 +401,14 @@ def test_relay_killed_mid_run(osrv, receivers, mx_port):
     rs = [receivers("fo1", delay=0.01), receivers("fo2", delay=0.01), receivers("fo3", delay=0.01)]
     n = 300
     tokens = [unique_token("fo") for _ in range(n)]
-    import threading
-    sender = threading.Thread(target=send_many, args=(osrv.ports["mx"], EXTERNAL,
-                                                      [(t, "user@fo.test") for t in tokens]),
-                              kwargs={"connections": 6})
+    send_error = []
+
+    def send():
+        try:
+            send_many(osrv.ports["mx"], EXTERNAL, [(t, "user@fo.test") for t in tokens], connections=6)
+        except Exception as e:  # re-raised in the test thread
+            send_error.append(e)
+    sender = threading.Thread(target=send)
     sender.start()
     try:
         wait_until(lambda: sum(len(r.accepted_tokens()) for r in rs) >= n // 5, 60,
@@ -412,6 +417,7 @@ def test_relay_killed_mid_run(osrv, receivers, mx_port):
         killed_at = len(rs[0].accepted_tokens())
     finally:
         sender.join()
+    assert not send_error, send_error
     wait_tokens(rs, tokens, timeout=90)
     counts = token_counts(rs)
     dups = [t for t in tokens if counts[t] > 1]
