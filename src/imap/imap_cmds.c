@@ -16,13 +16,13 @@
 #include "lib/xalloc.h"
 
 /*
- * A mailbox name argument. Clients that enabled IMAP4rev2 send UTF-8; names are kept in
+ * A mailbox name argument. Clients that enabled IMAP4rev2 or UTF8=ACCEPT send UTF-8; names are kept in
  * modified UTF-7 (on disk and towards IMAP4rev1 clients), so convert in place.
  */
 static const char *name_arg(struct imap_session *s, struct imap_arg *a)
 {
 	const char *v = imap_arg_astring(a);
-	if (v == NULL || !s->rev2)
+	if (v == NULL || !(s->rev2 || s->utf8))
 		return v;
 	struct buf b;
 	buf_init(&b, 4 * a->len + 16);
@@ -42,7 +42,7 @@ static const char *name_arg(struct imap_session *s, struct imap_arg *a)
 /* A mailbox name in a response, in the client's form. */
 static void append_name(struct imap_session *s, struct buf *out, const char *name)
 {
-	if (s->rev2) {
+	if (s->rev2 || s->utf8) {
 		struct buf u;
 		buf_init(&u, 4 * strlen(name) + 16);
 		if (imap_mutf7_to_utf8(name, &u) == 0) {

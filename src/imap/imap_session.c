@@ -96,7 +96,7 @@ void imap_capability_string(struct imap_session *s, struct buf *out)
 			buf_append_str(out, " LOGINDISABLED");
 	} else {
 		buf_append_str(out, " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE"
-		                    " CONDSTORE QRESYNC ESEARCH SEARCHRES STATUS=SIZE BINARY");
+		                    " CONDSTORE QRESYNC ESEARCH SEARCHRES STATUS=SIZE BINARY UTF8=ACCEPT");
 	}
 }
 
@@ -1009,6 +1009,10 @@ static void cmd_enable(struct imap_session *s, struct imap_command *c, bool uid)
 		} else if (strcasecmp(cap, "IMAP4rev2") == 0 && !s->rev2) {
 			s->rev2 = true;
 			buf_append_str(&out, " IMAP4rev2");
+		} else if (strcasecmp(cap, "UTF8=ACCEPT") == 0 && !s->utf8) {
+			/* RFC 6855: UTF-8 mailbox names and quoted strings; messages are stored as sent */
+			s->utf8 = true;
+			buf_append_str(&out, " UTF8=ACCEPT");
 		}
 	}
 	imap_send(s, "* ENABLED%s\r\n", out.data);

@@ -442,3 +442,16 @@ def test_folder_made_by_another_program_implies_noselect_parent(srv):
     assert sorted(data) == sorted([b'(\\Noselect \\HasChildren) "." Proj', b'(\\HasNoChildren) "." Proj.Sub']), data
     assert m.select("Proj.Sub")[0] == "OK"
     m.logout()
+
+
+def test_utf8_accept_with_imaplib(srv):
+    m = login(srv)
+    assert "UTF8=ACCEPT" in m.capabilities or b"UTF8=ACCEPT" in m.capability()[1][0]
+    typ, data = m.enable("UTF8=ACCEPT")
+    assert typ == "OK" and b"UTF8=ACCEPT" in m.untagged_responses.get("ENABLED", [b""])[-1]
+    assert m.create('"\u00dcbersicht"')[0] == "OK"
+    typ, data = m.list('""', '"\u00dc*"')
+    assert any("\u00dcbersicht".encode() in (d if isinstance(d, bytes) else b"".join(d)) for d in data), data
+    assert m.select('"\u00dcbersicht"')[0] == "OK"
+    m.logout()
+    assert os.path.isdir(os.path.join(srv.maildir(JOE), ".&ANw-bersicht"))
