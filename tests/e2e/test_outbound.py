@@ -151,7 +151,8 @@ QID_RE = re.compile(r"queued as (\S+)")
 
 def send_one(srv, rcpt, sender=EXTERNAL, token=None):
     token = token or unique_token("ob")
-    code, text = send_plain(srv.ports["mx"], sender, [rcpt], build_message(token, sender=sender, to=rcpt))
+    rcpts = list(rcpt) if isinstance(rcpt, (list, tuple)) else [rcpt]
+    code, text = send_plain(srv.ports["mx"], sender, rcpts, build_message(token, sender=sender, to=rcpts[0]))
     assert code == 250, (code, text)
     m = QID_RE.search(text)
     assert m, text
@@ -227,6 +228,9 @@ def check_dsn(msg, rcpt, status_prefix="5."):
     assert status.startswith(status_prefix), (status, status_prefix)
     final = per_rcpt.get("Final-Recipient", "")
     assert final.lower().replace(" ", "") == ("rfc822;" + rcpt).lower(), final
+    # the returned original (whole message or its header) is the third part
+    assert len(parts) == 3, [p.get_content_type() for p in parts]
+    assert parts[2].get_content_type() in ("message/rfc822", "text/rfc822-headers"), parts[2].get_content_type()
     return per_rcpt
 
 
@@ -301,21 +305,38 @@ def test_tempfail_then_success_delivered_once(osrv, receivers):
     assert not any(dsns_for(osrv, ALICE, t) for t in tokens)
 
 
-def test_permanent_failure_dsn_to_local_sender(osrv, receivers):
-    r = receivers("perm", rcpt_reply=lambda rcv, line: "550 5.1.1 no such user here"
-                  if "<nobody@perm.test>" in line.lower() else None)
-    token, qid = send_one(osrv, "nobody@perm.test", sender=ALICE)
+@pytest.mark.parametrize("step", ["rcpt", "data"])
+def test_permanent_failure_dsn_to_local_sender(osrv, receivers, step):
+    """A 5xx for one of two recipients (at RCPT) or for the message (after DATA): one DSN
+    per failed recipient to the local sender, the other recipient delivered once, no retry."""
+    if step == "rcpt":
+        r = receivers("perm", rcpt_reply=lambda rcv, line: "550 5.1.1 no such user here"
+                      if "<nobody@perm.test>" in line.lower() else None)
+        rcpts = ["nobody@perm.test", "ok@perm.test"]
+        failed, want_status, want_code, want_text = ["nobody@perm.test"], "5.1.1", "550", "no such user here"
+    else:
+        r = receivers("perm", dot_reply=lambda rcv, msg: "554 5.7.1 content rejected by policy")
+        rcpts = ["someone@perm.test"]
+        failed, want_status, want_code, want_text = rcpts, "5.7.1", "554", "content rejected by policy"
+    token, qid = send_one(osrv, rcpts, sender=ALICE)
     dsn = wait_dsn(osrv, token)
-    assert len(dsn) == 1, "%d DSNs" % len(dsn)
-    fields = check_dsn(dsn[0], "nobody@perm.test", status_prefix="5.1.1")
-    diag = fields.get("Diagnostic-Code", "")
-    assert "550" in diag and "no such user here" in diag, diag
-    assert "mx.perm.test" in fields.get("Remote-MTA", ""), fields.items()
-    assert r.accepted_tokens() == []
     wait_until(lambda: queue_show(osrv, qid) is None, 10, what="the bounced message to leave the queue")
-    # exactly one attempt: a 5xx is never retried
-    rcpts = [c for c in r.commands() if c.upper().startswith("RCPT")]
-    assert len(rcpts) == 1, rcpts
+    time.sleep(1.5)  # a wrong retry or a second DSN would show up now (retry_max 2 s)
+    dsn = dsns_for(osrv, ALICE, token)
+    assert len(dsn) == len(failed), "%d DSNs for %d failed recipients" % (len(dsn), len(failed))
+    fields = check_dsn(dsn[0], failed[0], status_prefix=want_status)
+    assert token in dsn[0].get_payload()[2].as_string(), "the original's Subject is returned"
+    diag = fields.get("Diagnostic-Code", "")
+    assert diag.lower().startswith("smtp;") and want_code in diag and want_text in diag, diag
+    assert "mx.perm.test" in fields.get("Remote-MTA", ""), fields.items()
+    if step == "rcpt":
+        assert r.accepted_tokens() == [token], "the good recipient is delivered once"
+        assert [m["rcpts"] for m in r.accepted()] == [["<ok@perm.test>"]]
+        rcpt_cmds = [c for c in r.commands() if c.upper().startswith("RCPT")]
+        assert len(rcpt_cmds) == 2, rcpt_cmds
+    else:
+        assert r.accepted_tokens() == []
+        assert len([m for m in r.messages if m["token"] == token]) == 1, "a 5xx after DATA is never retried"
 
 
 def test_null_mx_bounces_at_once(osrv):
