@@ -356,6 +356,61 @@ static const struct conf_key outbound_keys[] = {
 	{ 0 },
 };
 
+/* "IP:PORT" or "http://IP:PORT[/path]": numeric, the chrooted smtp role cannot resolve names. */
+static bool conf_check_filter_address(const char *s, const char **why_r)
+{
+	const char *hp = strncmp(s, "http://", 7) == 0 ? s + 7 : s;
+	char host[300];
+	size_t n = strcspn(hp, "/");
+	if (n == 0 || n >= sizeof(host)) {
+		*why_r = "expected IP:PORT or http://IP:PORT";
+		return false;
+	}
+	memcpy(host, hp, n);
+	host[n] = '\0';
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *why = NULL;
+	if (conf_parse_address(host, &ss, &len, &why) < 0 || strchr(host, '*') != NULL) {
+		*why_r = "expected a numeric IP:PORT (the filters are reached from a chroot without DNS)";
+		return false;
+	}
+	return true;
+}
+
+static bool check_on_error(const char *s, const char **why_r)
+{
+	if (strcmp(s, "tempfail") == 0 || strcmp(s, "accept") == 0)
+		return true;
+	*why_r = "expected tempfail or accept";
+	return false;
+}
+
+static bool check_virus_action(const char *s, const char **why_r)
+{
+	if (strcmp(s, "reject") == 0 || strcmp(s, "quarantine") == 0)
+		return true;
+	*why_r = "expected reject or quarantine";
+	return false;
+}
+
+static const struct conf_key clamd_keys[] = {
+	K_STR("address", clamd.address, conf_check_filter_address),
+	K_UINT("timeout", clamd.timeout, 1, 3600),
+	K_STR("on_error", clamd_on_error, check_on_error),
+	K_STR("action", clamd_action, check_virus_action),
+	K_SIZE("max_size", clamd.max_size, 1, SIZE_MAX),
+	{ 0 },
+};
+
+static const struct conf_key rspamd_keys[] = {
+	K_STR("url", rspamd.address, conf_check_filter_address),
+	K_UINT("timeout", rspamd.timeout, 1, 3600),
+	K_STR("on_error", rspamd_on_error, check_on_error),
+	K_SIZE("max_size", rspamd.max_size, 1, SIZE_MAX),
+	{ 0 },
+};
+
 static bool check_selector(const char *s, const char **why_r)
 {
 	if (strlen(s) > 63 || s[0] == '-') {
@@ -406,6 +461,8 @@ static const struct conf_key root_keys[] = {
 	K_SECTION("limits", limits_keys),
 	K_SECTION("queue", queue_keys),
 	K_SECTION("outbound", outbound_keys),
+	K_SECTION("clamd", clamd_keys),
+	K_SECTION("rspamd", rspamd_keys),
 	K_STR("authserv_id", authserv_id, conf_check_hostname),
 	K_BOOL("mail_auth", mailauth.verify),
 	K_SECTION("spf", spf_keys),
@@ -798,6 +855,8 @@ static void conf_defaults(struct mr_config *cfg)
 		.delay_warning = 0,
 		.commit_delay_us = 2000,
 	};
+	cfg->clamd = (struct conf_filter){ .timeout = 30, .max_size = 25u << 20 };
+	cfg->rspamd = (struct conf_filter){ .timeout = 30, .max_size = 25u << 20 };
 	cfg->outbound = (struct conf_outbound){
 		.mx_port = 25,
 		.tls = xstrdup("may"),
@@ -850,6 +909,12 @@ static int conf_yaml_error(struct conf_parse *p, yaml_parser_t *parser, const ch
 
 static int conf_finish(struct conf_parse *p)
 {
+	{
+		struct mr_config *c = p->cfg;
+		c->clamd.on_error_accept = c->clamd_on_error != NULL && strcmp(c->clamd_on_error, "accept") == 0;
+		c->clamd.quarantine = c->clamd_action != NULL && strcmp(c->clamd_action, "quarantine") == 0;
+		c->rspamd.on_error_accept = c->rspamd_on_error != NULL && strcmp(c->rspamd_on_error, "accept") == 0;
+	}
 	struct mr_config *cfg = p->cfg;
 
 	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
@@ -996,6 +1061,11 @@ void conf_free(struct mr_config **cfgp)
 	free(cfg->authserv_id);
 	free(cfg->mailauth.dkim_selector);
 	free(cfg->outbound.tls);
+	free(cfg->clamd.address);
+	free(cfg->rspamd.address);
+	free(cfg->clamd_on_error);
+	free(cfg->clamd_action);
+	free(cfg->rspamd_on_error);
 	free(cfg->outbound.tls_ca_file);
 	free(cfg);
 	*cfgp = NULL;

@@ -79,6 +79,15 @@ struct conf_outbound {
 	char *tls_ca_file;            /* extra CA file to verify relays (tests); or NULL */
 };
 
+/* Content filters reached over TCP from the smtp role (it is chrooted: numeric addresses). */
+struct conf_filter {
+	char *address;                /* clamd "IP:PORT"; rspamd URL "http://IP:PORT"; NULL = off */
+	unsigned timeout;             /* seconds per stage; default 30 */
+	bool on_error_accept;         /* filter down or confused: accept (true) or 451 (false, default) */
+	bool quarantine;              /* clamd: hold infected mail in quarantine instead of 554 */
+	size_t max_size;              /* larger messages are not scanned; default 25 MiB */
+};
+
 struct mr_config {
 	char *path;                   /* the file this came from */
 	char *hostname;               /* default: gethostname() */
@@ -102,6 +111,9 @@ struct mr_config {
 	struct conf_limits limits;
 	struct conf_queue queue;
 	struct conf_outbound outbound;
+	struct conf_filter clamd;
+	struct conf_filter rspamd;
+	char *clamd_on_error, *clamd_action, *rspamd_on_error; /* as written; folded into the structs */
 	char *authserv_id;            /* Authentication-Results id; default: hostname */
 	struct conf_mailauth mailauth;
 };

@@ -17,7 +17,7 @@
 
 #define ALL_KEYS "hostname, data_dir, listen, tls, dns, rules, trusted_networks, user, vmail_user, " \
 	"smtp_processes, log_file, log_level, subaddress_separator, auth_allow_plaintext, limits, queue, " \
-	"outbound, authserv_id, mail_auth, spf, dmarc, dkim"
+	"outbound, clamd, rspamd, authserv_id, mail_auth, spf, dmarc, dkim"
 
 struct error_case {
 	const char *yaml;

@@ -44,5 +44,6 @@ enum proto_type {
 
 /* PROTO_QUEUE_COMMIT flags */
 #define PROTO_COMMIT_F_JUNK 1u  /* deliver local recipients into the "Junk" folder (DMARC quarantine) */
+#define PROTO_COMMIT_F_QUARANTINE 2u /* hold the message in quarantine (content filters) */
 
 #endif

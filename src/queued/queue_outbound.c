@@ -227,30 +227,26 @@ void queue_outbound_collect(struct queue_outbound *ob, const struct queue_due *d
 
 static void write_status(struct queue_outbound *ob)
 {
-	char *tmp = xasprintf("%s.tmp", ob->status_path);
-	FILE *f = fopen(tmp, "w");
-	if (f == NULL) {
-		free(tmp);
-		return;
-	}
+#ifdef HAVE_RELAYS
 	static const char *const names[] = { "up", "down", "probing" };
-	fprintf(f, "{\"relays\":[");
-	bool first = true;
+	struct relay_status list[256];
+	size_t n = 0;
 	for (size_t g = 0; g < ob->group_count; g++) {
-		for (size_t i = 0; i < relay_group_count(ob->groups[g]); i++) {
+		for (size_t i = 0; i < relay_group_count(ob->groups[g]) && n < 256; i++) {
 			const struct relay_entry *e = relay_group_get(ob->groups[g], i);
-			fprintf(f, "%s{\"name\":\"%s\",\"group\":\"%s\",\"state\":\"%s\",\"failures\":%u,\"until\":%llu,"
-			        "\"picks\":%lu,\"successes\":%lu}",
-			        first ? "" : ",", e->name, relay_group_name(ob->groups[g]), names[e->health],
-			        e->consecutive_failures, (unsigned long long)(e->down_until_ms / 1000), e->picks,
-			        e->successes);
-			first = false;
+			list[n++] = (struct relay_status){ .name = e->name, .state = (char *)names[e->health],
+				                           .failures = e->consecutive_failures,
+				                           .until = (int64_t)(e->down_until_ms / 1000) };
 		}
 	}
-	fprintf(f, "]}\n");
-	if (fclose(f) == 0)
-		rename(tmp, ob->status_path);
-	free(tmp);
+	char *error = NULL;
+	if (relay_status_write(ob->status_path, list, n, &error) < 0) {
+		log_warn("event=relay_status_write_failed error=\"%s\"", error ? error : "?");
+		free(error);
+	}
+#else
+	(void)ob;
+#endif
 }
 
 /* "host[:port]" or "[v6]:port" into a relay host. */

@@ -435,6 +435,10 @@ static void handle_commit(struct ipc_conn *c, struct ipc_reader *r)
 		pending_free(p, true);
 		goto out;
 	}
+	if (flags & PROTO_COMMIT_F_QUARANTINE) {
+		env->state = QUEUE_STATE_QUARANTINE;
+		log_info("event=quarantined id=%s reason=content_filter", id);
+	}
 	if (flags & PROTO_COMMIT_F_JUNK) {
 		/* DMARC quarantine: local mailboxes get it in their Junk folder. */
 		for (size_t i = 0; i < env->rcpt_count; i++)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/base64.h"
@@ -26,6 +27,8 @@
 #include "lib/ipc_client.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "filters/clamd_client.h"
+#include "filters/rspamd_client.h"
 #include "lib-smtp/smtp_address.h"
 #include "lib-smtp/smtp_command.h"
 #include "lib-smtp/smtp_data.h"
@@ -116,6 +119,8 @@ struct smtp_session {
 
 	struct lookup_req *lreq;
 	struct ipc_call *qcall;
+	struct clamd_scan *cscan;     /* content filters in flight */
+	struct rspamd_check *rcheck;
 };
 
 static void session_process(struct smtp_session *s);
@@ -393,6 +398,7 @@ static void on_committed(void *arg, struct ipc_reader *r, int fd)
 }
 
 static void commit_message(struct smtp_session *s);
+static void session_filters(struct smtp_session *s);
 
 static void on_authchecked(void *arg, enum lookup_mailauth_action action, int code, const char *enhanced,
                            const char *text, const char *headers)
@@ -424,7 +430,148 @@ static void on_authchecked(void *arg, enum lookup_mailauth_action action, int co
 		s->commit_flags |= PROTO_COMMIT_F_JUNK;
 	if (headers != NULL && buf_append(&s->add_headers, headers, strlen(headers)) < 0)
 		log_warn("event=add_headers_full sid=%s id=%s", s->sid, s->qid);
+	session_filters(s);
+}
+
+/* ---- content filters: clamd, then rspamd, then the queue ---- */
+
+static void filter_rspamd(struct smtp_session *s);
+
+static uint64_t spool_size(struct smtp_session *s)
+{
+	struct stat st;
+	return fstat(s->spool_fd, &st) == 0 && st.st_size > 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* A filter that failed: accept or 451, as configured. Returns true when the message goes on. */
+static bool filter_failed(struct smtp_session *s, const char *name, bool accept, const char *why)
+{
+	log_warn("event=filter_error sid=%s id=%s filter=%s error=\"%s\" action=%s", s->sid, s->qid, name,
+	         why ? why : "?", accept ? "accept" : "tempfail");
+	if (accept)
+		return true;
+	reply(s, "451 4.7.0 Error: message could not be checked (%s unavailable), try again later", name);
+	tx_reset(s);
+	resume(s);
+	return false;
+}
+
+static void on_clamd(void *arg, const struct clamd_result *res)
+{
+	struct smtp_session *s = arg;
+	s->cscan = NULL;
+	if (s->state == ST_CLOSING || s->spool_fd < 0) {
+		s->waiting = false;
+		return;
+	}
+	if (res->status == CLAMD_ERROR) {
+		if (!filter_failed(s, "clamd", s->cfg->clamd.on_error_accept, res->error))
+			return;
+	} else if (res->status == CLAMD_INFECTED) {
+		char q[300];
+		log_info("event=virus sid=%s id=%s virus=%s action=%s", s->sid, s->qid, log_q(q, sizeof(q), res->virus),
+		         s->cfg->clamd.quarantine ? "quarantine" : "reject");
+		if (!s->cfg->clamd.quarantine) {
+			reply(s, "554 5.7.1 Error: message rejected: virus found (%s)", log_q(q, sizeof(q), res->virus));
+			tx_reset(s);
+			resume(s);
+			return;
+		}
+		s->commit_flags |= PROTO_COMMIT_F_QUARANTINE;
+		char *h = xasprintf("X-Virus: %s\r\n", res->virus ? res->virus : "found");
+		buf_append_str(&s->add_headers, h);
+		free(h);
+	}
+	filter_rspamd(s);
+}
+
+static void on_rspamd(void *arg, const struct rspamd_result *res)
+{
+	struct smtp_session *s = arg;
+	s->rcheck = NULL;
+	if (s->state == ST_CLOSING || s->spool_fd < 0) {
+		s->waiting = false;
+		return;
+	}
+	char q[512];
+	log_info("event=rspamd sid=%s id=%s verdict=%s score=%.2f required=%.2f symbols=%s", s->sid, s->qid,
+	         rspamd_verdict_name(res->verdict), res->score, res->required_score,
+	         log_q(q, sizeof(q), res->symbols ? res->symbols : ""));
+	switch (res->verdict) {
+	case RSPAMD_ERROR:
+		if (!filter_failed(s, "rspamd", s->cfg->rspamd.on_error_accept, res->error))
+			return;
+		break;
+	case RSPAMD_REJECT:
+	case RSPAMD_SOFT_REJECT:
+	case RSPAMD_GREYLIST: {
+		bool perm = res->verdict == RSPAMD_REJECT;
+		const char *text = res->smtp_text && res->smtp_text[0] ? res->smtp_text
+		                   : perm ? "Spam message rejected" : "Try again later";
+		char clean[300];
+		snprintf(clean, sizeof(clean), "%s", text);
+		for (char *p = clean; *p; p++)
+			if ((unsigned char)*p < ' ')
+				*p = ' ';
+		reply(s, "%d %s %s", res->smtp_code ? res->smtp_code : perm ? 554 : 451,
+		      res->smtp_enhanced ? res->smtp_enhanced : perm ? "5.7.1" : "4.7.1", clean);
+		tx_reset(s);
+		resume(s);
+		return;
+	}
+	case RSPAMD_SPAM:
+	case RSPAMD_REWRITE_SUBJECT:
+		s->commit_flags |= PROTO_COMMIT_F_JUNK;
+		buf_printf(&s->add_headers, "X-Spam: Yes\r\nX-Spam-Score: %.2f / %.2f\r\n", res->score, res->required_score);
+		break;
+	case RSPAMD_ACCEPT:
+		break;
+	}
+	for (size_t i = 0; i < res->add_count; i++) {
+		const struct rspamd_header *h = &res->add_headers[i];
+		if (h->name == NULL || h->value == NULL || strpbrk(h->name, ": \r\n") != NULL)
+			continue;
+		char *line = xasprintf("%s: %s\r\n", h->name, h->value);
+		for (char *p = line; p[2] != '\0'; p++)
+			if (*p == '\r' || *p == '\n')
+				*p = ' ';
+		buf_append_str(&s->add_headers, line);
+		free(line);
+	}
 	commit_message(s);
+}
+
+static void filter_rspamd(struct smtp_session *s)
+{
+	if (s->cfg->rspamd.address == NULL) {
+		commit_message(s);
+		return;
+	}
+	const char *rcpts[1024];
+	size_t n = 0;
+	for (size_t i = 0; i < s->rcpt_count && n < 1024; i++)
+		rcpts[n++] = s->rcpts[i].address;
+	struct rspamd_settings set = { .url = s->cfg->rspamd.address, .timeout_ms = s->cfg->rspamd.timeout * 1000,
+		                       .max_size = s->cfg->rspamd.max_size };
+	struct rspamd_request req = { .ip = s->ip, .helo = s->helo, .from = s->sender, .rcpts = rcpts,
+		                      .rcpt_count = n, .queue_id = s->qid, .user = s->auth_user };
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	s->rcheck = rspamd_check_start(s->srv->base, &set, &req, s->spool_fd, spool_size(s), on_rspamd, s);
+}
+
+/* The chain after sender authentication: clamd, rspamd, then commit_message(). */
+static void session_filters(struct smtp_session *s)
+{
+	if (s->cfg->clamd.address == NULL) {
+		filter_rspamd(s);
+		return;
+	}
+	struct clamd_settings set = { .address = s->cfg->clamd.address, .timeout_ms = s->cfg->clamd.timeout * 1000,
+		                      .max_size = s->cfg->clamd.max_size };
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	s->cscan = clamd_scan_start(s->srv->base, &set, s->spool_fd, spool_size(s), on_clamd, s);
 }
 
 /*
@@ -439,7 +586,7 @@ static void session_authcheck(struct smtp_session *s)
 	s->commit_flags = 0;
 	bool inbound = s->kind == LISTEN_MX && s->cfg->mailauth.verify;
 	if (s->auth_user == NULL && !inbound) {
-		commit_message(s);
+		session_filters(s);
 		return;
 	}
 	s->waiting = true;
@@ -1196,6 +1343,8 @@ static void session_free(struct smtp_session *s)
 	         s->messages, s->errors);
 	lookup_req_cancel(&s->lreq);
 	ipc_call_cancel(&s->qcall);
+	clamd_scan_cancel(&s->cscan);
+	rspamd_check_cancel(&s->rcheck);
 	tx_reset(s);
 	free(s->rcpts);
 	xfree(&s->pending_orcpt);
