@@ -34,7 +34,7 @@ IP = {
     "backup_primary": "127.0.0.8",
     "wrr1": "127.0.0.10", "wrr2": "127.0.0.11", "wrr3": "127.0.0.12",
     "fo1": "127.0.0.13", "fo2": "127.0.0.14", "fo3": "127.0.0.15",
-    "tlsreq": "127.0.0.16", "slow": "127.0.0.17",
+    "tlsreq": "127.0.0.16", "slow": "127.0.0.17", "expire": "127.0.0.18",
 }
 
 RECORDS = [
@@ -61,12 +61,14 @@ RECORDS = [
     "mx.tlsreq.test. 300 IN A %s" % IP["tlsreq"],
     "slow.test. 300 IN MX 10 mx.slow.test.",
     "mx.slow.test. 300 IN A %s" % IP["slow"],
+    "expire.test. 300 IN MX 10 mx.expire.test.",
+    "mx.expire.test. 300 IN A %s" % IP["expire"],
 ]
 # an answer of REFUSED for everything under refused.test: the resolver reports SERVFAIL
 ZONES = ['"refused.test." always_refuse']
 
 
-def base_config(forwarder, mx_port, **outbound):
+def base_config(forwarder, mx_port, max_age=None, **outbound):
     ob = {"mx_port": mx_port, "tls": "may", "connect_timeout": 3, "command_timeout": 15,
           "data_timeout": 30, "relay_fail_threshold": 1, "relay_cooldown": 3}
     ob.update(outbound)
@@ -75,8 +77,10 @@ def base_config(forwarder, mx_port, **outbound):
              '  forward: ["%s"]' % forwarder,
              "queue:",
              "  retry_min: 1",
-             "  retry_max: 2",
-             "outbound:"]
+             "  retry_max: 2"]
+    if max_age:
+        lines.append("  max_age: %d" % max_age)
+    lines.append("outbound:")
     lines += ["  %s: %s" % (k, v) for k, v in ob.items()]
     return "\n".join(lines) + "\n"
 
@@ -224,7 +228,7 @@ def check_dsn(msg, rcpt, status_prefix="5."):
     per_rcpt = groups[1]
     assert per_rcpt.get("Action", "").strip().lower() == "failed", per_rcpt.items()
     status = per_rcpt.get("Status", "").strip()
-    assert re.fullmatch(r"5\.\d{1,3}\.\d{1,3}", status), status
+    assert re.fullmatch(r"[45]\.\d{1,3}\.\d{1,3}", status), status
     assert status.startswith(status_prefix), (status, status_prefix)
     final = per_rcpt.get("Final-Recipient", "")
     assert final.lower().replace(" ", "") == ("rfc822;" + rcpt).lower(), final
@@ -383,6 +387,28 @@ def test_dns_forwarder_failure_is_retried(make_server, mx_port, mode):
         dead.close()
 
 
+def test_expired_tempfail_bounces(make_server, dns, mx_port, receivers):
+    """A destination that answers 4xx forever: retried until queue.max_age, then one DSN
+    (Action: failed) with the last error, and the message leaves the queue."""
+    r = receivers("expire", dot_reply=lambda rcv, msg: "451 4.3.2 system not accepting messages now")
+    srv = make_server("out-expire", extra_config=base_config(dns.forwarder, mx_port, max_age=3))
+    try:
+        token, qid = send_one(srv, "user@expire.test", sender=ALICE)
+        dsn = wait_dsn(srv, token, timeout=30)
+        wait_until(lambda: queue_show(srv, qid) is None, 10, what="the expired message to leave the queue")
+        time.sleep(2.5)
+        tries = len([m for m in r.messages if m["token"] == token])
+        assert tries >= 2, "retried before expiry (%d attempts)" % tries
+        assert len(dsns_for(srv, ALICE, token)) == 1
+        fields = check_dsn(dsn[0], "user@expire.test", status_prefix="4.")
+        assert "451" in fields.get("Diagnostic-Code", "") or "4.3.2" in fields.get("Diagnostic-Code", ""), \
+            fields.items()
+        assert r.accepted_tokens() == []
+        assert len([m for m in r.messages if m["token"] == token]) == tries, "no attempt after the bounce"
+    finally:
+        finish_server(srv)
+
+
 # --------------------------------------------------------------------------
 # relay groups
 # --------------------------------------------------------------------------
@@ -519,5 +545,7 @@ def test_kill9_during_outbound_delivery(make_server, dns, mx_port, receivers):
         SUMMARY_LINES.append(line)
         assert not lost, lost[:5]
         assert not set(counts) - set(tokens)
+        wait_until(lambda: b"@" not in srv.cli("queue", "list").stdout, 20,
+                   what="the queue to empty after the restart")
     finally:
         finish_server(srv)
