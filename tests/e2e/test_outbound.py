@@ -283,6 +283,23 @@ def test_equal_preference_spread(osrv, receivers):
     assert na > 0 and nb > 0, "both MX of preference 10 must receive some of 20 messages (a=%d b=%d)" % (na, nb)
 
 
+def test_mixed_local_and_remote_recipients_split_per_destination(osrv, receivers):
+    """One message to a local user and to two remote domains: the local copy lands in the
+    Maildir, each remote destination gets one transaction with only its own recipients."""
+    p = receivers("order_primary")
+    a, b = receivers("spread_a"), receivers("spread_b")
+    rcpts = [ALICE, "one@order.test", "two@order.test", "three@spread.test"]
+    token, qid = send_one(osrv, rcpts)
+    wait_tokens([p], [token], timeout=30)
+    wait_tokens([a, b], [token], timeout=30)
+    osrv.wait_for_message(ALICE, token)
+    wait_until(lambda: queue_show(osrv, qid) is None, 15, what="%s to leave the queue" % qid)
+    assert [sorted(m["rcpts"]) for m in p.accepted()] == [["<one@order.test>", "<two@order.test>"]]
+    spread = a.accepted() + b.accepted()
+    assert [m["rcpts"] for m in spread] == [["<three@spread.test>"]]
+    assert "Received:" in spread[0]["data"] and token in spread[0]["data"]
+
+
 # --------------------------------------------------------------------------
 # temporary and permanent failures
 # --------------------------------------------------------------------------
