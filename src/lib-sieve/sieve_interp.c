@@ -1451,15 +1451,31 @@ static int test_testsuite(struct exec *ex, const struct sieve_node *n)
 			.include_resolver = ts_hooks->resolver,
 			.include_ctx = ts_hooks->ctx,
 		};
+		struct sieve_error_list errs = { .n = 0 };
+		sieve_error_sink = &errs;
 		ex->ts_script = sieve_compile(src, len, path, &opt, &err);
+		sieve_error_sink = NULL;
 		free(src);
-		free(path);
 		if (ex->ts_script == NULL) {
-			sl_add(&ex->ts_errors, err, strlen(err));
+			if (errs.n == 0) {
+				sl_add(&ex->ts_errors, err, strlen(err));
+			} else {
+				for (size_t i = 0; i < errs.n; i++) {
+					char *m = xasprintf("%s:%s", path, errs.msg[i]);
+					sl_add(&ex->ts_errors, m, strlen(m));
+					free(m);
+				}
+				/* like Pigeonhole, which ends the list with "validation failed" */
+				char *m = xasprintf("%s:0:0: validation failed", path);
+				sl_add(&ex->ts_errors, m, strlen(m));
+				free(m);
+			}
 			free(err);
-			return 0;
 		}
-		return 1;
+		for (size_t i = 0; i < errs.n; i++)
+			free(errs.msg[i]);
+		free(path);
+		return ex->ts_script != NULL ? 1 : 0;
 	}
 	if (n->id == TST_TS_RUN) {
 		if (ex->ts_script == NULL)

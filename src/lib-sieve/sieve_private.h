@@ -193,4 +193,16 @@ struct sieve_testsuite_hooks {
 };
 void sieve_testsuite_set_hooks(const struct sieve_testsuite_hooks *hooks);
 
+/*
+ * Test-only: when set (per thread), the validator goes on after a command
+ * fails and appends every "line:col: message" here (at most 64), so the
+ * testsuite can count errors like Pigeonhole. sieve_compile still returns
+ * the first error.
+ */
+struct sieve_error_list {
+	char *msg[64];
+	size_t n;
+};
+extern _Thread_local struct sieve_error_list *sieve_error_sink;
+
 #endif

@@ -306,16 +306,22 @@ struct validator {
 
 static void v_error(struct validator *v, int line, int col, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+_Thread_local struct sieve_error_list *sieve_error_sink;
+
 static void v_error(struct validator *v, int line, int col, const char *fmt, ...)
 {
-	if (v->error != NULL)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
 	char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
-	v->error = xasprintf("%d:%d: %s", line, col, msg);
+	char *full = xasprintf("%d:%d: %s", line, col, msg);
 	free(msg);
+	if (sieve_error_sink != NULL && sieve_error_sink->n < 64 && v->depth == 0)
+		sieve_error_sink->msg[sieve_error_sink->n++] = xstrdup(full);
+	if (v->error == NULL)
+		v->error = full;
+	else
+		free(full);
 }
 
 static const char *kind(const struct sieve_node *n)
@@ -1066,6 +1072,7 @@ static int validate_node(struct validator *v, struct sieve_node *n, bool as_test
 static int validate_commands(struct validator *v, struct sieve_node **cmds, size_t n, bool top)
 {
 	enum sieve_cmd_id prev = CMD_UNKNOWN;
+	bool failed = false;
 	for (size_t i = 0; i < n; i++) {
 		struct sieve_node *c = cmds[i];
 		bool is_require = strcasecmp(c->ident, "require") == 0;
@@ -1075,15 +1082,21 @@ static int validate_commands(struct validator *v, struct sieve_node **cmds, size
 		}
 		if (!is_require)
 			v->seen_non_require = true;
-		if (validate_node(v, c, false) < 0)
-			return -1;
+		if (validate_node(v, c, false) < 0) {
+			/* the testsuite counts errors: go on with the next command */
+			if (sieve_error_sink == NULL || v->depth != 0)
+				return -1;
+			failed = true;
+			prev = CMD_UNKNOWN;
+			continue;
+		}
 		if ((c->id == CMD_ELSIF || c->id == CMD_ELSE) && prev != CMD_IF && prev != CMD_ELSIF) {
 			v_error(v, c->line, c->col, "%s without a preceding if or elsif", c->def->name);
 			return -1;
 		}
 		prev = c->id;
 	}
-	return 0;
+	return failed ? -1 : 0;
 }
 
 /* The include stack for loop detection lives in the options copy chain. */
