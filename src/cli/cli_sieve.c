@@ -106,6 +106,7 @@ static int cmd_check(int argc, char **argv)
 		.extensions = system ? SIEVE_EXT_SYSTEM_DEFAULT : SIEVE_EXT_USER_DEFAULT,
 		.include_resolver = file_resolver,
 		.include_ctx = dir,
+		.all_errors = true,
 	};
 	struct sieve_script *s = sieve_compile(src, len, file, &opt, &err);
 	free(src);
@@ -298,6 +299,7 @@ static int store_cmd(const char *dd, const char *sub, const char *user, const ch
 			.include_resolver = sieve_store_include_resolver,
 			.include_ctx = &sc,
 			.missing_includes_ok = true,
+			.all_errors = true,
 		};
 		struct sieve_script *s = sieve_compile(src, len, name, &opt, &err);
 		if (s == NULL) {

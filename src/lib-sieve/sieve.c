@@ -32,13 +32,29 @@ struct sieve_script *sieve_compile(const char *src, size_t len, const char *name
 	s->allowed = o.extensions;
 	char *err = NULL;
 	unsigned count = 0;
+	struct sieve_error_list all = { .n = 0 };
+	struct sieve_error_list *saved_sink = sieve_error_sink;
+	if (o.all_errors)
+		sieve_error_sink = &all;
 	if (sieve_parse(src, len, &o, &s->cmds, &s->ncmds, &err) < 0 ||
 	    sieve_validate(s, &o, 0, &count, &err) < 0) {
-		*error_r = xasprintf("%s:%s", name, err);
+		if (o.all_errors && all.n > 0) {
+			struct buf b;
+			buf_init(&b, 64 * 1024);
+			for (size_t i = 0; i < all.n; i++)
+				buf_printf(&b, "%s%s:%s", i ? "\n" : "", name, all.msg[i]);
+			*error_r = buf_steal(&b);
+			buf_deinit(&b);
+		} else {
+			*error_r = xasprintf("%s:%s", name, err);
+		}
 		free(err);
 		sieve_script_free(&s);
-		return NULL;
+		s = NULL;
 	}
+	sieve_error_sink = saved_sink;
+	for (size_t i = 0; i < all.n; i++)
+		free(all.msg[i]);
 	return s;
 }
 

@@ -84,6 +84,9 @@ struct sieve_compile_options {
 	/* Uploads (ManageSieve PUTSCRIPT, `sieve put`): an included script that does not exist yet
 	   is accepted (as if :optional); delivery compiles again without this flag. */
 	bool missing_includes_ok;
+	/* *error_r lists every validation error, one "NAME:LINE:COL: message" per line
+	   (`mailroute sieve check`); default: the first error only */
+	bool all_errors;
 };
 
 /* --- the message, as the host shows it --- */

@@ -194,10 +194,9 @@ struct sieve_testsuite_hooks {
 void sieve_testsuite_set_hooks(const struct sieve_testsuite_hooks *hooks);
 
 /*
- * Test-only: when set (per thread), the validator goes on after a command
- * fails and appends every "line:col: message" here (at most 64), so the
- * testsuite can count errors like Pigeonhole. sieve_compile still returns
- * the first error.
+ * When set (per thread), the validator goes on after a command fails and
+ * appends every "line:col: message" here (at most 64): the testsuite counts
+ * errors like Pigeonhole, and sieve_compile uses it for opt->all_errors.
  */
 struct sieve_error_list {
 	char *msg[64];

@@ -735,6 +735,25 @@ static void test_error_cases(void **state)
 	}
 }
 
+static void test_all_errors(void **state)
+{
+	(void)state;
+	const char *src = "require \"fileinto\";\nfileint \"a\";\nif header :frob \"a\" \"b\" { keep; }\n"
+			  "if true { fileinto 5; }\nkeep;";
+	struct sieve_compile_options opt = { .all_errors = true };
+	char *err = NULL;
+	assert_null(sieve_compile(src, strlen(src), "t", &opt, &err));
+	assert_string_equal(err, "t:2:1: unknown command 'fileint'\n"
+				 "t:3:11: unknown tagged argument ':frob' for the header test\n"
+				 "t:4:20: argument 1 of the fileinto command must be a string, not a number");
+	free(err);
+	/* without the option: the first only */
+	opt.all_errors = false;
+	assert_null(sieve_compile(src, strlen(src), "t", &opt, &err));
+	assert_string_equal(err, "t:2:1: unknown command 'fileint'");
+	free(err);
+}
+
 static void test_nesting_limit(void **state)
 {
 	(void)state;
@@ -1224,6 +1243,7 @@ int main(void)
 		cmocka_unit_test(test_run_cases),
 		cmocka_unit_test(test_error_cases),
 		cmocka_unit_test(test_nesting_limit),
+		cmocka_unit_test(test_all_errors),
 		cmocka_unit_test(test_step_limit),
 		cmocka_unit_test(test_work_limit),
 		cmocka_unit_test(test_unterminated_message),
