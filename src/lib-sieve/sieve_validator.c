@@ -807,18 +807,51 @@ static struct sieve_arg *key_list(struct sieve_node *n)
 	}
 }
 
-static bool str_is_const(const struct sieve_arg *a)
+
+/* RFC 5228 5.1: the address test is restricted to headers that hold addresses */
+static bool address_header(const char *name)
 {
-	for (size_t i = 0; i < a->nstrs; i++)
-		if (a->strs[i].vars)
-			return false;
-	return true;
+	/* RFC 5322, RFC 2076 and draft-palme-mailext-headers (as Pigeonhole) */
+	static const char *h[] = { "from", "to", "cc", "bcc", "sender", "reply-to", "resent-from", "resent-to",
+				   "resent-cc", "resent-bcc", "resent-sender", "resent-reply-to", "return-path",
+				   "errors-to", "delivered-to", "envelope-to", "x-original-to", "x-envelope-to",
+				   "disposition-notification-to", "mail-followup-to", "mail-reply-to", "apparently-to",
+				   "original-recipient", "x-sender", "x-beenthere", "list-post", "for-approval",
+				   "for-handling", "for-comment", "abuse-reports-to", "read-receipt-to",
+				   "registered-mail-reply-requested-by", "return-receipt-requested", "return-receipt-to",
+				   "x-admin", "x-complaints-to", "x-confirm-reading-to", "x-original-from",
+				   "x-report-abuse-to", "x-loop", NULL };
+	for (int i = 0; h[i]; i++)
+		if (strcasecmp(h[i], name) == 0)
+			return true;
+	return false;
 }
 
 static int validate_specific(struct validator *v, struct sieve_node *n)
 {
 	struct sieve_arg *a;
 	switch (n->id) {
+	case TST_ADDRESS:
+		a = n->pos[0];
+		for (size_t i = 0; i < a->nstrs; i++) {
+			if (!a->strs[i].vars && n->tag[TAG_MIME_] == NULL && !address_header(a->strs[i].s)) {
+				v_error(v, a->line, a->col, "the address test needs an address header, not '%s'",
+					a->strs[i].s);
+				return -1;
+			}
+		}
+		break;
+	case TST_ENVELOPE:
+		a = n->pos[0];
+		for (size_t i = 0; i < a->nstrs; i++) {
+			const char *p = a->strs[i].s;
+			if (!a->strs[i].vars && strcasecmp(p, "from") != 0 && strcasecmp(p, "to") != 0 &&
+			    strcasecmp(p, "auth") != 0 && strcasecmp(p, "orig_to") != 0 && strcasecmp(p, "original-to") != 0) {
+				v_error(v, a->line, a->col, "unknown envelope part '%s'", p);
+				return -1;
+			}
+		}
+		break;
 	case CMD_REQUIRE:
 		a = n->pos[0];
 		for (size_t i = 0; i < a->nstrs; i++) {
@@ -1029,17 +1062,23 @@ static int validate_node(struct validator *v, struct sieve_node *n, bool as_test
 	}
 	n->def = d;
 	n->id = d->id;
+	/* collecting every error: a bad command still has its tests and block checked */
+	bool collect = sieve_error_sink != NULL && v->depth == 0;
+	int ret = 0;
 	if (n->id != CMD_REQUIRE && process_strings(v, n) < 0)
 		return -1;
-	if (validate_tags_and_args(v, n) < 0)
-		return -1;
-	if (n->id == CMD_REQUIRE && !str_is_const(n->pos[0]))
-		return -1;
-	if (validate_specific(v, n) < 0)
-		return -1;
-	for (size_t i = 0; i < n->ntests; i++)
-		if (validate_node(v, n->tests[i], true) < 0)
+	if (validate_tags_and_args(v, n) < 0 || validate_specific(v, n) < 0) {
+		if (!collect || n->id == CMD_REQUIRE)
 			return -1;
+		ret = -1;
+	}
+	for (size_t i = 0; i < n->ntests; i++) {
+		if (validate_node(v, n->tests[i], true) < 0) {
+			if (!collect)
+				return -1;
+			ret = -1;
+		}
+	}
 	if (n->id == CMD_FOREVERYPART)
 		v->loop_depth++;
 	/*
@@ -1066,7 +1105,7 @@ static int validate_node(struct validator *v, struct sieve_node *n, bool as_test
 		v->loop_depth--;
 	if (br < 0)
 		return -1;
-	return 0;
+	return ret;
 }
 
 static int validate_commands(struct validator *v, struct sieve_node **cmds, size_t n, bool top)

@@ -706,6 +706,8 @@ static const struct error_case error_cases[] = {
 	{ "require \"editheader\";\ndeleteheader :last \"x\";", "t:2:14: the :last tag needs :index" },
 	{ "require \"encoded-character\";\nkeep; redirect \"${unicode:D800}\";",
 	  "t:2:16: invalid unicode character 0xd800 in encoded character" },
+	{ "if address \"subject\" \"a@b.c\" {}", "t:1:12: the address test needs an address header, not 'subject'" },
+	{ "require \"envelope\";\nif envelope \"frop\" \"a@b.c\" {}", "t:2:13: unknown envelope part 'frop'" },
 	{ "require \"foreverypart\";\nbreak;", "t:2:1: the break command is not inside a foreverypart loop" },
 	{ "require \"mime\";\nif header :type \"content-type\" \"text\" {}",
 	  "t:2:4: the header test uses MIME options without :mime" },
