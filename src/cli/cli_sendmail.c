@@ -7,7 +7,7 @@
  * Bcc is removed), -i / -oi (a lone "." does not end the message: stdin is
  * read to EOF either way), -f SENDER, -F NAME (accepted, ignored), -bm (the
  * default), -odb/-odi/-oem/-oep (accepted). Missing Date, Message-ID and From
- * headers are added. Needs root (the queue accepts only the server's users).
+ * headers are added. -bs speaks SMTP on stdin/stdout instead. Needs root (the queue accepts only the server's users).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -23,6 +23,9 @@
 
 #include "cli/cli.h"
 #include "lib-smtp/smtp_address.h"
+#include "lib-smtp/smtp_command.h"
+#include "lib-smtp/smtp_data.h"
+#include "lib-smtp/smtp_line.h"
 #include "lib/buf.h"
 #include "lib/ipc.h"
 #include "lib/ipc_client.h"
@@ -144,6 +147,162 @@ static void drop_bcc(struct buf *b)
 	}
 }
 
+/* Hand one message (CRLF) to the running server's queue. 0 ok (*id_r set), -1 with text in st. */
+static int submit(const struct mr_config *cfg, const char *sender, char *const *rcpts, size_t nrcpt, const char *data,
+                  size_t len, struct submit_state *st)
+{
+	int fd = memfd_create("mailroute-sendmail", MFD_CLOEXEC);
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+		snprintf(st->text, sizeof(st->text), "memfd: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	char prefix[64];
+	master_ipc_prefix(cfg, prefix, sizeof(prefix));
+	char *name = xasprintf("%s/queue", prefix);
+	st->base = event_base_new();
+	st->done = st->ok = false;
+	struct ipc_client *cl = ipc_client_new(st->base, name);
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_QUEUE_SUBMIT, 0);
+	ipc_put_str(&m, strcmp(sender, "<>") == 0 ? "" : sender);
+	ipc_put_u32(&m, (uint32_t)nrcpt);
+	for (size_t k = 0; k < nrcpt; k++)
+		ipc_put_str(&m, rcpts[k]);
+	ipc_put_str(&m, NULL);
+	m.fd = fd;
+	ipc_client_call(cl, &m, on_reply, st);
+	ipc_msg_deinit(&m);
+	while (!st->done)
+		event_base_dispatch(st->base);
+	ipc_client_free(&cl);
+	event_base_free(st->base);
+	st->base = NULL;
+	close(fd);
+	free(name);
+	return st->ok ? 0 : -1;
+}
+
+/*
+ * -bs: an SMTP dialogue on stdin/stdout (for programs that speak SMTP to a
+ * local sendmail). Each message is submitted like a `sendmail` call.
+ */
+static int sendmail_bs(const struct mr_config *cfg)
+{
+	struct smtp_line_reader lr;
+	smtp_line_reader_init(&lr, 2048);
+	char sender[SMTP_ADDRESS_FORMAT_MAX] = "";
+	char *rcpts[SENDMAIL_MAX_RCPTS];
+	size_t nrcpt = 0;
+	bool in_mail = false, in_data = false;
+	struct smtp_data_reader dr;
+	struct buf data;
+	buf_init(&data, SENDMAIL_MAX);
+	char in[8192];
+	size_t have = 0, pos = 0;
+	printf("220 %s ESMTP mailroute (sendmail -bs)\r\n", cfg->hostname);
+	fflush(stdout);
+	for (;;) {
+		if (pos == have) {
+			ssize_t n = read(STDIN_FILENO, in, sizeof(in));
+			if (n <= 0)
+				break;
+			have = (size_t)n;
+			pos = 0;
+		}
+		size_t used = 0;
+		if (in_data) {
+			int r = smtp_data_reader_feed(&dr, in + pos, have - pos, &used, &data);
+			pos += used;
+			if (r == SMTP_DATA_AGAIN)
+				continue;
+			in_data = false;
+			if (r != SMTP_DATA_DONE) {
+				printf("554 5.5.2 bare CR or LF in the message\r\n");
+			} else {
+				struct submit_state st = { 0 };
+				if (submit(cfg, sender, rcpts, nrcpt, data.data, data.len, &st) == 0)
+					printf("250 2.0.0 Ok: queued as %s\r\n", st.text);
+				else
+					printf("451 4.3.0 %s\r\n", st.text);
+			}
+			for (size_t k = 0; k < nrcpt; k++)
+				free(rcpts[k]);
+			nrcpt = 0;
+			in_mail = false;
+			buf_reset(&data);
+			fflush(stdout);
+			continue;
+		}
+		struct smtp_line line;
+		int r = smtp_line_reader_feed(&lr, in + pos, have - pos, &used, &line);
+		pos += used;
+		if (r == SMTP_LINE_AGAIN)
+			continue;
+		if (r != SMTP_LINE_OK) {
+			printf("500 5.5.2 Error: bad command line\r\n");
+			fflush(stdout);
+			continue;
+		}
+		struct smtp_command c;
+		struct smtp_parse_error err;
+		if (smtp_command_parse(line.data, line.len, &c, &err) < 0) {
+			printf("%d %s %s\r\n", err.code, err.enhanced, err.text);
+		} else if (c.verb == SMTP_VERB_EHLO) {
+			printf("250-%s\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 PIPELINING\r\n", cfg->hostname);
+		} else if (c.verb == SMTP_VERB_HELO || c.verb == SMTP_VERB_NOOP) {
+			printf("250 %s\r\n", c.verb == SMTP_VERB_HELO ? cfg->hostname : "2.0.0 Ok");
+		} else if (c.verb == SMTP_VERB_QUIT) {
+			printf("221 2.0.0 Bye\r\n");
+			break;
+		} else if (c.verb == SMTP_VERB_RSET) {
+			for (size_t k = 0; k < nrcpt; k++)
+				free(rcpts[k]);
+			nrcpt = 0;
+			in_mail = false;
+			printf("250 2.0.0 Ok\r\n");
+		} else if (c.verb == SMTP_VERB_MAIL || c.verb == SMTP_VERB_RCPT) {
+			struct smtp_address a;
+			unsigned fl = c.verb == SMTP_VERB_MAIL ? SMTP_ADDRESS_ALLOW_NULL : SMTP_ADDRESS_ALLOW_POSTMASTER;
+			char addr[SMTP_ADDRESS_FORMAT_MAX];
+			if (c.verb == SMTP_VERB_MAIL && in_mail) {
+				printf("503 5.5.1 Error: nested MAIL command\r\n");
+			} else if (c.verb == SMTP_VERB_RCPT && !in_mail) {
+				printf("503 5.5.1 Error: need MAIL command\r\n");
+			} else if (smtp_address_parse(c.path.data, c.path.len, fl | SMTP_ADDRESS_ALLOW_UTF8, &a, &err) < 0) {
+				printf("%d %s %s\r\n", err.code, err.enhanced, err.text);
+			} else if (smtp_address_format(&a, addr, sizeof(addr)), c.verb == SMTP_VERB_MAIL) {
+				snprintf(sender, sizeof(sender), "%s", addr);
+				in_mail = true;
+				printf("250 2.1.0 Ok\r\n");
+			} else if (nrcpt == SENDMAIL_MAX_RCPTS) {
+				printf("452 4.5.3 Error: too many recipients\r\n");
+			} else {
+				rcpts[nrcpt++] = xstrdup(addr);
+				printf("250 2.1.5 Ok\r\n");
+			}
+		} else if (c.verb == SMTP_VERB_DATA) {
+			if (!in_mail || nrcpt == 0) {
+				printf("503 5.5.1 Error: need MAIL and RCPT\r\n");
+			} else {
+				printf("354 End data with <CR><LF>.<CR><LF>\r\n");
+				smtp_data_reader_init(&dr);
+				in_data = true;
+			}
+		} else {
+			printf("502 5.5.1 Error: command not implemented\r\n");
+		}
+		fflush(stdout);
+	}
+	fflush(stdout);
+	for (size_t k = 0; k < nrcpt; k++)
+		free(rcpts[k]);
+	buf_deinit(&data);
+	smtp_line_reader_deinit(&lr);
+	return 0;
+}
+
 int cli_sendmail_main(struct cli_ctx *ctx, int argc, char **argv)
 {
 	const char *sender = NULL;
@@ -155,6 +314,11 @@ int cli_sendmail_main(struct cli_ctx *ctx, int argc, char **argv)
 		const char *a = argv[i];
 		if (strcmp(a, "-t") == 0)
 			from_headers = true;
+		else if (strcmp(a, "-bs") == 0) {
+			int rc = sendmail_bs(cli_config(ctx));
+			conf_free(&ctx->cfg);
+			return rc;
+		}
 		else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0 || strcmp(a, "-bm") == 0 ||
 		         strncmp(a, "-od", 3) == 0 || strncmp(a, "-oe", 3) == 0 || strcmp(a, "-U") == 0)
 			continue;
@@ -226,31 +390,8 @@ int cli_sendmail_main(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (out.len >= 2 && memcmp(out.data + out.len - 2, "\r\n", 2) != 0)
 		buf_append(&out, "\r\n", 2);
-	int fd = memfd_create("mailroute-sendmail", MFD_CLOEXEC);
-	if (fd < 0 || write(fd, out.data, out.len) != (ssize_t)out.len)
-		return cli_fail("sendmail: memfd: %s", strerror(errno));
-
-	char prefix[64];
-	master_ipc_prefix(cfg, prefix, sizeof(prefix));
-	char *name = xasprintf("%s/queue", prefix);
-	struct submit_state st = { .base = event_base_new() };
-	struct ipc_client *cl = ipc_client_new(st.base, name);
-	struct ipc_msg m;
-	ipc_msg_init(&m, PROTO_QUEUE_SUBMIT, 0);
-	ipc_put_str(&m, strcmp(sender, "<>") == 0 ? "" : sender);
-	ipc_put_u32(&m, (uint32_t)nrcpt);
-	for (size_t k = 0; k < nrcpt; k++)
-		ipc_put_str(&m, rcpts[k]);
-	ipc_put_str(&m, NULL);
-	m.fd = fd;
-	ipc_client_call(cl, &m, on_reply, &st);
-	ipc_msg_deinit(&m);
-	while (!st.done)
-		event_base_dispatch(st.base);
-	ipc_client_free(&cl);
-	event_base_free(st.base);
-	close(fd);
-	free(name);
+	struct submit_state st = { 0 };
+	submit(cfg, sender, rcpts, nrcpt, out.data, out.len, &st);
 	buf_deinit(&out);
 	buf_deinit(&msg);
 	for (size_t k = 0; k < nrcpt; k++)

@@ -193,3 +193,15 @@ def test_sendmail_entry_point(srv):
     # misuse: no recipients at all
     p = srv.cli("sendmail", input=b"Subject: x\n\nx\n", check=False)
     assert p.returncode == 2 and len(p.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sendmail submits over the queue socket as root")
+def test_sendmail_bs_speaks_smtp_on_stdin(srv):
+    token = unique_token("sendmail-bs")
+    dialogue = ("EHLO local\r\nMAIL FROM:<batch@example.test>\r\nRCPT TO:<%s>\r\nDATA\r\n"
+                "Subject: %s\r\n\r\nvia -bs\r\n.\r\nQUIT\r\n" % (ALICE, token)).encode()
+    p = srv.cli("sendmail", "-bs", input=dialogue)
+    out = p.stdout.decode()
+    assert out.startswith("220 ") and "250 2.0.0 Ok: queued as" in out and "221 " in out, out
+    got = srv.wait_for_message(ALICE, token)
+    assert b"Return-Path: <batch@example.test>" in got
