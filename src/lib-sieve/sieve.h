@@ -5,7 +5,8 @@
  *
  * Contract:
  * - sieve_compile() parses and validates a script. Errors come back as one
- *   allocated line "NAME:LINE:COL: message" (caller frees). The script is
+ *   allocated line "NAME:LINE:COL: message" (caller frees; every error, one
+ *   per line, with opt->all_errors). Compiling is thread-safe. The script is
  *   immutable afterwards and may be executed many times, from several threads
  *   at once (execution state lives in the caller's struct sieve_result and on
  *   the stack). Included scripts are resolved and compiled at compile time
@@ -19,6 +20,9 @@
  * - Pointers inside a result live until sieve_result_deinit().
  * - Extensions are opt-in per compile: a user script must not be given
  *   SIEVE_EXT_MAILROUTE (system rules only); see docs/sieve.md.
+ * - Pure helpers for the host: sieve_vacation_allowed (RFC 3834 rules) and
+ *   the composers of the messages it sends for vacation, reject and notify.
+ * - The users' scripts on disk: lib-sieve/sieve_store.h.
  */
 #ifndef MR_SIEVE_H
 #define MR_SIEVE_H
