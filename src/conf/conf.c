@@ -280,6 +280,7 @@ enum conf_type {
 	CT_STRLIST,   /* char ** + size_t count, each validated by check */
 	CT_LISTEN,    /* the listen list */
 	CT_SECTION,   /* a nested mapping with its own table */
+	CT_SECLIST,   /* a list of mappings: array of elem_size structs + size_t count, keys relative to one */
 };
 
 struct conf_key {
@@ -291,6 +292,9 @@ struct conf_key {
 	unsigned long long min, max;                  /* CT_UINT, CT_SIZE */
 	const struct conf_key *section;               /* CT_SECTION: NULL-name terminated */
 	bool empty_ok;                                /* CT_STRING: "" means unset (NULL) */
+	bool required;                                /* the key must be present in its mapping */
+	size_t elem_size;                             /* CT_SECLIST */
+	void (*elem_defaults)(void *elem);            /* CT_SECLIST: fill defaults of a new element */
 };
 
 #define OFF(field) offsetof(struct mr_config, field)
@@ -302,6 +306,14 @@ struct conf_key {
 #define K_CHAR(n, f) { .name = n, .type = CT_CHAR, .offset = OFF(f) }
 #define K_LIST(n, f, c) { .name = n, .type = CT_STRLIST, .offset = OFF(f), .count_offset = OFF(f##_count), .check = c }
 #define K_SECTION(n, t) { .name = n, .type = CT_SECTION, .section = t }
+#define K_SECLIST(n, f, t, ty, d) { .name = n, .type = CT_SECLIST, .offset = OFF(f), .count_offset = OFF(f##_count), \
+	.section = t, .elem_size = sizeof(ty), .elem_defaults = d }
+/* Keys of a list element (struct ty): offsets relative to the element. */
+#define E_STR(ty, n, f, c, req) { .name = n, .type = CT_STRING, .offset = offsetof(ty, f), .check = c, .required = req }
+#define E_PATH(ty, n, f) { .name = n, .type = CT_PATH, .offset = offsetof(ty, f) }
+#define E_UINT(ty, n, f, lo, hi) { .name = n, .type = CT_UINT, .offset = offsetof(ty, f), .min = lo, .max = hi }
+#define E_LIST(ty, n, f, c, req) { .name = n, .type = CT_STRLIST, .offset = offsetof(ty, f), \
+	.count_offset = offsetof(ty, f##_count), .check = c, .required = req }
 
 static const struct conf_key tls_keys[] = {
 	K_PATH("cert", tls_cert),
@@ -443,6 +455,84 @@ static const struct conf_key dkim_keys[] = {
 	{ 0 },
 };
 
+/* Names of queue-fed targets ("webhook:NAME"): letters, digits, '-', '_', '.', at most 64. */
+static bool check_target_name(const char *s, const char **why_r)
+{
+	size_t n = strlen(s);
+	for (const char *q = s; *q != '\0'; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '-' ||
+		      *q == '_' || *q == '.'))
+			n = 0;
+	if (n == 0 || n > 64) {
+		*why_r = "expected a name of letters, digits, '-', '_' and '.' (at most 64)";
+		return false;
+	}
+	return true;
+}
+
+static bool check_http_url(const char *s, const char **why_r)
+{
+	const char *hp = strncmp(s, "http://", 7) == 0 ? s + 7 : strncmp(s, "https://", 8) == 0 ? s + 8 : NULL;
+	if (hp == NULL || *hp == '\0' || *hp == '/') {
+		*why_r = "expected an http:// or https:// URL";
+		return false;
+	}
+	for (const char *q = s; *q != '\0'; q++)
+		if ((unsigned char)*q <= ' ' || *q == 0x7f) {
+			*why_r = "spaces and control characters are not allowed in a URL";
+			return false;
+		}
+	return true;
+}
+
+static bool check_argv_item(const char *s, const char **why_r)
+{
+	(void)s;
+	(void)why_r;
+	return true;
+}
+
+static void webhook_defaults(void *e)
+{
+	((struct conf_webhook *)e)->timeout = 30;
+}
+
+static void pipe_defaults(void *e)
+{
+	((struct conf_pipe *)e)->timeout = 60;
+}
+
+static void autoreply_defaults(void *e)
+{
+	((struct conf_autoreply *)e)->period = 604800;
+}
+
+static const struct conf_key webhook_keys[] = {
+	E_STR(struct conf_webhook, "name", name, check_target_name, true),
+	E_STR(struct conf_webhook, "url", url, check_http_url, true),
+	E_STR(struct conf_webhook, "secret", secret, NULL, false),
+	E_UINT(struct conf_webhook, "timeout", timeout, 1, 3600),
+	E_PATH(struct conf_webhook, "tls_ca_file", tls_ca_file),
+	{ 0 },
+};
+
+static const struct conf_key pipe_keys[] = {
+	E_STR(struct conf_pipe, "name", name, check_target_name, true),
+	E_LIST(struct conf_pipe, "command", command, check_argv_item, true),
+	E_UINT(struct conf_pipe, "timeout", timeout, 1, 86400),
+	E_STR(struct conf_pipe, "user", user, check_user, false),
+	{ 0 },
+};
+
+static const struct conf_key autoreply_keys[] = {
+	E_STR(struct conf_autoreply, "name", name, check_target_name, true),
+	E_STR(struct conf_autoreply, "from", from, NULL, true),
+	E_STR(struct conf_autoreply, "subject", subject, NULL, false),
+	E_STR(struct conf_autoreply, "text", text, NULL, true),
+	E_UINT(struct conf_autoreply, "period", period, 1, UINT_MAX),
+	{ 0 },
+};
+
 static const struct conf_key root_keys[] = {
 	K_STR("hostname", hostname, conf_check_hostname),
 	K_PATH("data_dir", data_dir),
@@ -468,6 +558,9 @@ static const struct conf_key root_keys[] = {
 	K_SECTION("spf", spf_keys),
 	K_SECTION("dmarc", dmarc_keys),
 	K_SECTION("dkim", dkim_keys),
+	K_SECLIST("webhooks", webhooks, webhook_keys, struct conf_webhook, webhook_defaults),
+	K_SECLIST("pipes", pipes, pipe_keys, struct conf_pipe, pipe_defaults),
+	K_SECLIST("autoreplies", autoreplies, autoreply_keys, struct conf_autoreply, autoreply_defaults),
 	{ 0 },
 };
 
@@ -477,6 +570,7 @@ struct conf_parse {
 	const char *file;
 	yaml_document_t doc;
 	struct mr_config *cfg;
+	char *base;   /* what key offsets are relative to: cfg, or the list element being parsed */
 	char *cwd;
 	char *error;
 };
@@ -679,7 +773,7 @@ static int conf_listen(struct conf_parse *p, yaml_node_t *seq)
 static int conf_value(struct conf_parse *p, const struct conf_key *key, yaml_node_t *v,
 		      const char *path)
 {
-	char *base = (char *)p->cfg;
+	char *base = p->base;
 	void *field = base + key->offset;
 	const char *s, *why = NULL;
 	unsigned long long num;
@@ -693,6 +787,38 @@ static int conf_value(struct conf_parse *p, const struct conf_key *key, yaml_nod
 		return conf_section(p, v, key->section, path);
 	case CT_LISTEN:
 		return conf_listen(p, v);
+	case CT_SECLIST: {
+		void **arr = field;
+		size_t *count = (size_t *)(base + key->count_offset);
+		if (*count != 0)
+			return conf_error(p, v, "%s: given twice", path);
+		if (node_is_null(v))
+			return 0;
+		if (v->type != YAML_SEQUENCE_NODE)
+			return conf_error(p, v, "%s: expected a list, got %s", path, node_type_name(v));
+		size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+		if (n > CONF_MAX_LISTEN)
+			return conf_error(p, v, "%s: more than %d entries", path, CONF_MAX_LISTEN);
+		*arr = xcalloc(n == 0 ? 1 : n, key->elem_size);
+		int rc = 0;
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			yaml_node_t *item = yaml_document_get_node(&p->doc, v->data.sequence.items.start[i]);
+			char ipath[160];
+			snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
+			if (item == NULL)
+				return conf_error(p, v, "%s: broken document", ipath);
+			if (item->type != YAML_MAPPING_NODE)
+				return conf_error(p, item, "%s: expected a mapping, got %s", ipath, node_type_name(item));
+			char *elem = (char *)*arr + i * key->elem_size;
+			if (key->elem_defaults != NULL)
+				key->elem_defaults(elem);
+			(*count)++; /* counted before parsing: conf_free frees what was set */
+			p->base = elem;
+			rc = conf_section(p, item, key->section, ipath);
+			p->base = base;
+		}
+		return rc;
+	}
 	case CT_STRING:
 	case CT_PATH: {
 		char **dst = field;
@@ -828,6 +954,9 @@ static int conf_section(struct conf_parse *p, yaml_node_t *map, const struct con
 		if (conf_value(p, &keys[i], v, path) < 0)
 			return -1;
 	}
+	for (size_t i = 0; i < nkeys; i++)
+		if (keys[i].required && seen[i] == NULL)
+			return conf_error(p, map, "%s%smissing key '%s'", prefix, *prefix != '\0' ? ": " : "", keys[i].name);
 	return 0;
 }
 
@@ -937,6 +1066,23 @@ static int conf_finish(struct conf_parse *p)
 	}
 	if (cfg->authserv_id == NULL)
 		cfg->authserv_id = xstrdup(cfg->hostname);
+	/* Target names are unique within their kind; a pipe runs an absolute path. */
+	for (size_t i = 0; i < cfg->webhooks_count; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->webhooks[i].name, cfg->webhooks[j].name) == 0)
+				return conf_error_at(p, 0, 0, "webhooks[%zu]: duplicate name '%s'", i, cfg->webhooks[i].name);
+	for (size_t i = 0; i < cfg->pipes_count; i++) {
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->pipes[i].name, cfg->pipes[j].name) == 0)
+				return conf_error_at(p, 0, 0, "pipes[%zu]: duplicate name '%s'", i, cfg->pipes[i].name);
+		if (cfg->pipes[i].command_count == 0 || cfg->pipes[i].command[0][0] != '/')
+			return conf_error_at(p, 0, 0, "pipes[%zu].command: expected a list [ABSOLUTE_PATH, ARGS...]", i);
+	}
+	for (size_t i = 0; i < cfg->autoreplies_count; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->autoreplies[i].name, cfg->autoreplies[j].name) == 0)
+				return conf_error_at(p, 0, 0, "autoreplies[%zu]: duplicate name '%s'", i,
+						     cfg->autoreplies[i].name);
 	return 0;
 }
 
@@ -954,6 +1100,7 @@ struct mr_config *conf_load_buffer(const char *name, const char *data, size_t le
 	p.cwd = cwd;
 	p.cfg = xcalloc(1, sizeof(*p.cfg));
 	p.cfg->path = xstrdup(name);
+	p.base = (char *)p.cfg;
 	conf_defaults(p.cfg);
 
 	if (!yaml_parser_initialize(&parser))
@@ -1038,6 +1185,27 @@ struct mr_config *conf_load(const char *path, char **error_r)
 	return cfg;
 }
 
+/* Free the strings and string lists of one mapping described by keys. */
+static void free_keys(char *base, const struct conf_key *keys)
+{
+	for (const struct conf_key *k = keys; k->name != NULL; k++) {
+		if (k->type == CT_STRING || k->type == CT_PATH)
+			xfree((char **)(base + k->offset));
+		else if (k->type == CT_STRLIST)
+			free_strlist((char ***)(base + k->offset), (size_t *)(base + k->count_offset));
+	}
+}
+
+static void free_seclist(char *base, const struct conf_key *key)
+{
+	char **arr = (char **)(base + key->offset);
+	size_t *count = (size_t *)(base + key->count_offset);
+	for (size_t i = 0; i < *count; i++)
+		free_keys(*arr + i * key->elem_size, key->section);
+	xfree(arr);
+	*count = 0;
+}
+
 void conf_free(struct mr_config **cfgp)
 {
 	struct mr_config *cfg = *cfgp;
@@ -1067,6 +1235,9 @@ void conf_free(struct mr_config **cfgp)
 	free(cfg->clamd_action);
 	free(cfg->rspamd_on_error);
 	free(cfg->outbound.tls_ca_file);
+	for (const struct conf_key *k = root_keys; k->name != NULL; k++)
+		if (k->type == CT_SECLIST)
+			free_seclist((char *)cfg, k);
 	free(cfg);
 	*cfgp = NULL;
 }

@@ -88,6 +88,34 @@ struct conf_filter {
 	size_t max_size;              /* larger messages are not scanned; default 25 MiB */
 };
 
+/*
+ * Queue-fed delivery targets (src/queued/queue_triggers.c), chosen by a
+ * recipient target "webhook:NAME", "pipe:NAME" or "autoreply:NAME".
+ */
+struct conf_webhook {
+	char *name;                   /* required; letters, digits, '-', '_', '.' */
+	char *url;                    /* required; http:// or https:// */
+	char *secret;                 /* HMAC-SHA256 key for X-Mailroute-Signature; NULL = unsigned */
+	unsigned timeout;             /* seconds for the whole request; default 30 */
+	char *tls_ca_file;            /* extra CA file for https (tests); NULL = system store */
+};
+
+struct conf_pipe {
+	char *name;                   /* required */
+	char **command;               /* required: argv, command[0] absolute; executed without a shell */
+	size_t command_count;
+	unsigned timeout;             /* seconds, then the process group is killed; default 60 */
+	char *user;                   /* run as; NULL = the queue role's own user (see queue_triggers.h) */
+};
+
+struct conf_autoreply {
+	char *name;                   /* required */
+	char *from;                   /* required: From: address of the answer */
+	char *subject;                /* default "Auto: " + the original subject */
+	char *text;                   /* required: body; ${sender} is replaced by the envelope sender */
+	unsigned period;              /* seconds between two replies to one sender; default 604800 (7 days) */
+};
+
 struct mr_config {
 	char *path;                   /* the file this came from */
 	char *hostname;               /* default: gethostname() */
@@ -116,6 +144,12 @@ struct mr_config {
 	char *clamd_on_error, *clamd_action, *rspamd_on_error; /* as written; folded into the structs */
 	char *authserv_id;            /* Authentication-Results id; default: hostname */
 	struct conf_mailauth mailauth;
+	struct conf_webhook *webhooks;
+	size_t webhooks_count;
+	struct conf_pipe *pipes;
+	size_t pipes_count;
+	struct conf_autoreply *autoreplies;
+	size_t autoreplies_count;
 };
 
 /*

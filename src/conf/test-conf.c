@@ -17,7 +17,7 @@
 
 #define ALL_KEYS "hostname, data_dir, listen, tls, dns, rules, trusted_networks, user, vmail_user, " \
 	"smtp_processes, log_file, log_level, subaddress_separator, auth_allow_plaintext, limits, queue, " \
-	"outbound, clamd, rspamd, authserv_id, mail_auth, spf, dmarc, dkim"
+	"outbound, clamd, rspamd, authserv_id, mail_auth, spf, dmarc, dkim, webhooks, pipes, autoreplies"
 
 struct error_case {
 	const char *yaml;
@@ -101,6 +101,29 @@ static const struct error_case error_cases[] = {
 	{ "hostname: \"abc\n", "t.yaml:2:1: YAML syntax error: found unexpected end of stream (while scanning a quoted scalar at line 1)" },
 	{ "hostname: a\n---\nhostname: b\n", "t.yaml:2:1: only one YAML document is allowed" },
 	{ "hostname: \"\xff\"\n", "t.yaml:1:12: YAML error: invalid leading UTF-8 octet" },
+	/* Lists of sections: webhooks, pipes, autoreplies. */
+	{ "webhooks: {name: a}\n", "t.yaml:1:11: webhooks: expected a list, got a mapping" },
+	{ "webhooks:\n  - x\n", "t.yaml:2:5: webhooks[0]: expected a mapping, got a scalar" },
+	{ "webhooks:\n  - {name: a}\n", "t.yaml:2:5: webhooks[0]: missing key 'url'" },
+	{ "webhooks:\n  - {name: a, url: \"ftp://x\"}\n",
+	  "t.yaml:2:20: webhooks[0].url: bad value 'ftp://x': expected an http:// or https:// URL" },
+	{ "webhooks:\n  - {name: a, url: \"http://x\", tmeout: 3}\n",
+	  "t.yaml:2:32: unknown key 'tmeout' in webhooks[0] (allowed: name, url, secret, timeout, tls_ca_file)" },
+	{ "webhooks:\n  - {name: a, url: \"http://x\", timeout: 0}\n",
+	  "t.yaml:2:41: webhooks[0].timeout: 0 is out of range (1-3600)" },
+	{ "webhooks:\n  - {name: \"a b\", url: \"http://x\"}\n",
+	  "t.yaml:2:12: webhooks[0].name: bad value 'a b': expected a name of letters, digits, '-', '_' and '.' (at most 64)" },
+	{ "webhooks:\n  - {name: a, url: \"http://x\"}\n  - {name: a, url: \"http://y\"}\n",
+	  "t.yaml:0:0: webhooks[1]: duplicate name 'a'" },
+	{ "pipes:\n  - {name: p, command: /bin/cat}\n", "t.yaml:2:24: pipes[0].command: expected a list, got a scalar" },
+	{ "pipes:\n  - {name: p, command: [cat]}\n",
+	  "t.yaml:0:0: pipes[0].command: expected a list [ABSOLUTE_PATH, ARGS...]" },
+	{ "pipes:\n  - {name: p, command: [], timeout: 5}\n",
+	  "t.yaml:0:0: pipes[0].command: expected a list [ABSOLUTE_PATH, ARGS...]" },
+	{ "pipes:\n  - {command: [/bin/cat]}\n", "t.yaml:2:5: pipes[0]: missing key 'name'" },
+	{ "autoreplies:\n  - {name: r, from: a@b.test}\n", "t.yaml:2:5: autoreplies[0]: missing key 'text'" },
+	{ "autoreplies:\n  - {name: r, from: a@b.test, text: hi, period: -1}\n",
+	  "t.yaml:2:49: autoreplies[0].period: expected a non-negative integer, got '-1'" },
 };
 
 static void test_errors(void **state)
@@ -297,6 +320,39 @@ static void test_mailauth(void **state)
 	}
 }
 
+static void test_triggers(void **state)
+{
+	static const char yaml[] =
+		"webhooks:\n"
+		"  - { name: crm, url: \"https://127.0.0.1:8443/hook\", secret: s3cret, tls_ca_file: ca.pem }\n"
+		"  - { name: b, url: \"http://127.0.0.1/\", timeout: 5 }\n"
+		"pipes:\n"
+		"  - name: tickets\n"
+		"    command: [/usr/bin/tee, -a, /tmp/x]\n"
+		"autoreplies:\n"
+		"  - { name: info, from: info@example.test, text: \"Thanks ${sender}\" }\n";
+	char *error = NULL;
+	struct mr_config *cfg = conf_load_buffer("t.yaml", yaml, strlen(yaml), &error);
+	if (cfg == NULL)
+		fprintf(stderr, "%s\n", error);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->webhooks_count, 2);
+	assert_string_equal(cfg->webhooks[0].name, "crm");
+	assert_string_equal(cfg->webhooks[0].secret, "s3cret");
+	assert_int_equal(cfg->webhooks[0].timeout, 30);
+	assert_true(cfg->webhooks[0].tls_ca_file[0] == '/');
+	assert_int_equal(cfg->webhooks[1].timeout, 5);
+	assert_null(cfg->webhooks[1].secret);
+	assert_int_equal(cfg->pipes_count, 1);
+	assert_int_equal(cfg->pipes[0].command_count, 3);
+	assert_string_equal(cfg->pipes[0].command[2], "/tmp/x");
+	assert_int_equal(cfg->pipes[0].timeout, 60);
+	assert_int_equal(cfg->autoreplies_count, 1);
+	assert_int_equal(cfg->autoreplies[0].period, 604800);
+	assert_null(cfg->autoreplies[0].subject);
+	conf_free(&cfg);
+}
+
 static void test_separator(void **state)
 {
 	static const struct { const char *yaml; char sep; } cases[] = {
@@ -417,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_demo),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_separator),
+		cmocka_unit_test(test_triggers),
 		cmocka_unit_test(test_mailauth),
 		cmocka_unit_test(test_file),
 		cmocka_unit_test(test_address),
