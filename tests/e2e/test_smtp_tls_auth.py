@@ -255,6 +255,28 @@ def test_submissions_auth_and_send_smtplib(server):
     assert "Return-Path: <alice@example.test>" in header_block(m)
 
 
+def test_submissions_received_shows_tls_and_auth_required(server):
+    token = unique_token("465rcv")
+    c = RawSMTP(server.ports["submissions"], tls=True)
+    try:
+        version, cipher = c.sock.version(), c.sock.cipher()[0]
+        c.ehlo()
+        code, text = c.cmd("MAIL FROM:<%s>" % ALICE)
+        assert code == 530 and text.startswith("5.7.0"), (code, text)
+        assert c.cmd("AUTH PLAIN " + plain_b64(ALICE, ALICE_PW))[0] == 235
+        assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(data_payload(build_message(token, sender=ALICE, to=BOB)))
+        assert c.reply()[0] == 250
+    finally:
+        c.close()
+    m = server.wait_for_message(BOB, token)
+    received = [h for h in header_block(m) if h.lower().startswith("received:")][0]
+    assert version in received and cipher in received, (version, cipher, received)
+    assert ALICE_PW not in m.decode("utf-8", "replace")
+
+
 def test_swaks_implicit_tls_auth(server):
     token = unique_token("swaks465")
     p = swaks("--server", "127.0.0.1", "--port", str(server.ports["submissions"]), "--tls-on-connect",
