@@ -455,6 +455,28 @@ static const struct conf_key dkim_keys[] = {
 	{ 0 },
 };
 
+/* SRS secrets: printable, no spaces, at least 16 characters. */
+static bool check_srs_secret(const char *s, const char **why_r)
+{
+	size_t n = strlen(s);
+	for (const char *q = s; *q != '\0'; q++)
+		if ((unsigned char)*q <= ' ' || *q == 0x7f)
+			n = 0;
+	if (n < 16 || n > 256) {
+		*why_r = "expected a secret of 16 to 256 printable characters without spaces";
+		return false;
+	}
+	return true;
+}
+
+static const struct conf_key srs_keys[] = {
+	K_STR("secret", srs.secret, check_srs_secret),
+	K_LIST("secrets", srs.secrets, check_srs_secret),
+	K_STR("domain", srs.domain, conf_check_hostname),
+	K_UINT("max_age_days", srs.max_age_days, 1, 1000),
+	{ 0 },
+};
+
 /* Names of queue-fed targets ("webhook:NAME"): letters, digits, '-', '_', '.', at most 64. */
 static bool check_target_name(const char *s, const char **why_r)
 {
@@ -558,6 +580,7 @@ static const struct conf_key root_keys[] = {
 	K_SECTION("spf", spf_keys),
 	K_SECTION("dmarc", dmarc_keys),
 	K_SECTION("dkim", dkim_keys),
+	K_SECTION("srs", srs_keys),
 	K_SECLIST("webhooks", webhooks, webhook_keys, struct conf_webhook, webhook_defaults),
 	K_SECLIST("pipes", pipes, pipe_keys, struct conf_pipe, pipe_defaults),
 	K_SECLIST("autoreplies", autoreplies, autoreply_keys, struct conf_autoreply, autoreply_defaults),
@@ -1002,6 +1025,7 @@ static void conf_defaults(struct mr_config *cfg)
 		.dmarc_enforce = true,
 		.dkim_sign = true,
 	};
+	cfg->srs.max_age_days = 21;
 }
 
 /* Line and column (1-based) of a byte offset, for reader errors that carry no mark. */
@@ -1066,6 +1090,10 @@ static int conf_finish(struct conf_parse *p)
 	}
 	if (cfg->authserv_id == NULL)
 		cfg->authserv_id = xstrdup(cfg->hostname);
+	if (cfg->srs.domain == NULL)
+		cfg->srs.domain = xstrdup(cfg->hostname);
+	if ((cfg->srs.secret != NULL ? 1 : 0) + cfg->srs.secrets_count > 4)
+		return conf_error_at(p, 0, 0, "srs: at most 4 secrets (secret and secrets together)");
 	/* Target names are unique within their kind; a pipe runs an absolute path. */
 	for (size_t i = 0; i < cfg->webhooks_count; i++)
 		for (size_t j = 0; j < i; j++)
@@ -1228,6 +1256,9 @@ void conf_free(struct mr_config **cfgp)
 	free(cfg->log_level);
 	free(cfg->authserv_id);
 	free(cfg->mailauth.dkim_selector);
+	free(cfg->srs.secret);
+	free_strlist(&cfg->srs.secrets, &cfg->srs.secrets_count);
+	free(cfg->srs.domain);
 	free(cfg->outbound.tls);
 	free(cfg->clamd.address);
 	free(cfg->rspamd.address);

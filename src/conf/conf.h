@@ -67,6 +67,20 @@ struct conf_mailauth {
 	char *dkim_selector;          /* dkim.selector: NULL = the newest .pem in <data_dir>/dkim/<domain>/ */
 };
 
+/*
+ * SRS for forwarded mail (queue_outbound.c rewrites, lookup_policy.c reverses).
+ * On when a secret is given: `srs: { secret: S, secrets: [OLD...], domain: D }`.
+ * secret signs; secret and secrets all verify (rotation); at most 4 in all
+ * (SRS_MAX_SECRETS), each at least 16 characters.
+ */
+struct conf_srs {
+	char *secret;                 /* srs.secret: the signing secret; NULL = SRS off unless secrets given */
+	char **secrets;               /* srs.secrets: verify-only (older) secrets; with no secret, [0] signs */
+	size_t secrets_count;
+	char *domain;                 /* srs.domain: domain of SRS addresses; default: hostname */
+	unsigned max_age_days;        /* srs.max_age_days: SRS addresses expire; default 21 */
+};
+
 struct conf_outbound {
 	unsigned mx_port;             /* port of MX hosts; default 25 (tests use another) */
 	char *tls;                    /* none|may|require for MX delivery; default "may" */
@@ -144,6 +158,7 @@ struct mr_config {
 	char *clamd_on_error, *clamd_action, *rspamd_on_error; /* as written; folded into the structs */
 	char *authserv_id;            /* Authentication-Results id; default: hostname */
 	struct conf_mailauth mailauth;
+	struct conf_srs srs;
 	struct conf_webhook *webhooks;
 	size_t webhooks_count;
 	struct conf_pipe *pipes;

@@ -17,7 +17,7 @@
 
 #define ALL_KEYS "hostname, data_dir, listen, tls, dns, rules, trusted_networks, user, vmail_user, " \
 	"smtp_processes, log_file, log_level, subaddress_separator, auth_allow_plaintext, limits, queue, " \
-	"outbound, clamd, rspamd, authserv_id, mail_auth, spf, dmarc, dkim, webhooks, pipes, autoreplies"
+	"outbound, clamd, rspamd, authserv_id, mail_auth, spf, dmarc, dkim, srs, webhooks, pipes, autoreplies"
 
 struct error_case {
 	const char *yaml;
@@ -95,6 +95,15 @@ static const struct error_case error_cases[] = {
 	{ "authserv_id: \"a b\"\n",
 	  "t.yaml:1:14: authserv_id: bad value 'a b': only letters, digits, '-', '_' and '.' are allowed" },
 	{ "mail_auth: [true]\n", "t.yaml:1:12: mail_auth: expected true or false, got a list" },
+	{ "srs: { secret: short }\n",
+	  "t.yaml:1:16: srs.secret: bad value 'short': expected a secret of 16 to 256 printable characters without spaces" },
+	{ "srs: { key: x }\n", "t.yaml:1:8: unknown key 'key' in srs (allowed: secret, secrets, domain, max_age_days)" },
+	{ "srs: { secret: 0123456789abcdef, domain: \"a b\" }\n",
+	  "t.yaml:1:42: srs.domain: bad value 'a b': only letters, digits, '-', '_' and '.' are allowed" },
+	{ "srs: { max_age_days: 0 }\n", "t.yaml:1:22: srs.max_age_days: 0 is out of range (1-1000)" },
+	{ "hostname: h\nsrs:\n  secret: 0123456789abcdef\n  secrets: [1123456789abcdef, 2123456789abcdef, "
+	  "3123456789abcdef, 4123456789abcdef]\n",
+	  "t.yaml:0:0: srs: at most 4 secrets (secret and secrets together)" },
 	/* YAML syntax errors carry libyaml's problem mark. */
 	{ "hostname: [a\n", "t.yaml:2:1: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at line 1)" },
 	{ "a: b\n c: d\n", "t.yaml:2:3: YAML syntax error: mapping values are not allowed in this context" },
@@ -320,6 +329,48 @@ static void test_mailauth(void **state)
 	}
 }
 
+struct srs_case {
+	const char *yaml;
+	const char *secret;   /* NULL = none */
+	size_t secrets;       /* count of srs.secrets */
+	const char *first_old;
+	const char *domain;
+	unsigned max_age_days;
+};
+
+static const struct srs_case srs_cases[] = {
+	{ "hostname: mx.a.test\n", NULL, 0, NULL, "mx.a.test", 21 },
+	{ "hostname: mx.a.test\nsrs: { secret: 0123456789abcdef }\n", "0123456789abcdef", 0, NULL, "mx.a.test", 21 },
+	{ "hostname: h\nsrs:\n  secret: 0123456789abcdef\n  secrets: [fedcba9876543210]\n  domain: srs.a.test\n"
+	  "  max_age_days: 7\n",
+	  "0123456789abcdef", 1, "fedcba9876543210", "srs.a.test", 7 },
+	{ "hostname: h\nsrs:\n  secrets: [fedcba9876543210, 0123456789abcdef]\n", NULL, 2, "fedcba9876543210", "h", 21 },
+	{ "hostname: h\nsrs:\n", NULL, 0, NULL, "h", 21 },
+};
+
+static void test_srs(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(srs_cases) / sizeof(srs_cases[0]); i++) {
+		const struct srs_case *c = &srs_cases[i];
+		char *error = NULL;
+		struct mr_config *cfg = conf_load_buffer("s.yaml", c->yaml, strlen(c->yaml), &error);
+		if (cfg == NULL)
+			fprintf(stderr, "case %zu: %s\n", i, error);
+		assert_non_null(cfg);
+		if (c->secret == NULL)
+			assert_null(cfg->srs.secret);
+		else
+			assert_string_equal(cfg->srs.secret, c->secret);
+		assert_int_equal(cfg->srs.secrets_count, c->secrets);
+		if (c->first_old != NULL)
+			assert_string_equal(cfg->srs.secrets[0], c->first_old);
+		assert_string_equal(cfg->srs.domain, c->domain);
+		assert_int_equal(cfg->srs.max_age_days, c->max_age_days);
+		conf_free(&cfg);
+	}
+}
+
 static void test_triggers(void **state)
 {
 	static const char yaml[] =
@@ -475,6 +526,7 @@ int main(void)
 		cmocka_unit_test(test_separator),
 		cmocka_unit_test(test_triggers),
 		cmocka_unit_test(test_mailauth),
+		cmocka_unit_test(test_srs),
 		cmocka_unit_test(test_file),
 		cmocka_unit_test(test_address),
 		cmocka_unit_test(test_prefixes),
