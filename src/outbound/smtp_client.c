@@ -1070,6 +1070,18 @@ static void mark_reached(struct smtp_session *s)
 		d->host_state[s->host_idx] = SMTP_HOST_REACHED;
 }
 
+/* The one positive reply each step accepts (RFC 5321 4.3.2); 0 where several are handled. */
+static int success_code(enum sess_state st)
+{
+	switch (st) {
+	case S_BANNER:
+	case S_STARTTLS: return 220;
+	case S_DATA: return 354;
+	case S_AUTH: return 0;
+	default: return 250;
+	}
+}
+
 /* One complete reply arrived. */
 static void handle_reply(struct smtp_session *s)
 {
@@ -1089,6 +1101,13 @@ static void handle_reply(struct smtp_session *s)
 		} else {
 			session_close(s, false);
 		}
+		return;
+	}
+	if (code < 400 && success_code(st) != 0 && code != success_code(st) && !(st == S_RCPT && code == 251)) {
+		/* a positive reply of the wrong kind: the peer is confused or we are out of step */
+		char msg[96];
+		snprintf(msg, sizeof(msg), "unexpected reply %d to %s", code, state_names[st]);
+		session_fail(s, 421, "4.5.0", msg, false);
 		return;
 	}
 	switch (st) {
@@ -1156,10 +1175,8 @@ static void handle_reply(struct smtp_session *s)
 	case S_DATA:
 		if (code == 354)
 			start_body(s);
-		else if (code >= 400)
-			data_end_reply(s, false);
 		else
-			session_fail(s, 421, "4.5.0", "unexpected reply to DATA", false);
+			data_end_reply(s, false);
 		break;
 	case S_DOT:
 	case S_BDAT_LAST:

@@ -37,6 +37,10 @@ struct receiver {
 	char log[160];
 };
 
+/* every receiver started, so that the group teardown can stop those a failed test left behind */
+static pid_t started[256];
+static size_t started_count;
+
 static const char *source_dir(void)
 {
 	const char *d = getenv("MR_SOURCE_DIR");
@@ -48,7 +52,7 @@ static void receiver_start(struct receiver *r, const char *host, int p, const ch
 {
 	static unsigned seq;
 	char script[512], portstr[16];
-	const char *argv[40];
+	const char *argv[300];
 	size_t n = 0;
 	int fds[2];
 
@@ -64,13 +68,20 @@ static void receiver_start(struct receiver *r, const char *host, int p, const ch
 	argv[n++] = portstr;
 	argv[n++] = "--log";
 	argv[n++] = r->log;
-	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 38; i++)
+	for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+		assert_true(n < sizeof(argv) / sizeof(argv[0]) - 1);
 		argv[n++] = extra[i];
+	}
 	argv[n] = NULL;
 	assert_int_equal(pipe(fds), 0);
 	r->pid = fork();
 	assert_true(r->pid >= 0);
 	if (r->pid == 0) {
+		char errlog[200];
+		snprintf(errlog, sizeof(errlog), "%s.stderr", r->log);
+		int efd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (efd >= 0)
+			dup2(efd, 2);
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
@@ -78,6 +89,8 @@ static void receiver_start(struct receiver *r, const char *host, int p, const ch
 		_exit(127);
 	}
 	close(fds[1]);
+	if (started_count < sizeof(started) / sizeof(started[0]))
+		started[started_count++] = r->pid;
 	char line[64] = { 0 };
 	size_t got = 0;
 	struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
@@ -99,6 +112,9 @@ static void receiver_stop(struct receiver *r)
 	if (r->pid > 0) {
 		kill(r->pid, SIGTERM);
 		waitpid(r->pid, NULL, 0);
+		for (size_t i = 0; i < started_count; i++)
+			if (started[i] == r->pid)
+				started[i] = 0;
 		r->pid = 0;
 	}
 }
@@ -400,7 +416,7 @@ static void test_relay_cases(void **state)
 		  .code = { 421, 421 }, .text_has = "shutting down", .messages = 0, .mail_cmds = 1 },
 		{ .name = "data-250-instead-of-354", .recv_args = { "--data-reply", "250 2.0.0 sure" },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .code = { 421 },
-		  .text_has = "unexpected reply to DATA", .messages = 0, .mail_cmds = 1 },
+		  .text_has = "unexpected reply 250 to DATA", .messages = 0, .mail_cmds = 1 },
 		{ .name = "data-554", .recv_args = { "--data-reply", "554 5.7.1 no thanks" },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_PERMFAIL }, .code = { 554 }, .enh = { "5.7.1" },
 		  .messages = 0, .mail_cmds = 1 },
@@ -756,6 +772,81 @@ static void large_message(bool bdat)
 	base_free(base);
 }
 
+/*
+ * Robustness matrix: at every step the peer answers with something odd (or
+ * answers and hangs up). The delivery must end exactly once, quickly, with a
+ * temporary or permanent result per recipient and never "delivered" unless the
+ * end of data was acknowledged.
+ */
+static void test_odd_replies(void **state)
+{
+	static const char *const steps[] = { "banner", "ehlo", "mail", "rcpt", "data", "dot" };
+	static const char *const replies[] = {
+		"221 bye\\r\\n",          /* closing reply */
+		"354 what\\r\\n",         /* wrong intermediate */
+		"250\\r\\n",              /* bare code */
+		"25",                     /* truncated, then silence or close */
+		"250-more\\r\\n",         /* unfinished multiline */
+		"\\r\\n",                 /* empty line */
+		"hello there\\r\\n",      /* not a reply */
+		"250 ok\\r\\n250 extra\\r\\n", /* an extra reply */
+		"599 5.9.9 odd\\r\\n",    /* odd 5xx */
+		"250 ok\\x00\\r\\n",      /* NUL */
+	};
+	enum { NSTEPS = 6, NREPLIES = 10, NRUNS = NSTEPS * NREPLIES * 2 };
+	/* one receiver plays every scenario, one per connection, in order */
+	static char specs[NRUNS][96];
+	const char *args[2 * NRUNS + 1];
+	size_t na = 0;
+	for (int k = 0; k < NRUNS; k++) {
+		int st = k / (NREPLIES * 2), rp = (k / 2) % NREPLIES, close_after = k % 2;
+		snprintf(specs[k], sizeof(specs[k]), "#%d%s:%s=%s", k, close_after ? "!" : "", steps[st], replies[rp]);
+		args[na++] = "--raw";
+		args[na++] = specs[k];
+	}
+	args[na] = NULL;
+	struct receiver r = { 0 };
+	receiver_start(&r, "127.0.0.1", 0, args);
+	struct event_base *base = event_base_new();
+	struct smtp_client *cl = client_new(base, NULL, 300, 0);
+	int fd = message_fd(msg_text);
+	for (int k = 0; k < NRUNS; k++) {
+		int st = k / (NREPLIES * 2), rp = (k / 2) % NREPLIES, close_after = k % 2;
+		struct smtp_relay_host relay = { "127.0.0.1", (unsigned)r.port };
+		struct smtp_destination dest = { .relays = &relay, .relay_count = 1 };
+		struct smtp_envelope_rcpt rc[2] = { { .address = "a@dest.test" }, { .address = "b@dest.test" } };
+		char qid[16];
+		snprintf(qid, sizeof(qid), "run%d", k);
+		struct smtp_envelope env = { .queue_id = qid, .sender = "s@client.test", .rcpts = rc, .rcpt_count = 2 };
+		struct outcome o = { .base = base };
+		smtp_deliver(cl, &env, fd, &dest, outcome_cb, &o);
+		run_until_done(&o, 5000);
+		assert_int_equal(o.calls, 1);
+		/* a complete 250 lets the exchange go on; after a close only the end of data counts */
+		bool full250 = strncmp(replies[rp], "250 ok\\r\\n", 10) == 0 || strcmp(replies[rp], "250\\r\\n") == 0;
+		bool may_deliver = full250 && st != 0 && (!close_after || st == 5);
+		for (size_t i = 0; i < 2; i++) {
+			if (o.r[i].status == SMTP_RCPT_DELIVERED && !may_deliver)
+				fail_msg("run %d step %s reply '%s' close %d: delivered? %d %s", k, steps[st], replies[rp],
+				         close_after, o.r[i].code, o.r[i].text);
+			assert_true(o.r[i].code >= 200 && o.r[i].code < 600);
+		}
+		if (o.elapsed > 2.0)
+			fail_msg("step %s reply '%s': %.2f s", steps[st], replies[rp], o.elapsed);
+		char *lg = receiver_log(&r);
+		if (count_str(lg, "\"event\": \"connect\"") != k + 1)
+			fail_msg("run %d: %d connections\n%s", k, count_str(lg, "\"event\": \"connect\""), lg);
+		free(lg);
+	}
+	smtp_client_free(&cl);
+	receiver_stop(&r);
+	char *log = receiver_log(&r);
+	assert_int_equal(count_str(log, "\"event\": \"connect\""), NRUNS);
+	free(log);
+	close(fd);
+	base_free(base);
+}
+
 static void test_large_message(void **state)
 {
 	large_message(false);
@@ -786,6 +877,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	char cmd[128];
+	for (size_t i = 0; i < started_count; i++) {
+		if (started[i] > 0) {
+			kill(started[i], SIGTERM);
+			waitpid(started[i], NULL, 0);
+		}
+	}
 	test_dns_server_stop(&dns_server);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)
@@ -802,6 +899,7 @@ int main(void)
 		cmocka_unit_test(test_reuse_after_peer_closed),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_large_message),
+		cmocka_unit_test(test_odd_replies),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -39,6 +39,10 @@ def parse_args():
     p.add_argument("--smtputf8", action="store_true")
     p.add_argument("--dsn", action="store_true")
     p.add_argument("--chunking", action="store_true")
+    p.add_argument("--raw", action="append", default=[],
+                   help="[#K[!]:]STEP=BYTES: at banner|ehlo|mail|rcpt|data|dot send BYTES (Python escapes) "
+                        "instead of the reply; #K: only on the K-th connection (from 0); !: then close")
+    p.add_argument("--close-after-raw", action="store_true")
     p.add_argument("--auth", help="USER:PASS accepted with AUTH PLAIN/LOGIN (offered only inside TLS)")
     return p.parse_args()
 
@@ -52,8 +56,12 @@ def log(**kw):
 
 
 class Session:
+    count = 0
+
     def __init__(self, reader, writer, tls_ctx):
         self.r, self.w, self.tls_ctx = reader, writer, tls_ctx
+        self.index = Session.count
+        Session.count += 1
         self.tls = False
         self.eol = "\n" if ARGS.bare_lf else "\r\n"
         self.reset()
@@ -100,10 +108,32 @@ class Session:
             raise ConnectionError("closed")
         return line.decode("utf-8", "replace").rstrip("\r\n")
 
+    async def raw(self, step):
+        for spec in ARGS.raw:
+            close = ARGS.close_after_raw
+            if spec.startswith("#"):
+                conn, spec = spec[1:].split(":", 1)
+                if conn.endswith("!"):
+                    close, conn = True, conn[:-1]
+                if int(conn) != self.index:
+                    continue
+            st, data = spec.split("=", 1)
+            if st == step:
+                self.w.write(data.encode("latin-1").decode("unicode_escape").encode("latin-1"))
+                await self.w.drain()
+                log(event="raw", step=step)
+                if close:
+                    raise ConnectionError("closing after raw")
+                return True
+        return False
+
     async def run(self):
         log(event="connect")
         if ARGS.stall == "banner":
             await self.stall()
+        if await self.raw("banner"):
+            while True:
+                await self.readline()
         await self.send(ARGS.banner)
         if not ARGS.banner.startswith("2"):
             await self.readline()
@@ -113,6 +143,9 @@ class Session:
             log(event="cmd", line=line, tls=self.tls)
             verb = line.split(" ", 1)[0].upper()
             arg = line[len(verb):].strip()
+            step = {"EHLO": "ehlo", "MAIL": "mail", "RCPT": "rcpt", "DATA": "data"}.get(verb)
+            if step and await self.raw(step):
+                continue
             if verb == "EHLO":
                 if ARGS.stall == "ehlo":
                     await self.stall()
@@ -179,6 +212,8 @@ class Session:
                     tls=self.tls)
                 if ARGS.stall == "dot":
                     await self.stall()
+                if await self.raw("dot"):
+                    continue
                 await self.send(ARGS.dot_reply)
                 self.reset()
             elif verb == "BDAT" and ARGS.chunking:
