@@ -547,6 +547,11 @@ static const char *const dns_records[] = {
 	"backup.test. 300 IN MX 20 self.example.test.",
 	"self.example.test. 300 IN A 127.0.0.9",
 	"noaddr.test. 300 IN TXT \"nothing here\"",
+	"v6.test. 300 IN MX 10 mx6.v6.test.",
+	"mx6.v6.test. 300 IN AAAA ::1",
+	"dual.test. 300 IN MX 10 mx.dual.test.",
+	"mx.dual.test. 300 IN A 127.0.0.2",
+	"mx.dual.test. 300 IN AAAA ::1",
 	NULL,
 };
 
@@ -571,14 +576,17 @@ static void test_mx_cases(void **state)
 		{ "loops-back", "loop.test", SMTP_RCPT_PERMFAIL, 554, "5.4.6", NULL, "loops back to myself" },
 		{ "backup-mx-uses-better", "backup.test", SMTP_RCPT_DELIVERED, 250, NULL, "mx2.example.test", NULL },
 		{ "no-address", "noaddr.test", SMTP_RCPT_PERMFAIL, 550, "5.4.4", NULL, "no MX and no address" },
+		{ "ipv6-only-mx", "v6.test", SMTP_RCPT_DELIVERED, 250, NULL, "mx6.v6.test", NULL },
+		{ "a-down-aaaa-up", "dual.test", SMTP_RCPT_DELIVERED, 250, NULL, "mx.dual.test", NULL },
 	};
 	struct event_base *base = event_base_new();
 	const char *fwd[] = { dns_server.fwd };
 	char *error = NULL;
 	struct dns_resolver *dns = dns_resolver_new(base, fwd, 1, &error);
 	assert_non_null(dns);
-	struct receiver r = { 0 };
+	struct receiver r = { 0 }, r6 = { 0 };
 	receiver_start(&r, "127.0.0.3", port, NULL);
+	receiver_start(&r6, "::1", port, NULL);
 	struct smtp_client *cl = client_new(base, dns, 2000, 0);
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -611,6 +619,10 @@ static void test_mx_cases(void **state)
 	}
 	smtp_client_free(&cl);
 	receiver_stop(&r);
+	receiver_stop(&r6);
+	char *log6 = receiver_log(&r6);
+	assert_int_equal(count_str(log6, "\"event\": \"message\""), 2);
+	free(log6);
 	char *log = receiver_log(&r);
 	/* the null sender was sent as <> */
 	assert_true(strstr(log, "MAIL FROM:<>") != NULL);
