@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "lib-auth/srs.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -76,6 +78,29 @@ static void decide(struct lookup_rcpt_decision *d, int code, const char *enhance
 	va_end(ap);
 }
 
+bool lookup_srs_config(const struct mr_config *cfg, struct srs_config *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t n = 0;
+	if (cfg->srs.secret != NULL)
+		out->secrets[n++] = cfg->srs.secret;
+	for (size_t i = 0; i < cfg->srs.secrets_count && n < SRS_MAX_SECRETS; i++)
+		out->secrets[n++] = cfg->srs.secrets[i];
+	out->domain = cfg->srs.domain != NULL ? cfg->srs.domain : cfg->hostname;
+	out->max_age_days = cfg->srs.max_age_days;
+	return n > 0 && out->domain != NULL;
+}
+
+int lookup_srs_reverse(const struct mr_config *cfg, const char *address, char **orig_r, const char **error_r)
+{
+	*orig_r = NULL;
+	struct srs_config sc;
+	const char *at = strrchr(address, '@');
+	if (at == NULL || !lookup_srs_config(cfg, &sc) || strcasecmp(at + 1, sc.domain) != 0)
+		return 0;
+	return srs_reverse(&sc, address, 0, orig_r, error_r);
+}
+
 void lookup_policy_rcpt(struct directory *dir, const struct mr_config *cfg, const struct route_options *ropt,
                         const char *address, const char *client_ip, const char *auth_user, int listen_kind,
                         struct lookup_rcpt_decision *d)
@@ -85,6 +110,24 @@ void lookup_policy_rcpt(struct directory *dir, const struct mr_config *cfg, cons
 	memset(&res, 0, sizeof(res));
 	const char *at = strrchr(address, '@');
 	bool literal = at != NULL && at[1] == '[';
+	/* A bounce to one of our SRS addresses: decided for the original sender, who
+	   may be anywhere (the hash is the authorization to relay back). */
+	char *orig = NULL;
+	const char *why = NULL;
+	int srs = literal ? 0 : lookup_srs_reverse(cfg, address, &orig, &why);
+	if (srs < 0) {
+		log_info("event=srs_invalid address=%s error=\"%s\"", address, why);
+		d->status = ROUTE_UNKNOWN_USER;
+		decide(d, 550, "5.1.1", "<%s>: Recipient address rejected: invalid SRS address", address);
+		return;
+	}
+	if (srs > 0) {
+		lookup_policy_rcpt(dir, cfg, ropt, orig, client_ip, auth_user, listen_kind, d);
+		if (d->code == 554 && d->status == ROUTE_NOT_LOCAL)
+			decide(d, 250, "2.1.5", "Ok");
+		free(orig);
+		return;
+	}
 	int r = literal ? 1 : route_resolve(dir, ropt, address, &res, &error);
 	if (literal)
 		res.status = ROUTE_NOT_LOCAL;
@@ -145,6 +188,26 @@ int lookup_route_targets(struct directory *dir, const struct mr_config *cfg, con
 	memset(res, 0, sizeof(*res));
 	const char *at = strrchr(address, '@');
 	bool literal = at != NULL && at[1] == '[';
+	char *orig = NULL;
+	const char *why = NULL;
+	int srs = literal ? 0 : lookup_srs_reverse(cfg, address, &orig, &why);
+	if (srs > 0) {
+		/* SRS: the original sender's route (local mailbox or remote), traced first. */
+		int r = lookup_route_targets(dir, cfg, ropt, orig, res, targets_r, count_r, error_r);
+		if (r == 0 && ropt != NULL && ropt->trace) {
+			res->trace = xreallocarray(res->trace, res->trace_count + 1, sizeof(*res->trace));
+			memmove(res->trace + 1, res->trace, res->trace_count * sizeof(*res->trace));
+			res->trace[0] = xasprintf("srs: %s reverses to %s", address, orig);
+			res->trace_count++;
+		}
+		free(orig);
+		return r;
+	}
+	if (srs < 0) {
+		res->status = ROUTE_UNKNOWN_USER;
+		add_target(targets_r, count_r, LOOKUP_TARGET_UNROUTABLE, address, "unroutable", NULL);
+		return 0;
+	}
 	if (literal) {
 		res->status = ROUTE_NOT_LOCAL;
 	} else if (route_resolve(dir, ropt, address, res, error_r) < 0) {

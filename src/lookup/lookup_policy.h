@@ -49,6 +49,20 @@ int lookup_route_targets(struct directory *dir, const struct mr_config *cfg, con
 void lookup_targets_free(struct lookup_target *t, size_t n);
 const char *lookup_target_kind_name(enum lookup_target_kind kind);
 
+/*
+ * SRS (cfg->srs). lookup_srs_config fills *out with pointers into cfg (secret
+ * first, then secrets) and returns false when SRS is off (no secret).
+ * lookup_srs_reverse: 0 when address is not an SRS address in cfg->srs.domain
+ * (or SRS is off); 1 with *orig_r (heap) when it verifies; -1 with a static
+ * *error_r when it is SRS in our domain but forged, expired or malformed.
+ * lookup_policy_rcpt accepts a valid one (even though the SRS domain need not
+ * be in the directory) and refuses the rest with 550 5.1.1 "invalid SRS
+ * address"; lookup_route_targets routes it to the original sender.
+ */
+struct srs_config;
+bool lookup_srs_config(const struct mr_config *cfg, struct srs_config *out);
+int lookup_srs_reverse(const struct mr_config *cfg, const char *address, char **orig_r, const char **error_r);
+
 /* True when ip (text) is inside one of cfg->trusted_networks. */
 bool lookup_policy_trusted(const struct mr_config *cfg, const char *ip);
 /* True when ip (text) is inside cidr ("10.0.0.0/8", "::1/128", "127.0.0.1"). */
