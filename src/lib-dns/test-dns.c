@@ -404,7 +404,7 @@ static void test_timeout(void **state)
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		assert_int_equal(w.res[0]->status, DNS_TEMPFAIL);
 		double elapsed = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-		if (elapsed > 1.5)
+		if (elapsed > 3.0) /* 0.7 s timeout; generous for loaded CI machines */
 			fail_msg("tempfail after %.2f s", elapsed);
 		waiter_clear(&w);
 		dns_resolver_free(&r);

@@ -39,6 +39,26 @@
  * only the fd open (read with pread from offset 0; not closed by us) until the
  * callback. The result passed to the callback lives only during the call.
  */
+/*
+ * How the queue scheduler uses it (one client per deliver process, on its loop):
+ *
+ *   struct smtp_client_settings set = { .helo_name = cfg->hostname, .dns = resolver,
+ *                                       .idle_ms = 30000, .own_names = names, ... };
+ *   client = smtp_client_new(base, &set, &err);
+ *   ...
+ *   struct smtp_destination dest = { .domain = "example.org", .tls = SMTP_TLS_MAY };
+ *       (or .relays = hosts, .relay_count = n from relay_group_order(), .auth_user...)
+ *   struct smtp_envelope env = { .queue_id = id, .sender = from, .rcpts = r, .rcpt_count = n,
+ *                                .envid = ..., .ret = ..., .smtputf8 = ..., .body_8bit = ... };
+ *   d = smtp_deliver(client, &env, spool_fd, &dest, done_cb, job);
+ *   done_cb(job, res): for each res->rcpts[i]: DELIVERED → done; TEMPFAIL → retry later;
+ *       PERMFAIL → bounce with code/enh/text ("Diagnostic-Code: smtp; <code> <enh> <text>" when
+ *       remote); relay groups: relay_report_delivery(group, order, n, res, now_ms).
+ *   Close spool_fd after done_cb (or after smtp_delivery_cancel).
+ *
+ * One delivery = one destination: group recipients by domain (MX) or by route (relay)
+ * before calling. Concurrency limits per destination are the scheduler's.
+ */
 #ifndef MR_SMTP_CLIENT_H
 #define MR_SMTP_CLIENT_H
 

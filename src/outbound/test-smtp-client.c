@@ -442,7 +442,7 @@ static void test_relay_cases(void **state)
 		/* replies must end in CRLF (lib-smtp's parser): a bare-LF peer is a temporary failure */
 		{ .name = "bare-lf-replies", .recv_args = { "--bare-lf" },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .code = { 421 }, .text_has = "bare LF",
-		  .messages = 0, .mail_cmds = 0, .max_seconds = 2 },
+		  .messages = 0, .mail_cmds = 0, .max_seconds = 4 },
 		{ .name = "tls-required-not-offered", .tls = SMTP_TLS_REQUIRE, .recv_args = { "--plain-only" },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .code = { 454 }, .enh = { "4.7.4" },
 		  .text_has = "TLS is required", .messages = 0, .mail_cmds = 0 },
@@ -511,19 +511,19 @@ static void test_relay_cases(void **state)
 		  .log_has = "BODY=8BITMIME" },
 		{ .name = "stall-banner", .recv_args = { "--stall", "banner" }, .tmo_ms = 400,
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .code = { 421 }, .enh = { "4.4.2" },
-		  .text_has = "timeout while waiting for banner", .messages = 0, .mail_cmds = 0, .max_seconds = 2 },
+		  .text_has = "timeout while waiting for banner", .messages = 0, .mail_cmds = 0, .max_seconds = 4 },
 		{ .name = "stall-rcpt", .recv_args = { "--stall", "rcpt" }, .tmo_ms = 400,
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .text_has = "timeout",
-		  .messages = 0, .mail_cmds = 1, .max_seconds = 2 },
+		  .messages = 0, .mail_cmds = 1, .max_seconds = 4 },
 		{ .name = "stall-dot", .recv_args = { "--stall", "dot" }, .tmo_ms = 400,
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .text_has = "end of data",
-		  .messages = 1, .mail_cmds = 1, .max_seconds = 2 },
+		  .messages = 1, .mail_cmds = 1, .max_seconds = 4 },
 		{ .name = "endless-multiline", .recv_args = { "--endless-multiline" },
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .text_has = "too many lines",
-		  .messages = 0, .mail_cmds = 0, .max_seconds = 3 },
+		  .messages = 0, .mail_cmds = 0, .max_seconds = 5 },
 		{ .name = "connection-refused", .no_receiver = true,
 		  .rcpts = { "a@dest.test" }, .st = { SMTP_RCPT_TEMPFAIL }, .code = { 421 }, .text_has = "connect",
-		  .max_seconds = 2 },
+		  .max_seconds = 4 },
 		{ .name = "invalid-recipient", .rcpts = { "a@dest.test", "bad\r\nRSET@x" },
 		  .st = { SMTP_RCPT_DELIVERED, SMTP_RCPT_PERMFAIL }, .code = { 250, 553 }, .messages = 1,
 		  .mail_cmds = 1 },
@@ -843,7 +843,7 @@ static void test_odd_replies(void **state)
 				         close_after, o.r[i].code, o.r[i].text);
 			assert_true(o.r[i].code >= 200 && o.r[i].code < 600);
 		}
-		if (o.elapsed > 2.0)
+		if (o.elapsed > 4.0)
 			fail_msg("step %s reply '%s': %.2f s", steps[st], replies[rp], o.elapsed);
 		char *lg = receiver_log(&r);
 		if (count_str(lg, "\"event\": \"connect\"") != k + 1)
