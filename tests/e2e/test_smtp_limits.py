@@ -214,6 +214,47 @@ def test_data_timeout_421(lim):
     lim.assert_absent(token)
 
 
+def test_idle_timeout_inside_starttls_421(lim):
+    with session(lim, timeout=TIMEOUT + 30) as c:
+        c.starttls()
+        c.ehlo()
+        _expect_421_close(c, time.monotonic(), TIMEOUT)
+
+
+def test_idle_timeout_implicit_tls_421(lim):
+    with RawSMTP(lim.ports["submissions"], tls=True, timeout=TIMEOUT + 30) as c:
+        assert c.banner[0] == 220
+        _expect_421_close(c, time.monotonic(), TIMEOUT)
+
+
+@pytest.mark.parametrize("where", ["submissions before ClientHello", "after STARTTLS before ClientHello"])
+def test_stalled_tls_handshake_is_dropped(lim, where):
+    s = socket.create_connection(("127.0.0.1", lim.ports["submissions" if "submissions" in where else "mx"]),
+                                 timeout=TIMEOUT + 30)
+    try:
+        if "STARTTLS" in where:
+            c = RawSMTP.__new__(RawSMTP)
+            c.sock, c.buf, c.timeout = s, b"", TIMEOUT + 30
+            assert c.reply()[0] == 220
+            c.ehlo()
+            assert c.cmd("STARTTLS")[0] == 220
+        started = time.monotonic()
+        s.settimeout(TIMEOUT + 25)
+        try:
+            data = s.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        except (socket.timeout, TimeoutError):
+            pytest.fail("%s: connection still open %.0fs later (timeout %ds)" % (
+                where, time.monotonic() - started, TIMEOUT))
+        # a plaintext 421 would be tolerable here too; what matters is that it ends
+        while data:
+            data = s.recv(4096)
+        assert time.monotonic() - started <= TIMEOUT + 20
+    finally:
+        s.close()
+
+
 # ---------------------------------------------------------------- errors
 
 def test_too_many_errors_421(lim):
