@@ -52,7 +52,7 @@ struct dns_resolver *dns_resolver_new(struct event_base *base, const char *const
 struct dns_resolver *dns_resolver_new_with(struct event_base *base, const char *const *forwarders,
                                            size_t n, const struct dns_resolver_settings *set,
                                            char **error_r);
-/* Pending callbacks are dropped (never called). */
+/* Pending callbacks are dropped (never called). Not from inside a dns callback. */
 void dns_resolver_free(struct dns_resolver **r);
 
 /* Generic lookup of qtype (one of DNS_TYPE_*). name: a domain, trailing dot optional. */

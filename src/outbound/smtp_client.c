@@ -142,6 +142,7 @@ struct smtp_delivery {
 	struct mime7bit_qp qp;
 
 	bool last_tls;
+	bool detached;          /* in or after its callback: no longer in c->deliveries */
 	bool reused_session;    /* d->s came from the pool */
 	struct event *done_ev;
 	bool finished;
@@ -1270,7 +1271,7 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ------------------------------------------------------------------ delivery */
 
-static void delivery_free(struct smtp_delivery *d)
+static void delivery_unlink(struct smtp_delivery *d)
 {
 	struct smtp_client *c = d->c;
 	if (d->prev != NULL)
@@ -1279,6 +1280,13 @@ static void delivery_free(struct smtp_delivery *d)
 		c->deliveries = d->next;
 	if (d->next != NULL)
 		d->next->prev = d->prev;
+	d->prev = d->next = NULL;
+}
+
+static void delivery_free(struct smtp_delivery *d)
+{
+	if (!d->detached)
+		delivery_unlink(d);
 	if (d->s != NULL)
 		session_close(d->s, false);
 	dns_query_cancel(&d->q_mx);
@@ -1352,6 +1360,9 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 	res.tls = d->last_tls;
 	res.hosts = d->host_state;
 	res.host_count = d->host_state != NULL ? d->host_count : 0;
+	/* detached: the callback may free the client or start new deliveries */
+	delivery_unlink(d);
+	d->detached = true;
 	d->cb(d->arg, &res);
 	free(rr);
 	delivery_free(d);

@@ -116,7 +116,8 @@ struct smtp_client_settings {
 
 struct smtp_client *smtp_client_new(struct event_base *base, const struct smtp_client_settings *set,
                                     char **error_r);
-/* Cancels pending deliveries (no callbacks) and closes pooled sessions. */
+/* Cancels pending deliveries (no callbacks) and closes pooled sessions. May be called from a
+   delivery callback. */
 void smtp_client_free(struct smtp_client **c);
 /* Number of parked sessions (tests, metrics). */
 size_t smtp_client_idle_count(const struct smtp_client *c);

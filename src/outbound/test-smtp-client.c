@@ -859,6 +859,42 @@ static void test_odd_replies(void **state)
 	base_free(base);
 }
 
+struct free_in_cb {
+	struct smtp_client *cl;
+	struct event_base *base;
+	int calls;
+};
+
+static void free_client_cb(void *arg, const struct smtp_delivery_result *res)
+{
+	struct free_in_cb *f = arg;
+	f->calls++;
+	smtp_client_free(&f->cl);
+	event_base_loopbreak(f->base);
+}
+
+static void test_free_client_in_callback(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct free_in_cb f = { .cl = client_new(base, NULL, 3000, 5000), .base = base };
+	struct receiver r = { 0 };
+	receiver_start(&r, "127.0.0.1", 0, NULL);
+	struct smtp_relay_host relay = { "127.0.0.1", (unsigned)r.port };
+	struct smtp_destination dest = { .relays = &relay, .relay_count = 1 };
+	struct smtp_envelope_rcpt rc = { .address = "a@dest.test" };
+	struct smtp_envelope env = { .sender = "s@client.test", .rcpts = &rc, .rcpt_count = 1 };
+	int fd = message_fd(msg_text);
+	smtp_deliver(f.cl, &env, fd, &dest, free_client_cb, &f);
+	struct timeval tv = { 5, 0 };
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	assert_int_equal(f.calls, 1);
+	assert_null(f.cl);
+	receiver_stop(&r);
+	close(fd);
+	base_free(base);
+}
+
 static void test_large_message(void **state)
 {
 	large_message(false);
@@ -911,6 +947,7 @@ int main(void)
 		cmocka_unit_test(test_reuse_after_peer_closed),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_large_message),
+		cmocka_unit_test(test_free_client_in_callback),
 		cmocka_unit_test(test_odd_replies),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
