@@ -213,16 +213,16 @@ def test_serve_port_in_use_fails_fast(workdir):
     s.bind(("127.0.0.1", 0))
     s.listen(1)
     port = s.getsockname()[1]
+    data = make_tmpdir("mailroute-e2e-cli-busy-")
     try:
-        data = make_tmpdir("mailroute-e2e-cli-busy-")
         path = write(workdir, "busy.yaml", 'hostname: mx.example.test\ndata_dir: "%s"\nlisten:\n'
                      '  - { kind: mx, address: "127.0.0.1:%d" }\n' % (data, port))
         p = run(["serve", "-c", path], timeout=30)
         assert p.returncode != 0
         assert str(port) in p.stderr.decode(errors="replace"), p.stderr
-        shutil.rmtree(data, ignore_errors=True)
     finally:
         s.close()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 MISUSE = [
