@@ -18,6 +18,7 @@
 #include "lib/xalloc.h"
 #include "outbound/relay.h"
 #include "queue/queue_envelope.h"
+#include "queued/queue_forward.h"
 
 #if __has_include("lib-route/relays.h")
 #include "lib-route/relays.h"
@@ -356,6 +357,7 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 	struct smtp_envelope_rcpt rc[MAX_BATCH_RCPTS];
 	char notify[MAX_BATCH_RCPTS][40];
 	size_t n = 0;
+	bool forward = false; /* a recipient forwarded from one of our addresses: SRS and ARC */
 	for (size_t i = 0; i < b->count; i++) {
 		const struct queue_rcpt *q = NULL;
 		for (size_t k = 0; k < b->env->rcpt_count; k++)
@@ -372,6 +374,7 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 			         q->notify & QUEUE_NOTIFY_FAILURE ? "FAILURE" : "",
 			         (q->notify & QUEUE_NOTIFY_FAILURE) && (q->notify & QUEUE_NOTIFY_DELAY) ? "," : "",
 			         q->notify & QUEUE_NOTIFY_DELAY ? "DELAY" : "");
+		forward = forward || queue_forward_is_forward(ob->cfg, ob->dir, b->env->sender, q->orcpt);
 		rc[n] = (struct smtp_envelope_rcpt){ .address = q->address, .notify = notify[n][0] ? notify[n] : NULL,
 			                             .orcpt = q->orcpt };
 		b->rcpts[n] = b->rcpts[i];
@@ -382,9 +385,10 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 		batch_free(b);
 		return;
 	}
+	char *srs_sender = forward ? queue_forward_srs_sender(ob->cfg, b->env->sender) : NULL;
 	struct smtp_envelope env = {
 		.queue_id = b->id,
-		.sender = b->env->sender,
+		.sender = srs_sender != NULL ? srs_sender : b->env->sender,
 		.envid = b->env->envid,
 		.ret = b->env->ret == QUEUE_RET_FULL ? "FULL" : b->env->ret == QUEUE_RET_HDRS ? "HDRS" : NULL,
 		.smtputf8 = b->env->smtputf8,
@@ -399,6 +403,7 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 		b->order_count = b->group ? relay_group_order(b->group, now_ms(), b->order, RELAY_GROUP_MAX) : 0;
 		if (b->order_count == 0) {
 			fail_batch(ob, b, 451, "4.4.1", "no relay of the group is available (all in cool-down)");
+			free(srs_sender);
 			return;
 		}
 		enum smtp_tls_policy tls = SMTP_TLS_MAY;
@@ -412,8 +417,14 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 		dest.relay_count = b->order_count;
 		dest.tls = tls;
 	}
+	/* Forwarded: an ARC set over exactly what goes out (our header fields + the spool file). */
+	int ffd = forward ? queue_forward_memfd(ob->cfg, b->id, b->env->headers, b->fd) : -1;
+	if (ffd >= 0) {
+		close(b->fd);
+		b->fd = ffd;
+	}
 	/* The transaction carries our prepended header fields too: send them with a memfd copy. */
-	if (b->env->headers != NULL && b->env->headers[0] != '\0') {
+	if (ffd < 0 && b->env->headers != NULL && b->env->headers[0] != '\0') {
 		int mfd = memfd_create("mailroute-out", MFD_CLOEXEC);
 		size_t hl = strlen(b->env->headers);
 		if (mfd >= 0 && write(mfd, b->env->headers, hl) == (ssize_t)hl) {
@@ -435,8 +446,10 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 	b->next = ob->inflight;
 	ob->inflight = b;
 	ob->inflight_count++;
-	log_info("event=outbound_start id=%s rcpts=%zu destination=%s", b->id, n, b->key);
+	log_info("event=outbound_start id=%s rcpts=%zu destination=%s%s%s", b->id, n, b->key,
+	         srs_sender != NULL ? " srs_sender=" : "", srs_sender != NULL ? srs_sender : "");
 	b->delivery = smtp_deliver(ob->client, &env, b->fd, &dest, on_result, b);
+	free(srs_sender);
 }
 
 void queue_outbound_dispatch(struct queue_outbound *ob, struct queue_store *store)
