@@ -226,6 +226,7 @@ static void base_free(struct event_base *base)
 }
 
 static const char *const own_names[] = { "self.example.test" };
+static const char *const own_addrs[] = { "127.0.0.10" };
 
 static bool use_chunking;
 
@@ -241,6 +242,8 @@ static struct smtp_client *client_new_ca(struct event_base *base, struct dns_res
 		.idle_ms = idle_ms,
 		.own_names = own_names,
 		.own_name_count = 1,
+		.own_addrs = own_addrs,
+		.own_addr_count = 1,
 		.tls_ca_file = ca,
 		.chunking = use_chunking,
 	};
@@ -549,6 +552,11 @@ static const char *const dns_records[] = {
 	"noaddr.test. 300 IN TXT \"nothing here\"",
 	"v6.test. 300 IN MX 10 mx6.v6.test.",
 	"mx6.v6.test. 300 IN AAAA ::1",
+	"addrloop.test. 300 IN MX 10 mxa.addrloop.test.",
+	"mxa.addrloop.test. 300 IN A 127.0.0.10",
+	"addrbackup.test. 300 IN MX 10 mx1.example.test.",
+	"addrbackup.test. 300 IN MX 20 mxa.addrloop.test.",
+	"addrbackup.test. 300 IN MX 30 mx2.example.test.",
 	"dual.test. 300 IN MX 10 mx.dual.test.",
 	"mx.dual.test. 300 IN A 127.0.0.2",
 	"mx.dual.test. 300 IN AAAA ::1",
@@ -576,6 +584,9 @@ static void test_mx_cases(void **state)
 		{ "loops-back", "loop.test", SMTP_RCPT_PERMFAIL, 554, "5.4.6", NULL, "loops back to myself" },
 		{ "backup-mx-uses-better", "backup.test", SMTP_RCPT_DELIVERED, 250, NULL, "mx2.example.test", NULL },
 		{ "no-address", "noaddr.test", SMTP_RCPT_PERMFAIL, 550, "5.4.4", NULL, "no MX and no address" },
+		{ "address-loops-back", "addrloop.test", SMTP_RCPT_PERMFAIL, 554, "5.4.6", NULL, "loops back" },
+		/* we are the backup (by address): the worse mx2 must not be used while mx1 is down */
+		{ "address-backup", "addrbackup.test", SMTP_RCPT_TEMPFAIL, 421, NULL, "mx1.example.test", "connect" },
 		{ "ipv6-only-mx", "v6.test", SMTP_RCPT_DELIVERED, 250, NULL, "mx6.v6.test", NULL },
 		{ "a-down-aaaa-up", "dual.test", SMTP_RCPT_DELIVERED, 250, NULL, "mx.dual.test", NULL },
 	};
