@@ -106,12 +106,12 @@ struct smtp_client_settings {
 	unsigned idle_ms;                /* pooled session lifetime; 0 = no reuse */
 	unsigned max_reuse;              /* transactions per connection; default 100 */
 	bool chunking;                   /* send with BDAT when the peer offers CHUNKING (RFC 3030) */
+	/* our names and addresses: in any MX list (a backup-MX domain's too) only hosts with a better
+	   preference than ours are used; when we are the best, "mail loops back to myself" (5.4.6) */
 	const char *const *own_names;    /* our hostnames, for MX loop detection */
 	size_t own_name_count;
 	const char *const *own_addrs;    /* our IP addresses (text), for MX loop detection */
 	size_t own_addr_count;
-	const char *const *backup_domains; /* domains we are a backup MX for: MX list cut at our preference */
-	size_t backup_domain_count;
 };
 
 struct smtp_client *smtp_client_new(struct event_base *base, const struct smtp_client_settings *set,
