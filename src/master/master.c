@@ -28,9 +28,10 @@
 #include "master/roles.h"
 #include "lookup/lookup_rules.h"
 
-enum role_id { ROLE_LOOKUP, ROLE_QUEUE, ROLE_DELIVER, ROLE_SMTP, ROLE_IMAP, ROLE_POP3, ROLE_COUNT };
+enum role_id { ROLE_LOOKUP, ROLE_QUEUE, ROLE_DELIVER, ROLE_SMTP, ROLE_IMAP, ROLE_POP3, ROLE_MANAGESIEVE, ROLE_COUNT };
 
-static const char *const role_names[ROLE_COUNT] = { "lookup", "queue", "deliver", "smtp", "imap", "pop3" };
+static const char *const role_names[ROLE_COUNT] = { "lookup", "queue", "deliver", "smtp", "imap", "pop3",
+                                                    "managesieve" };
 
 struct child {
 	enum role_id role;
@@ -216,7 +217,7 @@ static void drop_privileges(enum role_id role)
 {
 	if (!M.privileged)
 		return;
-	bool vmail = role == ROLE_DELIVER || role == ROLE_IMAP || role == ROLE_POP3;
+	bool vmail = role == ROLE_DELIVER || role == ROLE_IMAP || role == ROLE_POP3 || role == ROLE_MANAGESIEVE;
 	uid_t uid = vmail ? M.vuid : M.uid;
 	gid_t gid = vmail ? M.vgid : M.gid;
 	if (role == ROLE_SMTP) {
@@ -261,7 +262,8 @@ static void child_main(struct child *c)
 		enum listen_kind k = M.listeners[i].kind;
 		bool want = (c->role == ROLE_SMTP && (k == LISTEN_MX || k == LISTEN_SUBMISSION || k == LISTEN_SUBMISSIONS)) ||
 		            (c->role == ROLE_IMAP && (k == LISTEN_IMAP || k == LISTEN_IMAPS)) ||
-		            (c->role == ROLE_POP3 && (k == LISTEN_POP3 || k == LISTEN_POP3S));
+		            (c->role == ROLE_POP3 && (k == LISTEN_POP3 || k == LISTEN_POP3S)) ||
+		            (c->role == ROLE_MANAGESIEVE && k == LISTEN_MANAGESIEVE);
 		if (want && n < 32)
 			mine[n++] = M.listeners[i];
 		else
@@ -284,6 +286,7 @@ static void child_main(struct child *c)
 	case ROLE_SMTP: smtp_role_run(&env); break;
 	case ROLE_IMAP: roles_imap_run(&env); break;
 	case ROLE_POP3: roles_pop3_run(&env); break;
+	case ROLE_MANAGESIEVE: roles_managesieve_run(&env); break;
 	default: break;
 	}
 	_exit(0);
@@ -580,6 +583,8 @@ int master_run(struct mr_config *cfg)
 		add_child(ROLE_IMAP, 0);
 	if ((has[LISTEN_POP3] || has[LISTEN_POP3S]) && roles_pop3_available())
 		add_child(ROLE_POP3, 0);
+	if (has[LISTEN_MANAGESIEVE] && roles_managesieve_available())
+		add_child(ROLE_MANAGESIEVE, 0);
 
 	M.base = event_base_new();
 	int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };

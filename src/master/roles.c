@@ -7,6 +7,9 @@ void imap_role_run(struct role_env *env);
 #ifdef MR_HAVE_POP3
 void pop3_role_run(struct role_env *env);
 #endif
+#ifdef MR_HAVE_MANAGESIEVE
+void managesieve_role_run(struct role_env *env);
+#endif
 
 bool roles_imap_available(void)
 {
@@ -39,6 +42,24 @@ void roles_pop3_run(struct role_env *env)
 {
 #ifdef MR_HAVE_POP3
 	pop3_role_run(env);
+#else
+	(void)env;
+#endif
+}
+
+bool roles_managesieve_available(void)
+{
+#ifdef MR_HAVE_MANAGESIEVE
+	return true;
+#else
+	return false;
+#endif
+}
+
+void roles_managesieve_run(struct role_env *env)
+{
+#ifdef MR_HAVE_MANAGESIEVE
+	managesieve_role_run(env);
 #else
 	(void)env;
 #endif
