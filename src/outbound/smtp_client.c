@@ -7,6 +7,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <idn2.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -301,6 +302,34 @@ static bool envelope_string_ok(const char *s)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * RFC 6531 without SMTPUTF8 where possible: an address whose only non-ASCII
+ * part is the domain is rewritten with the domain's A-label. Returns the
+ * address to use (allocated) and sets *utf8_r when it still needs SMTPUTF8.
+ */
+static char *address_alabel(const char *addr, bool *utf8_r)
+{
+	bool ascii = true;
+	for (const char *p = addr; *p != '\0'; p++)
+		ascii &= (unsigned char)*p < 0x80;
+	if (ascii)
+		return xstrdup(addr);
+	const char *at = strrchr(addr, '@');
+	if (at != NULL) {
+		bool local_ascii = true;
+		for (const char *p = addr; p < at; p++)
+			local_ascii &= (unsigned char)*p < 0x80;
+		char *alabel = NULL;
+		if (local_ascii && idn2_to_ascii_8z(at + 1, &alabel, IDN2_NONTRANSITIONAL) == IDN2_OK) {
+			char *r = xasprintf("%.*s@%s", (int)(at - addr), addr, alabel);
+			idn2_free(alabel);
+			return r;
+		}
+	}
+	*utf8_r = true;
+	return xstrdup(addr);
 }
 
 static void rcpt_set(struct smtp_delivery *d, struct rcpt_state *r, enum smtp_rcpt_status st, bool final,
@@ -1693,7 +1722,8 @@ struct smtp_delivery *smtp_deliver(struct smtp_client *c, const struct smtp_enve
 	c->deliveries = d;
 
 	d->queue_id = env->queue_id != NULL ? xstrdup(env->queue_id) : NULL;
-	d->sender = xstrdup(env->sender != NULL ? env->sender : "");
+	bool need_utf8 = false;
+	d->sender = address_alabel(env->sender != NULL ? env->sender : "", &need_utf8);
 	d->envid = env->envid != NULL ? xstrdup(env->envid) : NULL;
 	d->ret = env->ret != NULL ? xstrdup(env->ret) : NULL;
 	d->smtputf8 = env->smtputf8;
@@ -1708,7 +1738,7 @@ struct smtp_delivery *smtp_deliver(struct smtp_client *c, const struct smtp_enve
 	d->rcpts = xcalloc(d->rcpt_count + 1, sizeof(*d->rcpts));
 	d->tx = xcalloc(d->rcpt_count + 1, sizeof(*d->tx));
 	for (size_t i = 0; i < d->rcpt_count; i++) {
-		d->rcpts[i].address = xstrdup(env->rcpts[i].address);
+		d->rcpts[i].address = address_alabel(env->rcpts[i].address, &need_utf8);
 		d->rcpts[i].notify = env->rcpts[i].notify != NULL ? xstrdup(env->rcpts[i].notify) : NULL;
 		d->rcpts[i].orcpt = env->rcpts[i].orcpt != NULL ? xstrdup(env->rcpts[i].orcpt) : NULL;
 		if (!envelope_string_ok(d->rcpts[i].address) || d->rcpts[i].address[0] == '\0' ||
@@ -1717,6 +1747,8 @@ struct smtp_delivery *smtp_deliver(struct smtp_client *c, const struct smtp_enve
 			rcpt_set(d, &d->rcpts[i], SMTP_RCPT_PERMFAIL, true, 553, "5.1.3",
 			         "invalid recipient address", false);
 	}
+	/* UTF-8 left in the envelope needs SMTPUTF8 whatever the caller said about the content */
+	d->smtputf8 |= need_utf8;
 	d->tls = dest->tls;
 	d->tls_verify = dest->tls_verify;
 	d->auth_user = dest->auth_user != NULL ? xstrdup(dest->auth_user) : NULL;

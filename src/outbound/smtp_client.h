@@ -148,7 +148,9 @@ struct smtp_envelope {
 	const char *sender;    /* "" for the null reverse-path */
 	const char *envid;     /* DSN ENVID (xtext) or NULL */
 	const char *ret;       /* DSN RET: "FULL" / "HDRS" or NULL */
-	bool smtputf8;         /* the envelope or headers need SMTPUTF8 */
+	bool smtputf8;         /* the content (headers) needs SMTPUTF8. Envelope addresses are checked
+	                          here: a UTF-8 domain with an ASCII local part is sent as its A-label
+	                          (no SMTPUTF8 needed), a UTF-8 local part needs SMTPUTF8 */
 	bool body_8bit;        /* body has 8-bit octets: needs BODY=8BITMIME */
 	off_t size;            /* message size; 0 = fstat(fd) */
 	const struct smtp_envelope_rcpt *rcpts;
