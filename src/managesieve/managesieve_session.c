@@ -566,7 +566,8 @@ static int script_census(struct managesieve_session *s, const char *name, size_t
 	return 1;
 }
 
-static bool space_ok(struct managesieve_session *s, const char *name, uint64_t size)
+/* Room for name with size bytes; *is_active_r (optional): name is the active script. */
+static bool space_ok(struct managesieve_session *s, const char *name, uint64_t size, bool *is_active_r)
 {
 	if (size > max_script(s->set)) {
 		respond(s, "NO", "QUOTA/MAXSIZE", "Script is too large");
@@ -574,8 +575,12 @@ static bool space_ok(struct managesieve_session *s, const char *name, uint64_t s
 	}
 	size_t count;
 	bool exists;
-	if (script_census(s, name, &count, &exists, NULL) < 0)
+	char *active = NULL;
+	if (script_census(s, name, &count, &exists, &active) < 0)
 		return false;
+	if (is_active_r != NULL)
+		*is_active_r = active != NULL && strcmp(active, name) == 0;
+	free(active);
 	if (!exists && count >= max_scripts(s->set)) {
 		respond(s, "NO", "QUOTA/MAXSCRIPTS", "Too many scripts");
 		return false;
@@ -591,7 +596,7 @@ static void cmd_havespace(struct managesieve_session *s)
 		return;
 	}
 	const char *name = name_arg(s, 0);
-	if (name != NULL && space_ok(s, name, p->args[1].num))
+	if (name != NULL && space_ok(s, name, p->args[1].num, NULL))
 		respond(s, "OK", NULL, NULL);
 }
 
@@ -603,12 +608,14 @@ static void cmd_putscript(struct managesieve_session *s)
 		return;
 	}
 	const char *name = name_arg(s, 0);
-	if (name == NULL || !space_ok(s, name, p->args[1].len))
+	bool is_active = false;
+	if (name == NULL || !space_ok(s, name, p->args[1].len, &is_active))
 		return;
 	const char *src = managesieve_parser_arg(p, 1);
 	size_t len = p->args[1].len;
 	char *err = NULL;
-	if (!check_script(s, name, src, len, true, &err)) {
+	/* replacing the active script: delivery runs it next, so its includes must exist */
+	if (!check_script(s, name, src, len, !is_active, &err)) {
 		respond(s, "NO", NULL, err);
 		free(err);
 		return;

@@ -97,6 +97,10 @@ static const struct step steps[] = {
 	{ "PUTSCRIPT \"bad\" {9}\r\nkeep;\nfoo\r\n", "^NO \"2:[0-9]+: [^\"]+\"\r\n$", "\r\n" },
 	{ "PUTSCRIPT \"inc\" \"require \\\"include\\\"; include \\\"later\\\";\"\r\n", "^OK\r\n$", "\r\n" },
 	{ "SETACTIVE \"inc\"\r\n", "^NO \"[0-9]+:[0-9]+: [^\"]*later", "\r\n" },
+	{ "SETACTIVE \"s1\"\r\n", "^OK" OKL },
+	/* the active script is replaced only by one whose includes exist */
+	{ "PUTSCRIPT \"s1\" \"require \\\"include\\\"; include \\\"later\\\";\"\r\n", "^NO \"[0-9]+:[0-9]+: [^\"]*later", "\r\n" },
+	{ "SETACTIVE \"\"\r\n", "^OK", "\r\n" },
 	{ "DELETESCRIPT \"inc\"\r\n", "^OK" OKL },
 	{ "LISTSCRIPTS\r\n", "^\"s1\"\r\n\"s2\"\r\nOK" OKL },
 	{ "SETACTIVE \"s1\"\r\n", "^OK" OKL },
