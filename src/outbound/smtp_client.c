@@ -614,6 +614,12 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 	if (s->state == S_TLS_HANDSHAKE && (what & BEV_EVENT_CONNECTED) != 0) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		log_info("outbound event=tls id=%s host=%s addr=%s protocol=%s cipher=%s verified=%s",
+		         s->d != NULL && s->d->queue_id != NULL ? s->d->queue_id : "-", s->host, s->addr,
+		         ssl != NULL ? SSL_get_version(ssl) : "?",
+		         ssl != NULL ? SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)) : "?",
+		         s->d != NULL && s->d->tls_verify ? "yes" : "no");
 		s->tls = true;
 		s->caps = 0; /* forget everything learnt in clear */
 		smtp_reply_parser_deinit(&s->parser);
