@@ -338,12 +338,21 @@ static const struct conf_key limits_keys[] = {
 	{ 0 },
 };
 
+static bool check_sync_method(const char *s, const char **why_r)
+{
+	if (strcmp(s, "fs") == 0 || strcmp(s, "files") == 0)
+		return true;
+	*why_r = "expected fs or files";
+	return false;
+}
+
 static const struct conf_key queue_keys[] = {
 	K_UINT("retry_min", queue.retry_min, 1, UINT_MAX),
 	K_UINT("retry_max", queue.retry_max, 1, UINT_MAX),
 	K_UINT("max_age", queue.max_age, 1, UINT_MAX),
 	K_UINT("delay_warning", queue.delay_warning, 0, UINT_MAX),
 	K_UINT("commit_delay_us", queue.commit_delay_us, 0, 10000000),
+	K_STR("sync", queue.sync, check_sync_method),
 	{ 0 },
 };
 
@@ -1006,6 +1015,7 @@ static void conf_defaults(struct mr_config *cfg)
 		.max_age = 432000,
 		.delay_warning = 0,
 		.commit_delay_us = 2000,
+		.sync = xstrdup("fs"),
 	};
 	cfg->clamd = (struct conf_filter){ .timeout = 30, .max_size = 25u << 20 };
 	cfg->rspamd = (struct conf_filter){ .timeout = 30, .max_size = 25u << 20 };
@@ -1260,6 +1270,7 @@ void conf_free(struct mr_config **cfgp)
 	free_strlist(&cfg->srs.secrets, &cfg->srs.secrets_count);
 	free(cfg->srs.domain);
 	free(cfg->outbound.tls);
+	free(cfg->queue.sync);
 	free(cfg->clamd.address);
 	free(cfg->rspamd.address);
 	free(cfg->clamd_on_error);

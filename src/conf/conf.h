@@ -56,6 +56,7 @@ struct conf_queue {
 	unsigned max_age;             /* give up (bounce) after; default 432000 (5 days) */
 	unsigned delay_warning;       /* 0 = off; default 0 */
 	unsigned commit_delay_us;     /* group commit window; default 2000 */
+	char *sync;                   /* "fs": one syncfs() per batch (default); "files": fdatasync each file */
 };
 
 /* Sender authentication (SPF, DKIM, DMARC; src/lookup/lookup_mailauth.c). */

@@ -520,6 +520,9 @@ int master_run(struct mr_config *cfg)
 {
 	M.cfg = cfg;
 	log_set_role("master");
+	if (cfg->log_level != NULL)
+		log_set_level(strcmp(cfg->log_level, "debug") == 0 ? LOG_LEVEL_DEBUG
+		              : strcmp(cfg->log_level, "warn") == 0 ? LOG_LEVEL_WARN : LOG_LEVEL_INFO);
 	if (cfg->log_file != NULL && log_open_file(cfg->log_file) < 0)
 		fprintf(stderr, "mailroute: cannot open log_file %s: %s\n", cfg->log_file, strerror(errno));
 	if (lookup_users(cfg) < 0)

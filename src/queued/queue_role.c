@@ -611,6 +611,55 @@ static void handle_submit(struct ipc_conn *c, struct ipc_reader *r, int fd)
 static void fail_rcpt(const char *id, unsigned idx, const char *status, const char *diagnostic,
                       const char *remote_mta);
 
+/*
+ * Results are written in batches: one SQLite transaction (one fsync) for every
+ * result that came in during one turn of the event loop, instead of one each.
+ * The scheduler flushes before it scans, so it never sees a stale state.
+ */
+#define MAX_UPDATES 4096
+static struct {
+	struct queue_rcpt_update u[MAX_UPDATES];
+	char *ids[MAX_UPDATES];
+	char *texts[MAX_UPDATES];
+	size_t n;
+	struct event *ev;
+} U;
+
+static void flush_updates(void)
+{
+	if (U.n == 0)
+		return;
+	char *error = NULL;
+	if (queue_store_rcpt_results(Q.store, U.u, U.n, &error) < 0) {
+		log_warn("event=queue_update_failed count=%zu error=\"%s\"", U.n, error ? error : "?");
+		free(error);
+	}
+	for (size_t i = 0; i < U.n; i++) {
+		if (U.u[i].finished)
+			log_info("event=removed id=%s", U.ids[i]);
+		free(U.ids[i]);
+		free(U.texts[i]);
+	}
+	U.n = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	flush_updates();
+}
+
+static void store_result(const char *id, unsigned idx, enum queue_result result, const char *text, time_t next)
+{
+	if (U.n == MAX_UPDATES)
+		flush_updates();
+	U.ids[U.n] = xstrdup(id);
+	U.texts[U.n] = text ? xstrdup(text) : NULL;
+	U.u[U.n] = (struct queue_rcpt_update){ .id = U.ids[U.n], .idx = idx, .result = result,
+		                                  .error_text = U.texts[U.n], .next_attempt = next };
+	U.n++;
+	event_active(U.ev, EV_READ, 0);
+}
+
 /* Record one attempt. A temporary failure past queue.max_age becomes a bounce. */
 static void record(const char *id, unsigned idx, enum queue_result result, const char *text, unsigned attempts,
                    time_t arrival)
@@ -627,14 +676,7 @@ static void record(const char *id, unsigned idx, enum queue_result result, const
 		}
 		next = now + queue_retry_delay(attempts + 1, Q.cfg->queue.retry_min, Q.cfg->queue.retry_max);
 	}
-	char *error = NULL;
-	bool finished = false;
-	if (queue_store_rcpt_result(Q.store, id, idx, result, text, next, &finished, &error) < 0) {
-		log_warn("event=queue_update_failed id=%s error=\"%s\"", id, error);
-		free(error);
-	}
-	if (finished)
-		log_info("event=removed id=%s", id);
+	store_result(id, idx, result, text, next);
 }
 
 /* The sender of double bounces: a failed message from it is dropped, never bounced again. */
@@ -737,14 +779,8 @@ static void fail_rcpt(const char *id, unsigned idx, const char *status, const ch
 	queue_envelope_free(&env);
 	log_warn("event=bounced id=%s rcpt=%u status=%s dsn=%s diagnostic=\"%s\"", id, idx, status, dsn ? "yes" : "no",
 	         diagnostic ? diagnostic : "");
-	bool finished = false;
-	if (queue_store_rcpt_result(Q.store, id, idx, dsn ? QUEUE_RESULT_BOUNCED : QUEUE_RESULT_FAILED, diagnostic, 0,
-	                            &finished, &error) < 0) {
-		log_warn("event=queue_update_failed id=%s error=\"%s\"", id, error);
-		free(error);
-	}
-	if (finished)
-		log_info("event=removed id=%s", id);
+	free(error);
+	store_result(id, idx, dsn ? QUEUE_RESULT_BOUNCED : QUEUE_RESULT_FAILED, diagnostic, 0);
 }
 
 /* NOTIFY=SUCCESS: a "delivered" (local) or "relayed" (a peer without DSN) notice. */
@@ -931,6 +967,7 @@ static void on_outbound_result(void *ctx, const char *id, unsigned idx, unsigned
 
 static void on_sched(evutil_socket_t fd, short what, void *arg)
 {
+	flush_updates();
 	if (Q.stopping)
 		return;
 	char *error = NULL;
@@ -1017,6 +1054,9 @@ void queue_role_run(struct role_env *env)
 	Q.committer = queue_committer_new(Q.store, env->base, env->cfg->queue.commit_delay_us, &error);
 	if (Q.committer == NULL)
 		log_fatal("event=committer_failed error=\"%s\"", error);
+	/* One syncfs() per batch instead of one fdatasync per file (see src/queue/README.md for the numbers). */
+	if (strcmp(env->cfg->queue.sync, "fs") == 0 && queue_committer_set_sync_method(Q.committer, QUEUE_SYNC_FS) < 0)
+		log_warn("event=syncfs_unavailable action=fdatasync_each_file");
 	char *dpath = directory_path(env->cfg);
 	Q.dir = directory_open(dpath, false, &error);
 	if (Q.dir == NULL)
@@ -1043,6 +1083,7 @@ void queue_role_run(struct role_env *env)
 	free(name);
 
 	Q.sched_ev = event_new(env->base, -1, 0, on_sched, NULL);
+	U.ev = event_new(env->base, -1, 0, on_flush, NULL);
 	Q.tick_ev = event_new(env->base, -1, EV_PERSIST, on_sched, NULL);
 	struct timeval tick = { 1, 0 };
 	evtimer_add(Q.tick_ev, &tick);
@@ -1053,6 +1094,7 @@ void queue_role_run(struct role_env *env)
 	log_info("event=ready recovered_messages=%u orphans_removed=%u", rs.messages, rs.orphans_removed);
 	kick();
 	event_base_dispatch(env->base);
+	flush_updates();
 	queue_committer_free(&Q.committer);
 	ipc_server_free(&srv);
 	exit(0);
