@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -100,6 +101,7 @@ static pid_t spawn(char *const argv[], const char *logpath)
 		if (nul >= 0)
 			dup2(nul, 0);
 		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphans when a test crashes */
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -261,6 +263,7 @@ int test_fake_peer_start(struct test_peer *p, enum test_fake_mode mode, const vo
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	int fd = accept(lfd, NULL, NULL);
 	char tmp[65536];
 	if (fd < 0)
