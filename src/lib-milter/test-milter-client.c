@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "filters/test_peers.h"
+#include "lib-milter/milter_chain.h"
 #include "lib-milter/milter_client.h"
 #include "lib-milter/milter_proto.h"
 #include "lib/buf.h"
@@ -470,6 +471,66 @@ static void test_failures(void **state)
 	milter_stop(&p);
 }
 
+static void test_chain(void **state)
+{
+	struct peer p1 = milter_start("plain"), p2 = milter_start("nr");
+	char down[40];
+	snprintf(down, sizeof(down), "127.0.0.1:%d", test_peer_free_port());
+	struct milter_settings set[] = {
+		{.name = "down", .address = down, .on_failure = MILTER_ACCEPT},
+		{.name = "one", .address = p1.address},
+		{.name = "two", .address = p2.address},
+	};
+	struct milter_chain *c = milter_chain_new(base, set, 3);
+	struct outcome o;
+	o = STAGE(milter_chain_connect(c, &info, result_cb, &o_));
+	assert_int_equal(o.decision, MILTER_CONTINUE);
+	assert_true(o.failed); /* "down" failed, its default is accept: skipped */
+	o = STAGE(milter_chain_helo(c, "client.test", "TLSv1.3", result_cb, &o_));
+	o = STAGE(milter_chain_mail(c, "a@example.test", NULL, 0, NULL, result_cb, &o_));
+	assert_int_equal(o.decision, MILTER_CONTINUE);
+	o = STAGE(milter_chain_rcpt(c, "blocked@example.test", NULL, 0, result_cb, &o_));
+	assert_int_equal(o.decision, MILTER_REJECT);
+	assert_string_equal(o.reply, "550 5.1.1 Blocked by the test milter");
+	o = STAGE(milter_chain_rcpt(c, "b@example.test", NULL, 0, result_cb, &o_));
+	assert_int_equal(o.decision, MILTER_CONTINUE);
+	o = STAGE(milter_chain_data(c, "Q1", result_cb, &o_));
+	int fd = test_spool_fd(msg_plain, strlen(msg_plain));
+	o = STAGE(milter_chain_message(c, fd, strlen(msg_plain), "Q1", result_cb, &o_));
+	close(fd);
+	assert_int_equal(o.decision, MILTER_ACCEPT);
+	assert_int_equal(o.mod_count, 4); /* two from each working milter, in chain order */
+	assert_non_null(strstr(o.mods, "X-Test-Milter=seen;0:0:X-Test-Milter-Info=headers=4 rcpts=1 auth=no from=<a@example.test>;"
+	                               "0:0:X-Test-Milter=seen;"));
+
+	milter_chain_abort(c);
+	o = STAGE(milter_chain_mail(c, "a@example.test", NULL, 0, "bob", result_cb, &o_));
+	o = STAGE(milter_chain_rcpt(c, "b@example.test", NULL, 0, result_cb, &o_));
+	static const char rej[] = "Subject: x\r\n\r\nREJECTME\r\n";
+	fd = test_spool_fd(rej, strlen(rej));
+	o = STAGE(milter_chain_message(c, fd, strlen(rej), "Q2", result_cb, &o_));
+	close(fd);
+	assert_int_equal(o.decision, MILTER_REJECT);
+	assert_int_equal(o.code, 550);
+	milter_chain_free(&c);
+
+	/* an empty chain */
+	c = milter_chain_new(base, NULL, 0);
+	o = STAGE(milter_chain_connect(c, &info, result_cb, &o_));
+	assert_int_equal(o.decision, MILTER_CONTINUE);
+	milter_chain_free(&c);
+
+	/* a failed milter with default tempfail stops the chain */
+	set[0].on_failure = MILTER_TEMPFAIL;
+	c = milter_chain_new(base, set, 3);
+	o = STAGE(milter_chain_connect(c, &info, result_cb, &o_));
+	assert_int_equal(o.decision, MILTER_TEMPFAIL);
+	assert_true(o.failed);
+	milter_chain_free(&c);
+	milter_stop(&p1);
+	milter_stop(&p2);
+}
+
 static int setup(void **state)
 {
 	base = event_base_new();
@@ -495,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_flow_skip),
 		cmocka_unit_test(test_modifications),
 		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_chain),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
