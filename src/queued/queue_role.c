@@ -30,6 +30,7 @@
 #include "lookup/lookup_rules.h"
 #include "queue/dsn.h"
 #include "queued/queue_outbound.h"
+#include "queued/queue_triggers.h"
 #include "master/proto.h"
 #include "master/roles.h"
 #include "queue/queue_committer.h"
@@ -92,6 +93,7 @@ static struct {
 	struct ipc_conn *conns[256];
 	const struct sieve_script *rules; /* system rules, compiled by the master */
 	struct queue_outbound *outbound;
+	struct queue_triggers *triggers; /* webhook:, pipe:, autoreply: targets */
 	bool stopping;
 } Q;
 
@@ -905,10 +907,21 @@ static void dispatch_local(const struct queue_due *due)
 	queue_envelope_free(&env);
 }
 
+/* Results of a webhook, pipe or auto-reply (queue_triggers.c). */
+static void on_trigger_result(void *ctx, const char *id, unsigned idx, unsigned attempts, time_t arrival,
+                              enum queue_trigger_result r, const char *status, const char *text)
+{
+	if (r == QUEUE_TRIGGER_FAILED)
+		fail_rcpt(id, idx, status, text, NULL);
+	else /* a dead letter is finished here: the dead-letter directory has it, no bounce */
+		record(id, idx, r == QUEUE_TRIGGER_DEFERRED ? QUEUE_RESULT_DEFERRED : QUEUE_RESULT_DONE, text, attempts, arrival);
+	kick();
+}
+
 static void on_due(void *ctx, const struct queue_due *due)
 {
 	if (Q.inflight_count >= MAX_INFLIGHT || is_inflight(due->id, due->idx) ||
-	    queue_outbound_busy(Q.outbound, due->id, due->idx))
+	    queue_outbound_busy(Q.outbound, due->id, due->idx) || queue_triggers_busy(Q.triggers, due->id, due->idx))
 		return;
 	if (due->bounce_requested) {
 		fail_rcpt(due->id, due->idx, "5.0.0", "X-Mailroute; returned to the sender by the administrator", NULL);
@@ -924,6 +937,8 @@ static void on_due(void *ctx, const struct queue_due *due)
 	default:
 		if (strcmp(due->target, "unroutable") == 0)
 			fail_rcpt(due->id, due->idx, "5.1.1", "X-Mailroute; the recipient no longer exists", NULL);
+		else if (queue_triggers_handles(due->target))
+			queue_triggers_dispatch(Q.triggers, due);
 		else
 			record(due->id, due->idx, QUEUE_RESULT_DEFERRED, "4.3.0 target type not available in this build",
 			       due->attempts, due->arrival);
@@ -1065,6 +1080,9 @@ void queue_role_run(struct role_env *env)
 	Q.outbound = queue_outbound_new(env->base, env->cfg, Q.dir, on_outbound_result, NULL, &error);
 	if (Q.outbound == NULL)
 		log_fatal("event=outbound_init_failed error=\"%s\"", error);
+	Q.triggers = queue_triggers_new(env->base, env->cfg, Q.store, on_trigger_result, queue_inject, NULL, &error);
+	if (Q.triggers == NULL)
+		log_fatal("event=triggers_init_failed error=\"%s\"", error);
 	char *dname = xasprintf("%s/deliver", env->ipc_prefix);
 	Q.deliver = ipc_client_new(env->base, dname);
 	free(dname);
