@@ -1113,6 +1113,7 @@ void queue_role_run(struct role_env *env)
 	kick();
 	event_base_dispatch(env->base);
 	flush_updates();
+	queue_triggers_free(&Q.triggers); /* running pipe commands are killed: retried after the restart */
 	queue_committer_free(&Q.committer);
 	ipc_server_free(&srv);
 	exit(0);

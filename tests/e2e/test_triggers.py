@@ -173,7 +173,12 @@ def trig(make_server, receiver, https_cert):
     ca = https_cert[0]
     sh = "/bin/sh"
     s.work = work
+    rules = os.path.join(s.root, "rules.sieve")
+    with open(rules, "w") as f:
+        f.write('require ["vnd.mailroute"];\nif header :contains "subject" "[crm]" { webhook "crm"; }\n')
+    os.chmod(rules, 0o644)
     s.extra_config = """
+rules: "{rules}"
 queue: {{ retry_min: 1, retry_max: 2 }}
 webhooks:
   - {{ name: crm, url: "{base}/hook", secret: "{secret}", timeout: 5, tls_ca_file: "{ca}" }}
@@ -187,7 +192,7 @@ pipes:
   - {{ name: nouser, command: [{sh}, -c, 'echo "mailbox unknown here" >&2; exit 67'] }}
 autoreplies:
   - {{ name: info, from: "Info Desk <info@example.test>", subject: "We got your mail", text: "Hello ${{sender}},\\nthanks for writing.\\n", period: 3600 }}
-""".format(base=base, secret=SECRET, ca=ca, sh=sh, work=work)
+""".format(base=base, secret=SECRET, ca=ca, sh=sh, work=work, rules=rules)
     s.write_config()
     aliases = {
         "hook": "webhook:crm", "loop": "webhook:loop", "huge": "webhook:huge", "untrusted": "webhook:untrusted",
@@ -234,6 +239,27 @@ def test_webhook_delivers_signed_json(trig, receiver):
     assert doc["html"] == "<p>%s</p>" % tok
     assert doc["attachments"] == [{"filename": "a.bin", "content_type": "application/octet-stream", "size": 6}]
     wait_until(lambda: queue_empty_of(trig, qid), 10, what="queue entry removed")
+
+
+def test_webhook_from_system_rules(trig, receiver):
+    """`webhook "crm";` in the system rules: the recipient keeps its copy, the webhook gets its own."""
+    tok = unique_token("rule")
+    qid = queued_id(send_plain(trig.ports["mx"], "j@client.test", ["alice@example.test"],
+                               build_message("[crm] " + tok, to="alice@example.test")))
+    trig.wait_for_message("alice@example.test", tok)
+    key = qid + "-1"
+    wait_until(lambda: receiver.accepted.get(key), 20, what="webhook from the rules")
+    doc = json.loads(receiver.for_key(key)[0]["body"])
+    assert doc["webhook"] == "crm" and tok in doc["headers"]["subject"]
+    assert receiver.for_key(key)[0]["sig_ok"]
+    wait_until(lambda: queue_empty_of(trig, qid), 10, what="queue entry removed")
+    # without the tag no webhook
+    tok2 = unique_token("norule")
+    qid2 = queued_id(send_plain(trig.ports["mx"], "j@client.test", ["alice@example.test"],
+                                build_message(tok2, to="alice@example.test")))
+    trig.wait_for_message("alice@example.test", tok2)
+    wait_until(lambda: queue_empty_of(trig, qid2), 10, what="queue entry removed")
+    assert not [r for r in receiver.requests if r["key"].startswith(qid2)]
 
 
 def test_webhook_retried_until_2xx_exactly_once(trig, receiver):
