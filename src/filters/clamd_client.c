@@ -1,6 +1,7 @@
 #include "filters/clamd_client.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 struct clamd_scan {
 	struct filter_conn *conn;
+	struct event *ev_skip;
 	int fd;
 	uint64_t size, sent;
 	unsigned timeout_ms;
@@ -31,6 +33,7 @@ const char *clamd_status_name(enum clamd_status status)
 	case CLAMD_CLEAN: return "clean";
 	case CLAMD_INFECTED: return "infected";
 	case CLAMD_ERROR: return "error";
+	case CLAMD_SKIPPED: return "skipped";
 	}
 	return "?";
 }
@@ -176,15 +179,28 @@ static void scan_conn_cb(void *arg, enum filter_conn_event ev, const char *error
 	}
 }
 
+static void scan_skip_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct clamd_result res = {.status = CLAMD_SKIPPED, .error = "message larger than max_size: not scanned"};
+	scan_finish(arg, &res);
+}
+
 struct clamd_scan *clamd_scan_start(struct event_base *base, const struct clamd_settings *set, int fd,
                                     uint64_t size, clamd_callback *cb, void *arg)
 {
 	struct clamd_scan *s = xcalloc(1, sizeof(*s));
 	s->fd = fd;
-	s->size = set->max_size > 0 && size > set->max_size ? set->max_size : size;
+	s->size = size;
 	s->timeout_ms = set->timeout_ms > 0 ? set->timeout_ms : CLAMD_DEFAULT_TIMEOUT;
 	s->cb = cb;
 	s->arg = arg;
+	if (set->max_size > 0 && size > set->max_size) {
+		s->ev_skip = event_new(base, -1, 0, scan_skip_cb, s);
+		if (s->ev_skip == NULL)
+			abort();
+		event_active(s->ev_skip, EV_TIMEOUT, 0);
+		return s;
+	}
 	s->conn = filter_conn_new(base, set->address, CLAMD_REPLY_MAX, s->timeout_ms, scan_conn_cb, s);
 	filter_conn_write(s->conn, "zINSTREAM", 10); /* with its NUL */
 	return s;
@@ -197,5 +213,7 @@ void clamd_scan_cancel(struct clamd_scan **sp)
 		return;
 	*sp = NULL;
 	filter_conn_free(&s->conn);
+	if (s->ev_skip != NULL)
+		event_free(s->ev_skip);
 	free(s);
 }

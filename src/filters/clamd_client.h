@@ -27,6 +27,7 @@ enum clamd_status {
 	CLAMD_CLEAN,
 	CLAMD_INFECTED,
 	CLAMD_ERROR,    /* clamd down, timeout, garbage, size limit...: apply the configured default */
+	CLAMD_SKIPPED,  /* larger than max_size: not scanned (deliver as clean; log it) */
 };
 
 struct clamd_result {
@@ -40,7 +41,8 @@ typedef void clamd_callback(void *arg, const struct clamd_result *res);
 struct clamd_settings {
 	const char *address;  /* "127.0.0.1:3310" (numeric; the smtp role is chrooted) */
 	unsigned timeout_ms;  /* per stage; 0 means 30000 */
-	uint64_t max_size;    /* send at most this many bytes (0: all); keep <= clamd StreamMaxLength */
+	uint64_t max_size;    /* larger messages are not scanned (CLAMD_SKIPPED); 0: no limit.
+	                         Keep it <= clamd's StreamMaxLength (else clamd answers a size error) */
 };
 
 /* Scan bytes [0, size) of fd. Never NULL. */

@@ -204,6 +204,21 @@ static void test_real_clamd(void **state)
 	assert_non_null(strstr(o.text, "size limit"));
 	free(big);
 
+	/* over max_size: not scanned, no connection made */
+	{
+		struct event_base *b2 = event_base_new();
+		struct outcome o2 = {0};
+		int fd = test_spool_fd(infected, (size_t)n);
+		struct clamd_settings set = {.address = "127.0.0.1:1", .max_size = 10};
+		struct clamd_scan *sc = clamd_scan_start(b2, &set, fd, (size_t)n, scan_cb, &o2);
+		assert_non_null(sc);
+		while (!o2.done)
+			event_base_loop(b2, EVLOOP_ONCE);
+		assert_int_equal(o2.status, CLAMD_SKIPPED);
+		close(fd);
+		event_base_free(b2);
+	}
+
 	/* an EICAR in a multi-chunk message (> 64 KiB before it) */
 	biglen = 200 * 1024;
 	big = malloc(biglen + sizeof(infected));
