@@ -1014,7 +1014,7 @@ static void conf_defaults(struct mr_config *cfg)
 		.retry_max = 14400,
 		.max_age = 432000,
 		.delay_warning = 0,
-		.commit_delay_us = 2000,
+		.commit_delay_us = 0,
 		.sync = xstrdup("fs"),
 	};
 	cfg->clamd = (struct conf_filter){ .timeout = 30, .max_size = 25u << 20 };

@@ -55,7 +55,8 @@ struct conf_queue {
 	unsigned retry_max;           /* cap of the exponential backoff; default 14400 */
 	unsigned max_age;             /* give up (bounce) after; default 432000 (5 days) */
 	unsigned delay_warning;       /* 0 = off; default 0 */
-	unsigned commit_delay_us;     /* group commit window; default 2000 */
+	unsigned commit_delay_us;     /* extra wait to gather a commit batch; default 0 (a batch forms
+	                                 anyway while the previous one syncs) */
 	char *sync;                   /* "fs": one syncfs() per batch (default); "files": fdatasync each file */
 };
 

@@ -276,7 +276,7 @@ static void test_defaults(void **state)
 		assert_int_equal(cfg->queue.retry_max, 14400);
 		assert_int_equal(cfg->queue.max_age, 432000);
 		assert_int_equal(cfg->queue.delay_warning, 0);
-		assert_int_equal(cfg->queue.commit_delay_us, 2000);
+		assert_int_equal(cfg->queue.commit_delay_us, 0);
 		assert_string_equal(cfg->authserv_id, cfg->hostname);
 		assert_false(cfg->mailauth.verify);
 		assert_true(cfg->mailauth.spf_reject_fail);

@@ -767,6 +767,8 @@ static void cmd_starttls(struct smtp_session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
 	smtp_line_reader_reset(&s->lr);
+	/* From now on the TLS filter keeps the time; a timeout left on the socket would cut it off. */
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
 	struct bufferevent *tlsbev = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
 	                                                            BUFFEREVENT_SSL_ACCEPTING,
 	                                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -1306,6 +1308,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (s->state != ST_CLOSING) {
 			log_info("event=timeout sid=%s ip=%s state=%d", s->sid, s->ip, (int)s->state);
+			/* libevent disabled the timed-out direction; a TLS filter needs both to flush our reply. */
+			bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 			reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 			tx_reset(s);
 			session_close(s);
