@@ -60,7 +60,7 @@ struct job {
 	pid_t pid;
 	int pidfd, outfd;
 	struct event *pid_ev, *out_ev, *timeout_ev;
-	bool timed_out;
+	bool timed_out, reaped;
 	char tail[TAIL_SIZE];
 	size_t tail_len;
 	/* autoreply */
@@ -850,6 +850,7 @@ static void on_pipe_exit(evutil_socket_t fd, short what, void *arg)
 		return; /* poll fallback: not yet */
 	if (r < 0)
 		st = 0x7f00; /* unknown: treat as failed */
+	j->reaped = true;
 	event_del(j->pid_ev);
 	if (j->timeout_ev != NULL)
 		event_del(j->timeout_ev);
@@ -1162,8 +1163,10 @@ void queue_triggers_free(struct queue_triggers **tp)
 		return;
 	*tp = NULL;
 	while (t->jobs != NULL) {
-		if (t->jobs->pid > 0 && t->jobs->kind == JOB_PIPE)
+		if (t->jobs->kind == JOB_PIPE && t->jobs->pid > 0 && !t->jobs->reaped) {
 			kill(-t->jobs->pid, SIGKILL);
+			waitpid(t->jobs->pid, NULL, 0);
+		}
 		job_free(t->jobs);
 	}
 	event_free(t->curl_timer);
