@@ -206,8 +206,12 @@ int test_rspamd_start(struct test_peer *p)
 	snprintf(localdir, sizeof(localdir), "LOCAL_CONFDIR=%s", p->dir);
 	snprintf(dbdir, sizeof(dbdir), "DBDIR=%s/db", p->dir);
 	snprintf(rundir, sizeof(rundir), "RUNDIR=%s", p->dir);
-	char *argv[] = {"/usr/bin/rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", path,
-	                "--var", localdir, "--var", dbdir, "--var", rundir, NULL};
+	/* as root rspamd must drop privileges (-u/-g); as another user it runs as that user */
+	char *argv_root[] = {"/usr/bin/rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", path,
+	                     "--var", localdir, "--var", dbdir, "--var", rundir, NULL};
+	char *argv_user[] = {"/usr/bin/rspamd", "-f", "-c", path, "--var", localdir, "--var", dbdir,
+	                     "--var", rundir, NULL};
+	char **argv = geteuid() == 0 ? argv_root : argv_user;
 	p->pid = spawn(argv, logpath);
 	snprintf(p->address, sizeof(p->address), "127.0.0.1:%d", p->port);
 	static const char ping[] = "GET /ping HTTP/1.0\r\n\r\n";
