@@ -190,13 +190,14 @@ pipes:
   - {{ name: tempfail, command: [{sh}, -c, 'if [ -e "$1/tf.mark" ]; then cat > "$1/tf.msg"; exit 0; fi; touch "$1/tf.mark"; exit 75', sh, "{work}"] }}
   - {{ name: hang, timeout: 2, command: [{sh}, -c, 'if [ -e "$1/hang.mark" ]; then cat > /dev/null; exit 0; fi; touch "$1/hang.mark"; echo $$ > "$1/hang.pid"; exec sleep 1000', sh, "{work}"] }}
   - {{ name: nouser, command: [{sh}, -c, 'echo "mailbox unknown here" >&2; exit 67'] }}
+  - {{ name: asnobody, user: nobody, command: [/bin/true] }}
 autoreplies:
   - {{ name: info, from: "Info Desk <info@example.test>", subject: "We got your mail", text: "Hello ${{sender}},\\nthanks for writing.\\n", period: 3600 }}
 """.format(base=base, secret=SECRET, ca=ca, sh=sh, work=work, rules=rules)
     s.write_config()
     aliases = {
         "hook": "webhook:crm", "loop": "webhook:loop", "huge": "webhook:huge", "untrusted": "webhook:untrusted",
-        "save": "pipe:save", "temp": "pipe:tempfail", "hang": "pipe:hang", "nouser": "pipe:nouser",
+        "save": "pipe:save", "temp": "pipe:tempfail", "hang": "pipe:hang", "nouser": "pipe:nouser", "asnobody": "pipe:asnobody",
         "auto": "autoreply:info",
     }
     for local, target in aliases.items():
@@ -442,6 +443,24 @@ def test_pipe_permanent_failure_bounces_with_output(trig):
         return None
     m = wait_until(dsn, 20, what="bounce to the sender")
     assert b"5.3.0" in m and b"exit status 67" in m
+
+
+def test_pipe_other_user_is_deferred_with_reason(trig):
+    """The queue role runs as `mailroute`: a pipe configured for another user cannot run (deferred, logged)."""
+    assert "event=pipe_user_unavailable pipe=asnobody user=nobody" in trig.stderr_text()
+    qid = queued_id(send_plain(trig.ports["mx"], "j@client.test", ["asnobody@example.test"],
+                               build_message(unique_token("nobody"), to="asnobody@example.test")))
+    wait_until(lambda: "cannot run as nobody" in trig.cli("queue", "show", qid, check=False).stdout.decode(
+        errors="replace"), 20, what="deferral reason in the queue")
+    trig.cli("queue", "delete", qid)
+
+
+def test_webhook_cli_usage(trig):
+    for args in (("webhook",), ("webhook", "replay"), ("webhook", "list", "x"), ("webhook", "send")):
+        p = trig.cli(*args, check=False)
+        assert p.returncode == 2 and b"usage: webhook" in p.stderr, (args, p.stderr)
+    p = trig.cli("webhook", "replay", "../../etc/passwd", check=False)
+    assert p.returncode == 1 and b"bad dead letter name" in p.stderr
 
 
 # --------------------------------------------------------------------------
