@@ -268,6 +268,8 @@ static bool check_user(const char *s, const char **why_r)
 	return true;
 }
 
+static bool parse_uint(const char *v, bool size_suffix, unsigned long long *r);
+
 /* ---- schema ---- */
 
 enum conf_type {
@@ -276,6 +278,7 @@ enum conf_type {
 	CT_UINT,      /* unsigned, digits only, [min, max] */
 	CT_SIZE,      /* size_t, digits with optional k/M/G (x1024) suffix */
 	CT_BOOL,      /* bool: true/false/yes/no */
+	CT_INT,       /* int: optional '-' then digits, -1000000..1000000 */
 	CT_CHAR,      /* char: a string of one character, or empty/null = 0 */
 	CT_STRLIST,   /* char ** + size_t count, each validated by check */
 	CT_LISTEN,    /* the listen list */
@@ -311,6 +314,8 @@ struct conf_key {
 /* Keys of a list element (struct ty): offsets relative to the element. */
 #define E_STR(ty, n, f, c, req) { .name = n, .type = CT_STRING, .offset = offsetof(ty, f), .check = c, .required = req }
 #define E_PATH(ty, n, f) { .name = n, .type = CT_PATH, .offset = offsetof(ty, f) }
+#define E_BOOL(ty, n, f) { .name = n, .type = CT_BOOL, .offset = offsetof(ty, f) }
+#define E_INT(ty, n, f) { .name = n, .type = CT_INT, .offset = offsetof(ty, f) }
 #define E_UINT(ty, n, f, lo, hi) { .name = n, .type = CT_UINT, .offset = offsetof(ty, f), .min = lo, .max = hi }
 #define E_LIST(ty, n, f, c, req) { .name = n, .type = CT_STRLIST, .offset = offsetof(ty, f), \
 	.count_offset = offsetof(ty, f##_count), .check = c, .required = req }
@@ -374,6 +379,10 @@ static const struct conf_key outbound_keys[] = {
 	K_UINT("relay_fail_threshold", outbound.relay_fail_threshold, 1, 1000),
 	K_UINT("relay_cooldown", outbound.relay_cooldown, 1, 86400),
 	K_PATH("tls_ca_file", outbound.tls_ca_file),
+	K_BOOL("dane", outbound.dane),
+	K_PATH("dnssec_trust_anchor", outbound.dnssec_trust_anchor),
+	K_BOOL("mta_sts", outbound.mta_sts),
+	K_UINT("mta_sts_port", outbound.mta_sts_port, 1, 65535),
 	{ 0 },
 };
 
@@ -564,6 +573,146 @@ static const struct conf_key autoreply_keys[] = {
 	{ 0 },
 };
 
+/* Milter addresses: numeric "IP:PORT", "[IPv6]:PORT" or "inet:PORT@IP" (the smtp role is chrooted). */
+static bool check_milter_address(const char *s, const char **why_r)
+{
+	char tmp[300];
+	if (strncmp(s, "inet:", 5) == 0 || strncmp(s, "inet6:", 6) == 0) {
+		const char *ps = strchr(s, ':') + 1;
+		const char *at = strchr(ps, '@');
+		if (at == NULL || at == ps || strlen(at + 1) + (size_t)(at - ps) + 4 >= sizeof(tmp)) {
+			*why_r = "expected inet:PORT@IP";
+			return false;
+		}
+		bool v6 = strchr(at + 1, ':') != NULL;
+		snprintf(tmp, sizeof(tmp), "%s%s%s:%.*s", v6 ? "[" : "", at + 1, v6 ? "]" : "", (int)(at - ps), ps);
+		s = tmp;
+	}
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *why = NULL;
+	if (conf_parse_address(s, &ss, &len, &why) < 0 || strchr(s, '*') != NULL) {
+		*why_r = "expected a numeric IP:PORT or inet:PORT@IP (milters are reached from a chroot without DNS)";
+		return false;
+	}
+	return true;
+}
+
+static void milter_defaults(void *e)
+{
+	((struct conf_milter *)e)->timeout = 10;
+}
+
+static const struct conf_key milter_keys[] = {
+	E_STR(struct conf_milter, "name", name, check_target_name, true),
+	E_STR(struct conf_milter, "address", address, check_milter_address, true),
+	E_UINT(struct conf_milter, "timeout", timeout, 1, 3600),
+	E_STR(struct conf_milter, "on_error", on_error, check_on_error, false),
+	{ 0 },
+};
+
+static bool check_dnsbl_action(const char *s, const char **why_r)
+{
+	if (strcmp(s, "reject") == 0 || strcmp(s, "tag") == 0)
+		return true;
+	*why_r = "expected reject or tag";
+	return false;
+}
+
+static bool check_dnsbl_codes(const char *s, const char **why_r)
+{
+	char one[INET_ADDRSTRLEN + 1];
+	struct in_addr a;
+	for (const char *p = s; *p != '\0';) {
+		size_t n = strcspn(p, ",");
+		while (n > 0 && *p == ' ') {
+			p++;
+			n--;
+		}
+		if (n == 0 || n >= sizeof(one)) {
+			*why_r = "expected comma-separated IPv4 addresses (127.0.0.2,127.0.0.4)";
+			return false;
+		}
+		memcpy(one, p, n);
+		one[n] = '\0';
+		if (inet_pton(AF_INET, one, &a) != 1) {
+			*why_r = "expected comma-separated IPv4 addresses (127.0.0.2,127.0.0.4)";
+			return false;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return true;
+}
+
+static void dnsbl_zone_defaults(void *e)
+{
+	((struct conf_dnsbl_zone *)e)->weight = 1;
+}
+
+static const struct conf_key dnsbl_zone_keys[] = {
+	E_STR(struct conf_dnsbl_zone, "zone", zone, conf_check_hostname, true),
+	E_INT(struct conf_dnsbl_zone, "weight", weight),
+	E_BOOL(struct conf_dnsbl_zone, "rhsbl", rhsbl),
+	E_STR(struct conf_dnsbl_zone, "codes", codes, check_dnsbl_codes, false),
+	{ 0 },
+};
+
+static const struct conf_key dnsbl_keys[] = {
+	K_SECLIST("zones", dnsbl.zones, dnsbl_zone_keys, struct conf_dnsbl_zone, dnsbl_zone_defaults),
+	K_UINT("threshold", dnsbl.threshold, 1, 1000000),
+	K_STR("action", dnsbl.action, check_dnsbl_action),
+	{ 0 },
+};
+
+static const struct conf_key greylisting_keys[] = {
+	K_BOOL("enabled", greylisting.enabled),
+	K_UINT("delay", greylisting.delay, 0, 31536000),
+	K_UINT("retry_window", greylisting.retry_window, 1, 31536000),
+	K_UINT("pass_ttl", greylisting.pass_ttl, 1, 315360000),
+	{ 0 },
+};
+
+int conf_parse_rate(const char *s, struct conf_rate *rate_r, const char **why_r)
+{
+	const char *slash = strchr(s, '/');
+	char n[16];
+	unsigned long long limit, per;
+	if (slash == NULL || (size_t)(slash - s) >= sizeof(n)) {
+		*why_r = "expected N/SECONDS, e.g. 60/60";
+		return -1;
+	}
+	memcpy(n, s, (size_t)(slash - s));
+	n[slash - s] = '\0';
+	if (!parse_uint(n, false, &limit) || !parse_uint(slash + 1, false, &per)) {
+		*why_r = "expected N/SECONDS, e.g. 60/60";
+		return -1;
+	}
+	if (limit < 1 || limit > 1000000 || per < 1 || per > 31536000) {
+		*why_r = "N must be 1-1000000 and SECONDS 1-31536000";
+		return -1;
+	}
+	rate_r->limit = (unsigned)limit;
+	rate_r->per = (unsigned)per;
+	return 0;
+}
+
+static bool check_rate(const char *s, const char **why_r)
+{
+	struct conf_rate r;
+	return conf_parse_rate(s, &r, why_r) == 0;
+}
+
+static const struct conf_key rate_limits_keys[] = {
+	K_STR("connections_per_ip", rate_limits.connections_per_ip_s, check_rate),
+	K_STR("messages_per_ip", rate_limits.messages_per_ip_s, check_rate),
+	K_STR("recipients_per_ip", rate_limits.recipients_per_ip_s, check_rate),
+	K_STR("messages_per_user", rate_limits.messages_per_user_s, check_rate),
+	K_STR("recipients_per_user", rate_limits.recipients_per_user_s, check_rate),
+	{ 0 },
+};
+
 static const struct conf_key root_keys[] = {
 	K_STR("hostname", hostname, conf_check_hostname),
 	K_PATH("data_dir", data_dir),
@@ -593,6 +742,11 @@ static const struct conf_key root_keys[] = {
 	K_SECLIST("webhooks", webhooks, webhook_keys, struct conf_webhook, webhook_defaults),
 	K_SECLIST("pipes", pipes, pipe_keys, struct conf_pipe, pipe_defaults),
 	K_SECLIST("autoreplies", autoreplies, autoreply_keys, struct conf_autoreply, autoreply_defaults),
+	K_SECLIST("milters", milters, milter_keys, struct conf_milter, milter_defaults),
+	K_BOOL("milters_on_submission", milters_on_submission),
+	K_SECTION("dnsbl", dnsbl_keys),
+	K_SECTION("greylisting", greylisting_keys),
+	K_SECTION("rate_limits", rate_limits_keys),
 	{ 0 },
 };
 
@@ -897,6 +1051,15 @@ static int conf_value(struct conf_parse *p, const struct conf_key *key, yaml_nod
 		else
 			return conf_error(p, v, "%s: expected true or false, got '%s'", path, s);
 		return 0;
+	case CT_INT: {
+		if ((s = scalar(p, v, path, "an integer")) == NULL)
+			return -1;
+		bool neg = s[0] == '-';
+		if (!parse_uint(s + (neg ? 1 : 0), false, &num) || num > 1000000)
+			return conf_error(p, v, "%s: expected an integer from -1000000 to 1000000, got '%s'", path, s);
+		*(int *)field = neg ? -(int)num : (int)num;
+		return 0;
+	}
 	case CT_CHAR:
 		if (node_is_null(v)) {
 			*(char *)field = '\0';
@@ -1028,6 +1191,7 @@ static void conf_defaults(struct mr_config *cfg)
 		.max_concurrency = 50,
 		.relay_fail_threshold = 3,
 		.relay_cooldown = 60,
+		.mta_sts_port = 443,
 	};
 	cfg->mailauth = (struct conf_mailauth){
 		.verify = false,
@@ -1036,6 +1200,13 @@ static void conf_defaults(struct mr_config *cfg)
 		.dkim_sign = true,
 	};
 	cfg->srs.max_age_days = 21;
+	cfg->dnsbl.threshold = 1;
+	cfg->greylisting = (struct conf_greylisting){
+		.enabled = false,
+		.delay = 300,
+		.retry_window = 172800,
+		.pass_ttl = 3024000,
+	};
 }
 
 /* Line and column (1-based) of a byte offset, for reader errors that carry no mark. */
@@ -1077,6 +1248,22 @@ static int conf_finish(struct conf_parse *p)
 		c->clamd.on_error_accept = c->clamd_on_error != NULL && strcmp(c->clamd_on_error, "accept") == 0;
 		c->clamd.quarantine = c->clamd_action != NULL && strcmp(c->clamd_action, "quarantine") == 0;
 		c->rspamd.on_error_accept = c->rspamd_on_error != NULL && strcmp(c->rspamd_on_error, "accept") == 0;
+		for (size_t i = 0; i < c->milters_count; i++)
+			c->milters[i].on_error_accept =
+				c->milters[i].on_error != NULL && strcmp(c->milters[i].on_error, "accept") == 0;
+		c->dnsbl.tag = c->dnsbl.action != NULL && strcmp(c->dnsbl.action, "tag") == 0;
+		const char *why;
+		struct conf_rate_limits *rl = &c->rate_limits;
+		const struct { const char *s; struct conf_rate *r; } rates[] = {
+			{ rl->connections_per_ip_s, &rl->connections_per_ip },
+			{ rl->messages_per_ip_s, &rl->messages_per_ip },
+			{ rl->recipients_per_ip_s, &rl->recipients_per_ip },
+			{ rl->messages_per_user_s, &rl->messages_per_user },
+			{ rl->recipients_per_user_s, &rl->recipients_per_user },
+		};
+		for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
+			if (rates[i].s != NULL)
+				(void)conf_parse_rate(rates[i].s, rates[i].r, &why);
 	}
 	struct mr_config *cfg = p->cfg;
 
@@ -1121,6 +1308,13 @@ static int conf_finish(struct conf_parse *p)
 			if (strcmp(cfg->autoreplies[i].name, cfg->autoreplies[j].name) == 0)
 				return conf_error_at(p, 0, 0, "autoreplies[%zu]: duplicate name '%s'", i,
 						     cfg->autoreplies[i].name);
+	for (size_t i = 0; i < cfg->milters_count; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->milters[i].name, cfg->milters[j].name) == 0)
+				return conf_error_at(p, 0, 0, "milters[%zu]: duplicate name '%s'", i, cfg->milters[i].name);
+	if (cfg->greylisting.retry_window <= cfg->greylisting.delay)
+		return conf_error_at(p, 0, 0, "greylisting.retry_window (%u) must be larger than greylisting.delay (%u)",
+				     cfg->greylisting.retry_window, cfg->greylisting.delay);
 	return 0;
 }
 
@@ -1277,6 +1471,7 @@ void conf_free(struct mr_config **cfgp)
 	free(cfg->clamd_action);
 	free(cfg->rspamd_on_error);
 	free(cfg->outbound.tls_ca_file);
+	free(cfg->outbound.dnssec_trust_anchor);
 	for (const struct conf_key *k = root_keys; k->name != NULL; k++)
 		if (k->type == CT_SECLIST)
 			free_seclist((char *)cfg, k);

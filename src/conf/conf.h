@@ -92,7 +92,11 @@ struct conf_outbound {
 	unsigned max_concurrency;     /* deliveries in flight; default 50 */
 	unsigned relay_fail_threshold;/* consecutive failures before a relay is taken out; default 3 */
 	unsigned relay_cooldown;      /* seconds out before a probe; default 60 */
-	char *tls_ca_file;            /* extra CA file to verify relays (tests); or NULL */
+	char *tls_ca_file;            /* extra CA file to verify relays and MTA-STS hosts (tests); or NULL */
+	bool dane;                    /* DANE (RFC 7672) for MX delivery; default false; needs the anchor */
+	char *dnssec_trust_anchor;    /* trust anchor file (DS/DNSKEY lines) for DNSSEC validation; or NULL */
+	bool mta_sts;                 /* MTA-STS (RFC 8461) for MX delivery; default false */
+	unsigned mta_sts_port;        /* port of the mta-sts.<domain> HTTPS host; default 443 (tests) */
 };
 
 /* Content filters reached over TCP from the smtp role (it is chrooted: numeric addresses). */
@@ -132,6 +136,54 @@ struct conf_autoreply {
 	unsigned period;              /* seconds between two replies to one sender; default 604800 (7 days) */
 };
 
+/* milters: [{name, address, timeout, on_error}] (src/lib-milter), run in order. */
+struct conf_milter {
+	char *name;                   /* required; for logs */
+	char *address;                /* required; numeric "IP:PORT", "[IPv6]:PORT" or "inet:PORT@IP" */
+	unsigned timeout;             /* seconds for each reply (end of message: 6x); default 10 */
+	char *on_error;               /* "tempfail" (default) or "accept" as written */
+	bool on_error_accept;         /* folded from on_error */
+};
+
+/* dnsbl.zones[] */
+struct conf_dnsbl_zone {
+	char *zone;                   /* required: "zen.spamhaus.org" */
+	int weight;                   /* default 1; negative for allow lists */
+	bool rhsbl;                   /* a domain list: checked at MAIL with the sender domain */
+	char *codes;                  /* optional "127.0.0.2,127.0.0.4": only these answers count */
+};
+
+/* dnsbl: { zones, threshold, action } (mx listener only; the lookup role asks DNS). */
+struct conf_dnsbl {
+	struct conf_dnsbl_zone *zones;
+	size_t zones_count;
+	unsigned threshold;           /* listed when the sum of weights >= threshold; default 1 */
+	char *action;                 /* "reject" (default) or "tag" as written */
+	bool tag;                     /* folded: add X-DNSBL instead of refusing */
+};
+
+/* greylisting (lookup role, <data_dir>/db/greylist.db) */
+struct conf_greylisting {
+	bool enabled;                 /* default false */
+	unsigned delay;               /* seconds; default 300 */
+	unsigned retry_window;        /* seconds; default 172800 (2 days) */
+	unsigned pass_ttl;            /* seconds; default 3024000 (35 days) */
+};
+
+/* One rate: `limit` events per `per` seconds ("N/SECONDS" in the file); limit 0 = off. */
+struct conf_rate {
+	unsigned limit;
+	unsigned per;
+};
+
+/* rate_limits (smtp role, counted per smtp process) */
+struct conf_rate_limits {
+	char *connections_per_ip_s, *messages_per_ip_s, *recipients_per_ip_s, *messages_per_user_s,
+		*recipients_per_user_s; /* as written */
+	struct conf_rate connections_per_ip, messages_per_ip, recipients_per_ip, messages_per_user,
+		recipients_per_user;
+};
+
 struct mr_config {
 	char *path;                   /* the file this came from */
 	char *hostname;               /* default: gethostname() */
@@ -167,7 +219,16 @@ struct mr_config {
 	size_t pipes_count;
 	struct conf_autoreply *autoreplies;
 	size_t autoreplies_count;
+	struct conf_milter *milters;
+	size_t milters_count;
+	bool milters_on_submission;   /* also run the milters on submission listeners; default false */
+	struct conf_dnsbl dnsbl;
+	struct conf_greylisting greylisting;
+	struct conf_rate_limits rate_limits;
 };
+
+/* "N/SECONDS" (N 1-1000000, SECONDS 1-31536000). 0, or -1 with a static reason. */
+int conf_parse_rate(const char *s, struct conf_rate *rate_r, const char **why_r);
 
 /*
  * Load and validate a config file. Returns NULL and sets *error_r to an
