@@ -170,7 +170,8 @@ static int submit(const struct mr_config *cfg, const char *sender, char *const *
 	ipc_put_u32(&m, (uint32_t)nrcpt);
 	for (size_t k = 0; k < nrcpt; k++)
 		ipc_put_str(&m, rcpts[k]);
-	ipc_put_str(&m, NULL);
+	ipc_put_str(&m, NULL); /* headers */
+	ipc_put_str(&m, NULL); /* orcpt */
 	m.fd = fd;
 	ipc_client_call(cl, &m, on_reply, st);
 	ipc_msg_deinit(&m);

@@ -88,6 +88,7 @@ static void submit(const struct deliver_out *o, const char *id)
 	ipc_put_u32(&m, 1);
 	ipc_put_str(&m, o->rcpt);
 	ipc_put_str(&m, NULL);
+	ipc_put_str(&m, o->orcpt);
 	m.fd = fd;
 	ipc_client_call(D.queue, &m, on_submitted, xasprintf("rules-of-%s", id));
 	ipc_msg_deinit(&m);

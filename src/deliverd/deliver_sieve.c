@@ -51,6 +51,8 @@ static void add_out(struct deliver_job *j, const char *sender, const char *rcpt,
 	j->out = xreallocarray(j->out, j->out_count + 1, sizeof(*j->out));
 	j->out[j->out_count++] = (struct deliver_out){
 		.sender = xstrdup(sender), .rcpt = xstrdup(rcpt), .data = xmemdup(data, len), .len = len,
+		/* a message kept from the original sender is a forward by this user (SRS, ARC downstream) */
+		.orcpt = sender[0] != '\0' ? xasprintf("rfc822;%s", j->user) : NULL,
 	};
 }
 
@@ -339,6 +341,7 @@ void deliver_job_free_outputs(struct deliver_job *j)
 	for (size_t i = 0; i < j->out_count; i++) {
 		free(j->out[i].sender);
 		free(j->out[i].rcpt);
+		free(j->out[i].orcpt);
 		free(j->out[i].data);
 	}
 	free(j->out);

@@ -22,6 +22,7 @@ struct mr_config;
 struct deliver_out {
 	char *sender;      /* "" = null sender */
 	char *rcpt;
+	char *orcpt;       /* redirect: "rfc822;<the mailbox owner>" (a forward), else NULL */
 	char *data;        /* the whole message */
 	size_t len;
 };

@@ -166,6 +166,22 @@ void lookup_policy_rcpt(struct directory *dir, const struct mr_config *cfg, cons
 	route_result_deinit(&res);
 }
 
+/* The configured relay of the address's domain when it is one of our relay/backup domains, else NULL. */
+static char *remote_relay(struct directory *dir, const char *address)
+{
+	const char *at = strrchr(address, '@');
+	if (at == NULL || at[1] == '[')
+		return NULL;
+	struct directory_domain dom;
+	memset(&dom, 0, sizeof(dom));
+	char *error = NULL, *relay = NULL;
+	if (directory_domain_get(dir, at + 1, &dom, &error) > 0 && dom.relay != NULL && dom.relay[0] != '\0')
+		relay = xstrdup(dom.relay);
+	directory_domain_deinit(&dom);
+	free(error);
+	return relay;
+}
+
 static void add_target(struct lookup_target **t, size_t *n, enum lookup_target_kind kind, const char *address,
                        const char *target, const char *folder)
 {
@@ -222,7 +238,10 @@ int lookup_route_targets(struct directory *dir, const struct mr_config *cfg, con
 				add_target(targets_r, count_r, LOOKUP_TARGET_LOCAL, rc->address, maildir, rc->folder);
 				free(maildir);
 			} else if (rc->kind == ROUTE_REMOTE) {
-				add_target(targets_r, count_r, LOOKUP_TARGET_REMOTE, rc->address, "", NULL);
+				/* An alias target in one of our relay/backup domains goes through that domain's relay. */
+				char *relay = remote_relay(dir, rc->address);
+				add_target(targets_r, count_r, LOOKUP_TARGET_REMOTE, rc->address, relay ? relay : "", NULL);
+				free(relay);
 			} else {
 				add_target(targets_r, count_r, LOOKUP_TARGET_NAMED, rc->address, rc->address, NULL);
 			}

@@ -33,7 +33,7 @@ enum proto_type {
 	PROTO_QUEUE_COMMIT_R = 24,  /* u32 ok, error text, u32 code, enhanced (the reply to give) */
 	PROTO_QUEUE_ABORT = 25,     /* id  (no reply) */
 	PROTO_QUEUE_KICK = 26,      /* id or NULL: run the scheduler now (from the CLI) */
-	PROTO_QUEUE_SUBMIT = 27,    /* sender, u32 n, n x rcpt, headers  + fd (the message):
+	PROTO_QUEUE_SUBMIT = 27,    /* sender, u32 n, n x rcpt, headers, orcpt (or NULL)  + fd (the message):
 	                               a new message from inside (redirect, vacation, sendmail) */
 	PROTO_QUEUE_SUBMIT_R = 28,  /* u32 ok, id-or-error */
 

@@ -246,7 +246,7 @@ static int route_rcpt(struct queue_envelope *env, const struct raw_rcpt *rr, cha
 	if (rr->rules_drop)
 		return 0;
 	if (rr->named) {
-		queue_envelope_add_rcpt(env, rr->address, NULL, 0, QUEUE_RCPT_OTHER, rr->address, NULL);
+		queue_envelope_add_rcpt(env, rr->address, rr->orcpt, 0, QUEUE_RCPT_OTHER, rr->address, NULL);
 		return 0;
 	}
 	struct route_result res;
@@ -362,8 +362,10 @@ static int rules_for_message(struct pending *p, struct queue_envelope *env, stru
 				p->rcpts = xreallocarray(p->rcpts, p->alloc, sizeof(*p->rcpts));
 			}
 			bool copy = k < o.copy_count;
+			/* ORCPT: the SMTP recipient the rule ran for (a copy to the outside is a forward). */
 			p->rcpts[p->count++] = (struct raw_rcpt){
 				.address = copy ? xstrdup(o.copies[k]) : xasprintf("webhook:%s", o.webhooks[k - o.copy_count]),
+				.orcpt = xasprintf("rfc822;%s", p->rcpts[i].address),
 				.named = !copy,
 			};
 		}
@@ -536,8 +538,10 @@ static int copy_fd(int src_fd, int dst_fd)
 	}
 }
 
-void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_fd, const char *headers,
-                  queue_inject_cb *cb, void *arg, struct ipc_conn *conn, uint32_t reqid)
+/* orcpt: the ORCPT of every recipient (a forward by a user's rule: "rfc822;<the user>"), or NULL. */
+static void queue_inject_orcpt(const char *sender, char *const *rcpts, size_t n, int content_fd, const char *headers,
+                               const char *orcpt, queue_inject_cb *cb, void *arg, struct ipc_conn *conn,
+                               uint32_t reqid)
 {
 	struct inject_ctx *ic = xcalloc(1, sizeof(*ic));
 	ic->conn = conn;
@@ -568,7 +572,7 @@ void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_
 	queue_envelope_set_str(&env->headers, headers);
 	queue_envelope_set_str(&env->helo, Q.cfg->hostname);
 	for (size_t i = 0; i < n; i++) {
-		struct raw_rcpt rr = { .address = rcpts[i] };
+		struct raw_rcpt rr = { .address = rcpts[i], .orcpt = (char *)orcpt };
 		if (route_rcpt(env, &rr, &error) < 0) {
 			log_warn("event=inject_route_failed id=%s error=\"%s\"", ic->id, error ? error : "?");
 			free(error);
@@ -584,6 +588,12 @@ void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_
 	queue_committer_submit(Q.committer, env, fd, on_injected, ic);
 }
 
+void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_fd, const char *headers,
+                  queue_inject_cb *cb, void *arg, struct ipc_conn *conn, uint32_t reqid)
+{
+	queue_inject_orcpt(sender, rcpts, n, content_fd, headers, NULL, cb, arg, conn, reqid);
+}
+
 static void handle_submit(struct ipc_conn *c, struct ipc_reader *r, int fd)
 {
 	char *sender = ipc_get_strdup(r);
@@ -594,13 +604,15 @@ static void handle_submit(struct ipc_conn *c, struct ipc_reader *r, int fd)
 	for (uint32_t i = 0; i < n; i++)
 		rcpts[i] = ipc_get_strdup(r);
 	char *headers = ipc_get_strdup(r);
+	char *orcpt = ipc_get_strdup(r);
 	if (ipc_reader_end(r) < 0 || sender == NULL || fd < 0)
 		log_panic("event=ipc_malformed type=submit");
 	for (uint32_t i = 0; i < n; i++)
 		if (rcpts[i] == NULL)
 			log_panic("event=ipc_malformed type=submit");
-	queue_inject(sender, rcpts, n, fd, headers, NULL, NULL, c, r->reqid);
+	queue_inject_orcpt(sender, rcpts, n, fd, headers, orcpt, NULL, NULL, c, r->reqid);
 	close(fd);
+	free(orcpt);
 	for (uint32_t i = 0; i < n; i++)
 		free(rcpts[i]);
 	free(rcpts);
