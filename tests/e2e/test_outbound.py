@@ -494,7 +494,12 @@ def test_relay_killed_mid_run(osrv, receivers, mx_port):
     dups = [t for t in tokens if counts[t] > 1]
     print("relay killed after %d messages; others got %d and %d; duplicates %d" % (
         killed_at, len(rs[1].accepted_tokens()), len(rs[2].accepted_tokens()), len(dups)))
-    assert not dups, "delivered twice: %r" % dups[:5]
+    # A message whose 250 was in flight when the relay died was accepted there and is retried on
+    # another relay (RFC 1047): only such copies may be doubled, never one between healthy relays.
+    killed_tokens = set(rs[0].accepted_tokens())
+    bad = [t for t in dups if t not in killed_tokens]
+    assert not bad, "delivered twice by the healthy relays: %r" % bad[:5]
+    assert len(dups) <= 6, "too many in-flight duplicates: %d" % len(dups)
     assert len(rs[0].accepted_tokens()) == killed_at
 
 
