@@ -1472,6 +1472,13 @@ void conf_free(struct mr_config **cfgp)
 	free(cfg->rspamd_on_error);
 	free(cfg->outbound.tls_ca_file);
 	free(cfg->outbound.dnssec_trust_anchor);
+	free_seclist((char *)cfg, &dnsbl_keys[0]);
+	free(cfg->dnsbl.action);
+	free(cfg->rate_limits.connections_per_ip_s);
+	free(cfg->rate_limits.messages_per_ip_s);
+	free(cfg->rate_limits.recipients_per_ip_s);
+	free(cfg->rate_limits.messages_per_user_s);
+	free(cfg->rate_limits.recipients_per_user_s);
 	for (const struct conf_key *k = root_keys; k->name != NULL; k++)
 		if (k->type == CT_SECLIST)
 			free_seclist((char *)cfg, k);

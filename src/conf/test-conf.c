@@ -17,7 +17,8 @@
 
 #define ALL_KEYS "hostname, data_dir, listen, tls, dns, rules, trusted_networks, user, vmail_user, " \
 	"smtp_processes, log_file, log_level, subaddress_separator, auth_allow_plaintext, limits, queue, " \
-	"outbound, clamd, rspamd, authserv_id, mail_auth, spf, dmarc, dkim, srs, webhooks, pipes, autoreplies"
+	"outbound, clamd, rspamd, authserv_id, mail_auth, spf, dmarc, dkim, srs, webhooks, pipes, autoreplies, " \
+	"milters, milters_on_submission, dnsbl, greylisting, rate_limits"
 
 struct error_case {
 	const char *yaml;
@@ -25,6 +26,30 @@ struct error_case {
 };
 
 static const struct error_case error_cases[] = {
+	{ "milters:\n  - { name: a, address: \"localhost:8891\" }\n",
+	  "t.yaml:2:25: milters[0].address: bad value 'localhost:8891': expected a numeric IP:PORT or inet:PORT@IP "
+	  "(milters are reached from a chroot without DNS)" },
+	{ "milters:\n  - { name: a, address: \"inet:8891@localhost\" }\n",
+	  "t.yaml:2:25: milters[0].address: bad value 'inet:8891@localhost': expected a numeric IP:PORT or "
+	  "inet:PORT@IP (milters are reached from a chroot without DNS)" },
+	{ "milters:\n  - { name: a, address: \"127.0.0.1:1\", on_error: drop }\n",
+	  "t.yaml:2:50: milters[0].on_error: bad value 'drop': expected tempfail or accept" },
+	{ "milters:\n  - { name: a, address: \"127.0.0.1:1\" }\n  - { name: a, address: \"127.0.0.1:2\" }\n",
+	  "t.yaml:0:0: milters[1]: duplicate name 'a'" },
+	{ "dnsbl:\n  zones:\n    - { zone: bl.test, weight: x }\n",
+	  "t.yaml:3:32: dnsbl.zones[0].weight: expected an integer from -1000000 to 1000000, got 'x'" },
+	{ "dnsbl:\n  zones:\n    - { zone: bl.test, codes: \"127.0.0\" }\n",
+	  "t.yaml:3:31: dnsbl.zones[0].codes: bad value '127.0.0': expected comma-separated IPv4 addresses "
+	  "(127.0.0.2,127.0.0.4)" },
+	{ "dnsbl:\n  action: drop\n", "t.yaml:2:11: dnsbl.action: bad value 'drop': expected reject or tag" },
+	{ "rate_limits:\n  connections_per_ip: 10\n",
+	  "t.yaml:2:23: rate_limits.connections_per_ip: bad value '10': expected N/SECONDS, e.g. 60/60" },
+	{ "rate_limits:\n  messages_per_ip: 0/60\n",
+	  "t.yaml:2:20: rate_limits.messages_per_ip: bad value '0/60': N must be 1-1000000 and SECONDS 1-31536000" },
+	{ "rate_limits:\n  messages_per_user: \"5/\"\n",
+	  "t.yaml:2:22: rate_limits.messages_per_user: bad value '5/': expected N/SECONDS, e.g. 60/60" },
+	{ "greylisting:\n  delay: 600\n  retry_window: 300\n",
+	  "t.yaml:0:0: greylisting.retry_window (300) must be larger than greylisting.delay (600)" },
 	{ "hostnme: x\n", "t.yaml:1:1: unknown key 'hostnme' (allowed: " ALL_KEYS ")" },
 	{ "hostname: a\nlimits:\n  max_foo: 1\n",
 	  "t.yaml:3:3: unknown key 'max_foo' in limits (allowed: max_line_length, max_message_size, "
@@ -404,6 +429,66 @@ static void test_triggers(void **state)
 	conf_free(&cfg);
 }
 
+static void test_content_filters(void **state)
+{
+	static const char yaml[] =
+		"milters:\n"
+		"  - { name: one, address: \"127.0.0.1:8891\" }\n"
+		"  - { name: two, address: \"inet:8892@127.0.0.1\", timeout: 3, on_error: accept }\n"
+		"milters_on_submission: true\n"
+		"dnsbl:\n"
+		"  zones:\n"
+		"    - { zone: bl.test, weight: 2 }\n"
+		"    - { zone: white.test, weight: -5, codes: \"127.0.0.2, 127.0.0.3\" }\n"
+		"    - { zone: dbl.test, rhsbl: true }\n"
+		"  threshold: 2\n"
+		"  action: tag\n"
+		"greylisting: { enabled: true, delay: 2 }\n"
+		"rate_limits:\n"
+		"  connections_per_ip: 3/10\n"
+		"  recipients_per_user: 1000/86400\n";
+	char *error = NULL;
+	struct mr_config *cfg = conf_load_buffer("t.yaml", yaml, strlen(yaml), &error);
+	if (cfg == NULL)
+		fprintf(stderr, "%s\n", error);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->milters_count, 2);
+	assert_int_equal(cfg->milters[0].timeout, 10);
+	assert_false(cfg->milters[0].on_error_accept);
+	assert_int_equal(cfg->milters[1].timeout, 3);
+	assert_true(cfg->milters[1].on_error_accept);
+	assert_true(cfg->milters_on_submission);
+	assert_int_equal(cfg->dnsbl.zones_count, 3);
+	assert_int_equal(cfg->dnsbl.zones[0].weight, 2);
+	assert_int_equal(cfg->dnsbl.zones[1].weight, -5);
+	assert_int_equal(cfg->dnsbl.zones[2].weight, 1);
+	assert_true(cfg->dnsbl.zones[2].rhsbl);
+	assert_string_equal(cfg->dnsbl.zones[1].codes, "127.0.0.2, 127.0.0.3");
+	assert_int_equal(cfg->dnsbl.threshold, 2);
+	assert_true(cfg->dnsbl.tag);
+	assert_true(cfg->greylisting.enabled);
+	assert_int_equal(cfg->greylisting.delay, 2);
+	assert_int_equal(cfg->greylisting.retry_window, 172800);
+	assert_int_equal(cfg->greylisting.pass_ttl, 3024000);
+	assert_int_equal(cfg->rate_limits.connections_per_ip.limit, 3);
+	assert_int_equal(cfg->rate_limits.connections_per_ip.per, 10);
+	assert_int_equal(cfg->rate_limits.messages_per_ip.limit, 0);
+	assert_int_equal(cfg->rate_limits.recipients_per_user.limit, 1000);
+	assert_int_equal(cfg->rate_limits.recipients_per_user.per, 86400);
+	conf_free(&cfg);
+
+	cfg = conf_load_buffer("t.yaml", "hostname: a\n", 12, &error);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->milters_count, 0);
+	assert_false(cfg->milters_on_submission);
+	assert_int_equal(cfg->dnsbl.zones_count, 0);
+	assert_int_equal(cfg->dnsbl.threshold, 1);
+	assert_false(cfg->dnsbl.tag);
+	assert_false(cfg->greylisting.enabled);
+	assert_int_equal(cfg->greylisting.delay, 300);
+	conf_free(&cfg);
+}
+
 static void test_separator(void **state)
 {
 	static const struct { const char *yaml; char sep; } cases[] = {
@@ -525,6 +610,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_separator),
 		cmocka_unit_test(test_triggers),
+		cmocka_unit_test(test_content_filters),
 		cmocka_unit_test(test_mailauth),
 		cmocka_unit_test(test_srs),
 		cmocka_unit_test(test_file),
