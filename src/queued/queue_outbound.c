@@ -26,6 +26,8 @@
 #endif
 
 #define MAX_BATCH_RCPTS 100
+/* Deliveries in flight to one destination (a domain's MX hosts or one relay route). */
+#define MAX_PER_DESTINATION 20
 #define MAX_GROUPS 256
 
 struct pending_rcpt {
@@ -452,6 +454,15 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 	free(srs_sender);
 }
 
+static unsigned inflight_to(const struct queue_outbound *ob, const char *key)
+{
+	unsigned n = 0;
+	for (const struct batch *b = ob->inflight; b != NULL; b = b->next)
+		if (strcasecmp(b->key, key) == 0)
+			n++;
+	return n;
+}
+
 void queue_outbound_dispatch(struct queue_outbound *ob, struct queue_store *store)
 {
 	struct batch *list = ob->collected;
@@ -460,7 +471,8 @@ void queue_outbound_dispatch(struct queue_outbound *ob, struct queue_store *stor
 		struct batch *b = list;
 		list = b->next;
 		b->next = NULL;
-		if (ob->inflight_count >= ob->cfg->outbound.max_concurrency) {
+		if (ob->inflight_count >= ob->cfg->outbound.max_concurrency ||
+		    inflight_to(ob, b->key) >= MAX_PER_DESTINATION) {
 			batch_free(b); /* picked up again by a later scan */
 			continue;
 		}
