@@ -162,9 +162,89 @@ static void log_action(struct deliver_job *j, const char *what, const char *arg)
 	free(prev);
 }
 
+/*
+ * RFC 8601 5: an Authentication-Results field that claims our authserv-id but
+ * came with the message is a forgery; ours travels in the prepended fields. When
+ * the message has such fields, deliver a copy without them (a memfd): returns
+ * its fd, or -1 when the message is clean (or too odd to rewrite: left as is).
+ */
+static int strip_forged_authres(const struct deliver_job *j)
+{
+	const char *id = j->cfg->authserv_id ? j->cfg->authserv_id : j->cfg->hostname;
+	size_t idlen = strlen(id);
+	char head[65536];
+	ssize_t n = pread(j->fd, head, sizeof(head) - 1, 0);
+	if (n <= 0)
+		return -1;
+	head[n] = '\0';
+	/* The header section: up to the first empty line (we only look at the first 64 KiB). */
+	char *end = strstr(head, "\r\n\r\n");
+	size_t hlen = end ? (size_t)(end - head) + 2 : (size_t)n;
+	bool forged = false;
+	for (size_t i = 0; i < hlen;) {
+		size_t e = i;
+		do {
+			char *nl = memchr(head + e, '\n', hlen - e);
+			e = nl ? (size_t)(nl - head) + 1 : hlen;
+		} while (e < hlen && (head[e] == ' ' || head[e] == '\t'));
+		if (e - i > 23 && strncasecmp(head + i, "Authentication-Results:", 23) == 0) {
+			const char *v = head + i + 23;
+			while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
+				v++;
+			if (strncasecmp(v, id, idlen) == 0 && (v[idlen] == ';' || v[idlen] == ' ' || v[idlen] == '\t' ||
+			                                        v[idlen] == '\r'))
+				forged = true;
+		}
+		i = e;
+	}
+	if (!forged)
+		return -1;
+	int out = memfd_create("mailroute-authres", MFD_CLOEXEC);
+	if (out < 0)
+		return -1;
+	for (size_t i = 0; i < hlen;) {
+		size_t e = i;
+		do {
+			char *nl = memchr(head + e, '\n', hlen - e);
+			e = nl ? (size_t)(nl - head) + 1 : hlen;
+		} while (e < hlen && (head[e] == ' ' || head[e] == '\t'));
+		bool drop = false;
+		if (e - i > 23 && strncasecmp(head + i, "Authentication-Results:", 23) == 0) {
+			const char *v = head + i + 23;
+			while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
+				v++;
+			drop = strncasecmp(v, id, idlen) == 0;
+		}
+		if (!drop && write(out, head + i, e - i) != (ssize_t)(e - i))
+			goto fail;
+		i = e;
+	}
+	char buf[65536];
+	off_t off = (off_t)hlen;
+	ssize_t r;
+	while ((r = pread(j->fd, buf, sizeof(buf), off)) > 0) {
+		if (write(out, buf, (size_t)r) != r)
+			goto fail;
+		off += r;
+	}
+	if (r < 0)
+		goto fail;
+	log_info("event=forged_authres_removed id=%s rcpt=%u", j->id, j->idx);
+	return out;
+fail:
+	close(out);
+	return -1;
+}
+
 void deliver_job_run(struct deliver_job *j)
 {
 	j->result = 1;
+	int clean = strip_forged_authres(j);
+	if (clean >= 0) {
+		/* From here on the job delivers the cleaned copy; the role closes j->fd. */
+		close(j->fd);
+		j->fd = clean;
+	}
 	char *name = NULL, *src = NULL, *error = NULL;
 	size_t src_len = 0;
 	int active = j->user != NULL ? sieve_store_get_active(j->cfg->data_dir, j->user, &name, &src, &src_len, &error)

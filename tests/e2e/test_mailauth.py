@@ -310,16 +310,20 @@ def test_dmarc_pct_zero_lowers_reject_to_quarantine(env):
                what="pct=0 message in .Junk/new")
 
 
-def test_forged_authres_is_not_first(env):
-    """A sender's field claiming our id stays (the spool file is immutable), but ours comes first."""
+def test_forged_authres_is_removed(env):
+    """RFC 8601 5: a field that came with the message claiming our id is removed at delivery;
+    ours is the only one left, and fields of other authserv-ids stay."""
     token = unique_token("forgedar")
-    fake = "Authentication-Results: %s; dmarc=pass header.from=signed.test\r\n" % AUTHSERV
+    fake = ("Authentication-Results: %s; dmarc=pass header.from=signed.test\r\n"
+            "Authentication-Results: other.example; spf=pass smtp.mailfrom=x@y.test\r\n" % AUTHSERV)
     code, text = mx_send(env["srv"], "news@spf-pass.test", ALICE,
                          build_message(token, sender="news@spf-pass.test", extra_headers=fake))
     assert code == 250, (code, text)
     m = env["srv"].wait_for_message(ALICE, token)
     ar = authres(m)
-    assert len(ar) == 2 and "spf=pass" in ar[0], ar
+    ours = [a for a in ar if AUTHSERV + ";" in a]
+    assert len(ours) == 1 and "spf=pass" in ours[0] and "header.from=signed.test" not in ours[0], ar
+    assert any("other.example;" in a for a in ar), ar
 
 
 def test_dns_failure_is_temperror_not_rejection(env):
