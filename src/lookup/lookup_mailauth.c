@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -580,6 +581,50 @@ static void sign_message(struct mailauth_job *j, const char *msg, size_t len)
 	free(dir);
 }
 
+/*
+ * DMARC aggregate report data (RFC 7489 7.2): one JSON line per checked message
+ * of a domain that publishes a record, in <data_dir>/db/dmarc/YYYY-MM-DD.jsonl,
+ * so daily reports can be built from it (sending them is not done here).
+ */
+static void dmarc_record_row(const struct mailauth_job *j, const struct mailauth_result *out,
+                             enum dmarc_policy disposition)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	char day[16];
+	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+	char *dir = xasprintf("%s/db/dmarc", M.cfg->data_dir);
+	char *path = xasprintf("%s/%s.jsonl", dir, day);
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		free(dir);
+		free(path);
+		return;
+	}
+	json_t *row = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:b,s:b}", "time", (json_int_t)now,
+	                        "source_ip", j->ip, "header_from", out->from_domain ? out->from_domain : "",
+	                        "policy_domain", out->dmarc.record_domain, "policy",
+	                        dmarc_policy_name(out->dmarc.policy), "disposition", dmarc_policy_name(disposition),
+	                        "dmarc", dmarc_result_name(out->dmarc.result), "spf", spf_result_name(out->spf.result),
+	                        "dkim_domain", out->dmarc.dkim_domain, "spf_aligned", out->dmarc.spf_aligned,
+	                        "dkim_aligned", out->dmarc.dkim_aligned);
+	char *line = row ? json_dumps(row, JSON_COMPACT) : NULL;
+	if (line != NULL) {
+		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd >= 0) {
+			size_t n = strlen(line);
+			line[n] = '\n'; /* replaces the NUL: written with its length */
+			if (write(fd, line, n + 1) < 0)
+				log_warn("event=dmarc_record_failed path=%s error=\"%s\"", path, strerror(errno));
+			close(fd);
+		}
+		free(line);
+	}
+	json_decref(row);
+	free(dir);
+	free(path);
+}
+
 static void verify_message(struct mailauth_job *j, const char *msg, size_t len)
 {
 	struct dns_sync *s = dns_get();
@@ -624,8 +669,9 @@ static void verify_message(struct mailauth_job *j, const char *msg, size_t len)
 	} else if (enforce && dis == DMARC_POLICY_QUARANTINE) {
 		j->action = LOOKUP_MAILAUTH_QUARANTINE;
 	}
-	/* RFC 8601 5: fields claiming our authserv-id cannot be removed from the immutable spool
-	   file; they are counted here (the receiver's A-R, prepended, comes first). */
+	if (out.dmarc.record_domain != NULL)
+		dmarc_record_row(j, &out, dis);
+	/* RFC 8601 5: fields claiming our authserv-id are removed at delivery (src/deliverd). */
 	snprintf(j->summary, sizeof(j->summary), "spf=%s spf_helo=%s dkim=%s arc=%s dmarc=%s policy=%s from_domain=%s forged_ar=%zu",
 	         spf_result_name(out.spf.result), spf_result_name(out.spf_helo), dkim_result_name(out.dkim.result),
 	         arc_result_name(out.arc.cv),
