@@ -1,5 +1,6 @@
 #include "lookup/lookup_client.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ struct lookup_req {
 	lookup_rcpt_cb *rcpt_cb;
 	lookup_spf_cb *spf_cb;
 	lookup_mailauth_cb *mailauth_cb;
+	lookup_dnsbl_cb *dnsbl_cb;
 	void *arg;
 };
 
@@ -99,7 +101,8 @@ static void on_rcpt_reply(void *arg, struct ipc_reader *r, int fd)
 }
 
 struct lookup_req *lookup_client_rcpt(struct lookup_client *lc, const char *address, const char *client_ip,
-                                      const char *auth_user, int listen_kind, lookup_rcpt_cb *cb, void *arg)
+                                      const char *auth_user, int listen_kind, const char *sender,
+                                      lookup_rcpt_cb *cb, void *arg)
 {
 	struct lookup_req *req = xcalloc(1, sizeof(*req));
 	req->rcpt_cb = cb;
@@ -110,6 +113,7 @@ struct lookup_req *lookup_client_rcpt(struct lookup_client *lc, const char *addr
 	ipc_put_str(&m, client_ip);
 	ipc_put_str(&m, auth_user);
 	ipc_put_u32(&m, (uint32_t)listen_kind);
+	ipc_put_str(&m, sender);
 	req->call = ipc_client_call(lc->ipc, &m, on_rcpt_reply, req);
 	ipc_msg_deinit(&m);
 	return req;
@@ -241,6 +245,44 @@ struct lookup_req *lookup_client_mailauth(struct lookup_client *lc, const char *
 	ipc_put_u32(&m, (uint32_t)listen_kind);
 	m.fd = spool_fd;
 	req->call = ipc_client_call(lc->ipc, &m, on_mailauth_reply, req);
+	ipc_msg_deinit(&m);
+	return req;
+}
+
+static void on_dnsbl_reply(void *arg, struct ipc_reader *r, int fd)
+{
+	struct lookup_req *req = arg;
+	if (fd >= 0)
+		close(fd);
+	int score = 0;
+	unsigned failed = 1;
+	char first[256] = "", hits[1024] = "";
+	if (r != NULL) {
+		score = (int)(int32_t)ipc_get_u32(r);
+		ipc_get_str(r, first, sizeof(first));
+		ipc_get_str(r, hits, sizeof(hits));
+		failed = ipc_get_u32(r);
+		if (ipc_reader_end(r) < 0 || r->type != PROTO_LOOKUP_DNSBL_R) {
+			score = 0;
+			failed = 1;
+			first[0] = hits[0] = '\0';
+		}
+	}
+	req->dnsbl_cb(req->arg, score, first[0] ? first : NULL, hits, failed);
+	free(req);
+}
+
+struct lookup_req *lookup_client_dnsbl(struct lookup_client *lc, const char *client_ip, const char *domain,
+                                       lookup_dnsbl_cb *cb, void *arg)
+{
+	struct lookup_req *req = xcalloc(1, sizeof(*req));
+	req->dnsbl_cb = cb;
+	req->arg = arg;
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_DNSBL, 0);
+	ipc_put_str(&m, client_ip);
+	ipc_put_str(&m, domain);
+	req->call = ipc_client_call(lc->ipc, &m, on_dnsbl_reply, req);
 	ipc_msg_deinit(&m);
 	return req;
 }

@@ -46,8 +46,27 @@ struct lookup_req *lookup_client_auth(struct lookup_client *lc, const char *serv
  * trouble). auth_user is NULL for unauthenticated sessions.
  */
 typedef void lookup_rcpt_cb(void *arg, int code, const char *enhanced, const char *text);
+/*
+ * sender: the envelope sender ("" for <>) for greylisting (greylisting.enabled,
+ * mx listener, unauthenticated, not from trusted_networks): a new triplet is
+ * answered 451 4.7.1 "Greylisted, try again in N seconds" after the recipient
+ * itself was accepted; NULL skips greylisting.
+ */
 struct lookup_req *lookup_client_rcpt(struct lookup_client *lc, const char *address, const char *client_ip,
-                                      const char *auth_user, int listen_kind, lookup_rcpt_cb *cb, void *arg);
+                                      const char *auth_user, int listen_kind, const char *sender,
+                                      lookup_rcpt_cb *cb, void *arg);
+
+/*
+ * DNS block lists (cfg->dnsbl), asked by the lookup role. domain NULL: the IP
+ * zones for client_ip (at connect); domain set: the RHSBL zones for it (at
+ * MAIL). score is the sum of the weights of the zones that listed;
+ * first_zone the first listing zone (or NULL), hits "zone=127.0.0.2 ..." for
+ * logs, failed the number of DNS queries that failed (they count as not
+ * listed). When the lookup role is unreachable: score 0, failed 1.
+ */
+typedef void lookup_dnsbl_cb(void *arg, int score, const char *first_zone, const char *hits, unsigned failed);
+struct lookup_req *lookup_client_dnsbl(struct lookup_client *lc, const char *client_ip, const char *domain,
+                                       lookup_dnsbl_cb *cb, void *arg);
 
 /*
  * SPF at MAIL time (mx listener): the lookup role evaluates the MAIL FROM

@@ -14,7 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/dnsbl.h"
+#include "filters/greylist.h"
 #include "lib-auth/password.h"
+#include "lib-dns/dns_resolver.h"
 #include "lib-route/directory.h"
 #include "lib-route/route.h"
 #include "lib/ipc.h"
@@ -37,6 +40,12 @@ struct lookup {
 	struct directory *dir;
 	struct workpool *pool;
 	struct route_options ropt;
+	struct dns_resolver *dns;      /* DNSBL; NULL without zones or when it could not start */
+	struct dnsbl_zone *ip_zones, *rhs_zones;
+	struct dnsbl_settings ip_set, rhs_set;
+	sqlite3 *grey;                 /* <data_dir>/db/greylist.db; NULL when off or unusable */
+	struct greylist_settings grey_set;
+	struct event *grey_timer;      /* hourly greylist_expire */
 	struct {
 		uint32_t hash;
 		unsigned count;
@@ -190,14 +199,147 @@ static void handle_rcpt(struct ipc_conn *c, struct ipc_reader *r)
 	char *ip = ipc_get_strdup(r);
 	char *auth_user = ipc_get_strdup(r);
 	uint32_t kind = ipc_get_u32(r);
+	char *sender = ipc_get_strdup(r);
 	if (ipc_reader_end(r) < 0 || address == NULL || ip == NULL)
 		log_panic("event=ipc_malformed type=rcpt");
 	struct lookup_rcpt_decision d;
 	lookup_policy_rcpt(L.dir, L.cfg, &L.ropt, address, ip, auth_user, (int)kind, &d);
+	/* Greylisting after the recipient itself was accepted: inbound, unauthenticated, untrusted. */
+	if (d.code == 250 && L.grey != NULL && sender != NULL && kind == LISTEN_MX && auth_user == NULL &&
+	    !lookup_policy_trusted(L.cfg, ip)) {
+		unsigned retry = 0;
+		enum greylist_verdict v = greylist_check(L.grey, &L.grey_set, ip, sender, address, time(NULL), &retry);
+		char q1[300], q2[300];
+		if (v == GREYLIST_DEFER) {
+			char text[128];
+			snprintf(text, sizeof(text), "Greylisted, try again in %u seconds", retry);
+			log_info("event=greylisted ip=%s from=%s to=%s retry_in=%u", ip, log_q(q1, sizeof(q1), sender),
+			         log_q(q2, sizeof(q2), address), retry);
+			rcpt_reply(c, r->reqid, 451, "4.7.1", text);
+			goto out;
+		}
+		if (v == GREYLIST_ERROR)
+			log_warn("event=greylist_error ip=%s action=pass", ip);
+	}
 	rcpt_reply(c, r->reqid, d.code, d.enhanced, d.text);
+out:
 	free(address);
 	free(ip);
 	free(auth_user);
+	free(sender);
+}
+
+/* ---- DNSBL / RHSBL (cfg->dnsbl) ---- */
+
+struct dnsbl_job {
+	struct ipc_conn *conn;
+	uint32_t reqid;
+	struct dnsbl_check *check;
+};
+
+static void dnsbl_reply(struct ipc_conn *c, uint32_t reqid, int score, const char *first, const char *hits,
+                        unsigned failed)
+{
+	char h[1000];
+	snprintf(h, sizeof(h), "%s", hits != NULL ? hits : "");
+	struct ipc_msg m;
+	ipc_msg_init(&m, PROTO_LOOKUP_DNSBL_R, reqid);
+	ipc_put_u32(&m, (uint32_t)score);
+	ipc_put_str(&m, first != NULL && strlen(first) < 250 ? first : NULL);
+	ipc_put_str(&m, h);
+	ipc_put_u32(&m, failed);
+	ipc_send(c, &m);
+	ipc_msg_deinit(&m);
+}
+
+static void on_dnsbl_done(void *arg, const struct dnsbl_result *res)
+{
+	struct dnsbl_job *j = arg;
+	if (conn_alive(j->conn))
+		dnsbl_reply(j->conn, j->reqid, res->score, res->first_zone, res->hits, res->tempfail_zones);
+	free(j);
+}
+
+static void handle_dnsbl(struct ipc_conn *c, struct ipc_reader *r)
+{
+	char ip[64] = "";
+	ipc_get_str(r, ip, sizeof(ip));
+	char *domain = ipc_get_strdup(r);
+	if (ipc_reader_end(r) < 0)
+		log_panic("event=ipc_malformed type=dnsbl");
+	const struct dnsbl_settings *set = domain != NULL ? &L.rhs_set : &L.ip_set;
+	if (L.dns == NULL || set->zone_count == 0) {
+		dnsbl_reply(c, r->reqid, 0, NULL, "", L.dns == NULL && set->zone_count > 0 ? 1 : 0);
+		free(domain);
+		return;
+	}
+	struct dnsbl_job *j = xcalloc(1, sizeof(*j));
+	j->conn = c;
+	j->reqid = r->reqid;
+	j->check = dnsbl_check_start(L.base, L.dns, set, ip, domain, on_dnsbl_done, j);
+	free(domain);
+}
+
+static void dnsbl_init(const struct mr_config *cfg)
+{
+	const struct conf_dnsbl *d = &cfg->dnsbl;
+	if (d->zones_count == 0)
+		return;
+	L.ip_zones = xcalloc(d->zones_count, sizeof(*L.ip_zones));
+	L.rhs_zones = xcalloc(d->zones_count, sizeof(*L.rhs_zones));
+	for (size_t i = 0; i < d->zones_count; i++) {
+		struct dnsbl_zone z = { .zone = d->zones[i].zone, .weight = d->zones[i].weight,
+			                .rhsbl = d->zones[i].rhsbl, .codes = d->zones[i].codes };
+		if (z.rhsbl)
+			L.rhs_zones[L.rhs_set.zone_count++] = z;
+		else
+			L.ip_zones[L.ip_set.zone_count++] = z;
+	}
+	L.ip_set.zones = L.ip_zones;
+	L.rhs_set.zones = L.rhs_zones;
+	L.ip_set.threshold = L.rhs_set.threshold = (int)d->threshold;
+	char *error = NULL;
+	struct dns_resolver_settings rs = { .timeout_ms = 5000, .use_resolv_conf = true };
+	L.dns = dns_resolver_new_with(L.base, (const char *const *)cfg->dns_forward, cfg->dns_forward_count, &rs,
+	                              &error);
+	if (L.dns == NULL) {
+		log_warn("event=dnsbl_resolver_failed error=\"%s\"", error ? error : "?");
+		free(error);
+	}
+}
+
+/* ---- greylisting ---- */
+
+static void on_grey_timer(evutil_socket_t fd, short what, void *arg)
+{
+	int n = greylist_expire(L.grey, &L.grey_set, time(NULL));
+	if (n != 0)
+		log_info("event=greylist_expire removed=%d", n);
+}
+
+static void greylist_open(const struct mr_config *cfg)
+{
+	if (!cfg->greylisting.enabled)
+		return;
+	L.grey_set = (struct greylist_settings){ .delay = cfg->greylisting.delay,
+		                                 .retry_window = cfg->greylisting.retry_window,
+		                                 .pass_ttl = cfg->greylisting.pass_ttl };
+	char *path = conf_path(cfg, "db/greylist.db");
+	const char *error = NULL;
+	if (sqlite3_open_v2(path, &L.grey, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(L.grey, 2000) != SQLITE_OK || greylist_init(L.grey, &error) < 0) {
+		log_warn("event=greylist_open_failed path=%s error=\"%s\" action=greylisting_off", path,
+		         error ? error : L.grey ? sqlite3_errmsg(L.grey) : "out of memory");
+		sqlite3_close(L.grey);
+		L.grey = NULL;
+		free(path);
+		return;
+	}
+	(void)sqlite3_exec(L.grey, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+	free(path);
+	L.grey_timer = event_new(L.base, -1, EV_PERSIST, on_grey_timer, NULL);
+	struct timeval tv = { 3600, 0 };
+	evtimer_add(L.grey_timer, &tv);
 }
 
 static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)
@@ -213,6 +355,7 @@ static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)
 	case PROTO_LOOKUP_RCPT: handle_rcpt(c, r); break;
 	case PROTO_LOOKUP_SPF: lookup_spf_msg(c, r); break;
 	case PROTO_LOOKUP_SENDER: lookup_sender_msg(c, r); break;
+	case PROTO_LOOKUP_DNSBL: handle_dnsbl(c, r); break;
 	default: log_panic("event=ipc_unknown_type type=%u", r->type);
 	}
 }
@@ -256,6 +399,8 @@ void lookup_role_run(struct role_env *env)
 	free(path);
 	L.pool = workpool_new(env->base, 2);
 	lookup_mailauth_init(env->base, env->cfg, L.dir, &L.ropt, conn_alive);
+	dnsbl_init(env->cfg);
+	greylist_open(env->cfg);
 	char *name = xasprintf("%s/lookup", env->ipc_prefix);
 	uid_t allowed[2] = { env->uid, env->vuid };
 	struct ipc_server *srv = ipc_server_new(env->base, name, allowed, 2, on_accept, NULL, &error);
@@ -277,6 +422,12 @@ void lookup_role_run(struct role_env *env)
 	ipc_server_free(&srv);
 	workpool_free(&L.pool);
 	lookup_mailauth_deinit();
+	if (L.grey_timer != NULL)
+		event_free(L.grey_timer);
+	sqlite3_close(L.grey);
+	dns_resolver_free(&L.dns);
+	free(L.ip_zones);
+	free(L.rhs_zones);
 	directory_close(&L.dir);
 	exit(0);
 }

@@ -12,8 +12,9 @@ enum proto_type {
 	/* -> lookup */
 	PROTO_LOOKUP_AUTH = 1,      /* service, user, password, client_ip */
 	PROTO_LOOKUP_AUTH_R = 2,    /* u32 status(lookup_status+1), user, maildir */
-	PROTO_LOOKUP_RCPT = 3,      /* address, client_ip, auth_user, u32 listen_kind */
-	PROTO_LOOKUP_RCPT_R = 4,    /* u32 code, enhanced, text  (code 250 = accepted) */
+	PROTO_LOOKUP_RCPT = 3,      /* address, client_ip, auth_user, u32 listen_kind, sender (NULL: no
+	                               greylisting; "" = the null reverse-path) */
+	PROTO_LOOKUP_RCPT_R = 4,    /* u32 code, enhanced, text  (code 250 = accepted; 451 4.7.1 greylisted) */
 	PROTO_LOOKUP_SPF = 5,       /* ip, helo, mailfrom  (mx listener, at MAIL) */
 	PROTO_LOOKUP_SPF_R = 6,     /* result name, u32 code (250 = go on), enhanced, text, A-R fragment */
 	PROTO_LOOKUP_MAILAUTH = 7,  /* ip, helo, mailfrom, auth_user, u32 listen_kind  + fd = spool file
@@ -40,6 +41,11 @@ enum proto_type {
 	/* queue -> deliver (fd = spool file) */
 	PROTO_DELIVER_LOCAL = 40,   /* id, u32 idx, maildir, folder, unique, prepend, user, sender, orig_rcpt */
 	PROTO_DELIVER_R = 41,       /* u32 result (1 delivered, 0 duplicate, -1+2 temp=2, perm=3), text */
+
+	/* smtp -> lookup: DNS block lists (the smtp role has no DNS) */
+	PROTO_LOOKUP_DNSBL = 50,    /* ip, domain (NULL: the IP zones at connect; set: the RHSBL zones at MAIL) */
+	PROTO_LOOKUP_DNSBL_R = 51,  /* u32 score (int32), first listing zone or NULL, hits ("zone=a.b.c.d ..."),
+	                               u32 failed queries */
 };
 
 /* PROTO_QUEUE_COMMIT flags */

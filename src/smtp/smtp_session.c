@@ -28,7 +28,9 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "filters/clamd_client.h"
+#include "filters/ratelimit.h"
 #include "filters/rspamd_client.h"
+#include "lib-milter/milter_chain.h"
 #include "lib-smtp/smtp_address.h"
 #include "lib-smtp/smtp_command.h"
 #include "lib-smtp/smtp_data.h"
@@ -121,6 +123,19 @@ struct smtp_session {
 	struct ipc_call *qcall;
 	struct clamd_scan *cscan;     /* content filters in flight */
 	struct rspamd_check *rcheck;
+
+	/* connection-time defences and milters */
+	unsigned client_port;
+	struct milter_chain *milters; /* NULL when no milter applies to this listener */
+	bool milter_tx;               /* milter_chain_mail was called: abort at the end of the transaction */
+	bool milter_data_done;        /* the DATA stage ran (before 354); BDAT runs it at the end */
+	bool milter_discard;          /* a milter said DISCARD: answer 250, deliver nothing */
+	char *refuse_reply;           /* a milter refused at connect/HELO: the reply to every later command */
+	bool banner_refused;          /* 554 at the greeting (DNSBL): only QUIT is served */
+	int dnsbl_score;              /* IP zones at connect */
+	char *dnsbl_tag;              /* action tag: the X-DNSBL value for every message */
+	char mail_args[512];          /* ESMTP parameters of MAIL / the pending RCPT, for the milters */
+	char rcpt_args[512];
 };
 
 static void session_process(struct smtp_session *s);
@@ -197,6 +212,9 @@ static void spool_abort(struct smtp_session *s)
 static void tx_reset(struct smtp_session *s)
 {
 	spool_abort(s);
+	if (s->milter_tx && s->milters != NULL)
+		milter_chain_abort(s->milters);
+	s->milter_tx = s->milter_data_done = s->milter_discard = false;
 	s->in_mail = false;
 	s->sender[0] = '\0';
 	memset(&s->mail, 0, sizeof(s->mail));
@@ -303,23 +321,98 @@ static void resume(struct smtp_session *s)
 	session_process(s);
 }
 
+static struct rcpt *rcpt_append(struct smtp_session *s, const char *address, char *orcpt, unsigned notify)
+{
+	if (s->rcpt_count == s->rcpt_alloc) {
+		s->rcpt_alloc = s->rcpt_alloc ? s->rcpt_alloc * 2 : 4;
+		s->rcpts = xreallocarray(s->rcpts, s->rcpt_alloc, sizeof(*s->rcpts));
+	}
+	struct rcpt *r = &s->rcpts[s->rcpt_count++];
+	snprintf(r->address, sizeof(r->address), "%s", address);
+	r->orcpt = orcpt;
+	r->notify = notify;
+	return r;
+}
+
+static void rcpt_add_pending(struct smtp_session *s)
+{
+	rcpt_append(s, s->pending_rcpt, s->pending_orcpt, s->pending_notify);
+	s->pending_orcpt = NULL;
+	reply(s, "250 2.1.5 Ok");
+}
+
+/* Is this a milter refusal (REJECT/TEMPFAIL with a reply)? Logs failures. */
+static bool milter_refused(struct smtp_session *s, const char *stage, const struct milter_result *res)
+{
+	if (res->failed)
+		log_warn("event=milter_error sid=%s stage=%s milter=%s error=\"%s\" action=%s", s->sid, stage,
+		         res->milter ? res->milter : "?", res->error ? res->error : "?",
+		         milter_decision_name(res->decision));
+	if (res->decision != MILTER_REJECT && res->decision != MILTER_TEMPFAIL)
+		return false;
+	char q[300];
+	log_info("event=milter_refused sid=%s stage=%s milter=%s reply=%s", s->sid, stage,
+	         res->milter ? res->milter : "?", log_q(q, sizeof(q), res->reply ? res->reply : ""));
+	return true;
+}
+
+static const char *milter_reply(const struct milter_result *res)
+{
+	if (res->reply != NULL && res->reply[0] != '\0')
+		return res->reply;
+	return res->decision == MILTER_REJECT ? "550 5.7.1 Command rejected" : "451 4.7.1 Service unavailable - try again later";
+}
+
+/* Split saved ESMTP parameters (modified in place) into args; returns the count. */
+static size_t split_args(char *p, const char **args, size_t max)
+{
+	size_t n = 0;
+	for (char *tok = p; *tok != '\0' && n < max;) {
+		while (*tok == ' ')
+			*tok++ = '\0';
+		if (*tok == '\0')
+			break;
+		args[n++] = tok;
+		while (*tok != '\0' && *tok != ' ')
+			tok++;
+	}
+	return n;
+}
+
+static void on_milter_rcpt(void *arg, const struct milter_result *res)
+{
+	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING) {
+		s->waiting = false;
+		return;
+	}
+	if (milter_refused(s, "rcpt", res)) {
+		xfree(&s->pending_orcpt);
+		reply(s, "%s", milter_reply(res));
+	} else {
+		if (res->decision == MILTER_DISCARD)
+			s->milter_discard = true;
+		rcpt_add_pending(s);
+	}
+	resume(s);
+}
+
 static void on_rcpt_checked(void *arg, int code, const char *enhanced, const char *text)
 {
 	struct smtp_session *s = arg;
 	s->lreq = NULL;
 	char q[300];
 	log_info("event=rcpt sid=%s to=%s result=%d", s->sid, log_q(q, sizeof(q), s->pending_rcpt), code);
+	if (code == 250 && s->milters != NULL) {
+		char tmp[sizeof(s->rcpt_args)];
+		const char *args[32];
+		memcpy(tmp, s->rcpt_args, sizeof(tmp));
+		size_t n = split_args(tmp, args, 32);
+		milter_chain_rcpt(s->milters, s->pending_rcpt, args, n, on_milter_rcpt, s);
+		return; /* still waiting */
+	}
 	if (code == 250) {
-		if (s->rcpt_count == s->rcpt_alloc) {
-			s->rcpt_alloc = s->rcpt_alloc ? s->rcpt_alloc * 2 : 4;
-			s->rcpts = xreallocarray(s->rcpts, s->rcpt_alloc, sizeof(*s->rcpts));
-		}
-		struct rcpt *r = &s->rcpts[s->rcpt_count++];
-		memcpy(r->address, s->pending_rcpt, sizeof(r->address));
-		r->orcpt = s->pending_orcpt;
-		r->notify = s->pending_notify;
-		s->pending_orcpt = NULL;
-		reply(s, "250 2.1.5 Ok");
+		rcpt_add_pending(s);
 	} else {
 		xfree(&s->pending_orcpt);
 		reply(s, "%d %s %s", code, enhanced, text);
@@ -436,6 +529,7 @@ static void on_authchecked(void *arg, enum lookup_mailauth_action action, int co
 /* ---- content filters: clamd, then rspamd, then the queue ---- */
 
 static void filter_rspamd(struct smtp_session *s);
+static void filter_milters(struct smtp_session *s);
 
 static uint64_t spool_size(struct smtp_session *s)
 {
@@ -538,13 +632,13 @@ static void on_rspamd(void *arg, const struct rspamd_result *res)
 		buf_append_str(&s->add_headers, line);
 		free(line);
 	}
-	commit_message(s);
+	filter_milters(s);
 }
 
 static void filter_rspamd(struct smtp_session *s)
 {
 	if (s->cfg->rspamd.address == NULL) {
-		commit_message(s);
+		filter_milters(s);
 		return;
 	}
 	const char *rcpts[1024];
@@ -560,7 +654,176 @@ static void filter_rspamd(struct smtp_session *s)
 	s->rcheck = rspamd_check_start(s->srv->base, &set, &req, s->spool_fd, spool_size(s), on_rspamd, s);
 }
 
-/* The chain after sender authentication: clamd, rspamd, then commit_message(). */
+/* "<a@b>" or "a@b" -> a@b into out. false when it does not fit or holds CR/LF/space/brackets. */
+static bool milter_address(const char *in, char *out, size_t size)
+{
+	if (in == NULL)
+		return false;
+	size_t n = strlen(in);
+	if (n >= 2 && in[0] == '<' && in[n - 1] == '>') {
+		in++;
+		n -= 2;
+	}
+	if (n >= size || memchr(in, '\r', n) || memchr(in, '\n', n) || memchr(in, ' ', n) || memchr(in, '<', n) ||
+	    memchr(in, '>', n))
+		return false;
+	memcpy(out, in, n);
+	out[n] = '\0';
+	return true;
+}
+
+/* A header field from a milter into add_headers: LF line breaks become CRLF folds. */
+static void milter_add_header(struct smtp_session *s, const char *name, const char *value)
+{
+	if (name == NULL || name[0] == '\0' || strpbrk(name, ": \t\r\n") != NULL || value == NULL) {
+		log_warn("event=milter_bad_header sid=%s id=%s", s->sid, s->qid);
+		return;
+	}
+	struct buf h;
+	buf_init(&h, 65536);
+	bool ok = buf_printf(&h, "%s: ", name) == 0;
+	for (const char *p = value; *p != '\0' && ok; p++) {
+		if (*p == '\r')
+			continue;
+		if (*p == '\n') {
+			ok = buf_append(&h, "\r\n", 2) == 0;
+			if (ok && p[1] != ' ' && p[1] != '\t')
+				ok = buf_append_c(&h, '\t') == 0;
+			continue;
+		}
+		ok = buf_append_c(&h, *p) == 0;
+	}
+	if (ok)
+		ok = buf_append(&h, "\r\n", 2) == 0;
+	if (!ok || buf_append(&s->add_headers, h.data, h.len) < 0)
+		log_warn("event=add_headers_full sid=%s id=%s", s->sid, s->qid);
+	buf_deinit(&h);
+}
+
+/*
+ * Apply a milter's end-of-message modifications that need no rewrite of the
+ * spool: header additions (prepended at delivery), recipients, sender,
+ * quarantine. Header changes/deletions and body replacement are logged as
+ * unsupported.
+ */
+static void milter_apply(struct smtp_session *s, const struct milter_result *res)
+{
+	char q[300], addr[ADDR_MAX];
+	for (size_t i = 0; i < res->mod_count; i++) {
+		const struct milter_mod *m = &res->mods[i];
+		const char *who = m->milter ? m->milter : "?";
+		switch (m->type) {
+		case MILTER_MOD_ADD_HEADER:
+		case MILTER_MOD_INSERT_HEADER:
+			milter_add_header(s, m->name, m->value);
+			break;
+		case MILTER_MOD_ADD_RCPT:
+			if (!milter_address(m->name, addr, sizeof(addr)) || addr[0] == '\0') {
+				log_warn("event=milter_bad_rcpt sid=%s id=%s milter=%s", s->sid, s->qid, who);
+				break;
+			}
+			log_info("event=milter_add_rcpt sid=%s id=%s milter=%s to=%s", s->sid, s->qid, who,
+			         log_q(q, sizeof(q), addr));
+			rcpt_append(s, addr, NULL, 0);
+			break;
+		case MILTER_MOD_DEL_RCPT:
+			if (!milter_address(m->name, addr, sizeof(addr)))
+				break;
+			for (size_t j = 0; j < s->rcpt_count; j++) {
+				if (strcasecmp(s->rcpts[j].address, addr) != 0)
+					continue;
+				log_info("event=milter_del_rcpt sid=%s id=%s milter=%s to=%s", s->sid, s->qid, who,
+				         log_q(q, sizeof(q), addr));
+				free(s->rcpts[j].orcpt);
+				memmove(&s->rcpts[j], &s->rcpts[j + 1], (s->rcpt_count - j - 1) * sizeof(*s->rcpts));
+				s->rcpt_count--;
+				j--;
+			}
+			break;
+		case MILTER_MOD_CHANGE_FROM:
+			if (!milter_address(m->name, addr, sizeof(addr))) {
+				log_warn("event=milter_bad_sender sid=%s id=%s milter=%s", s->sid, s->qid, who);
+				break;
+			}
+			log_info("event=milter_change_from sid=%s id=%s milter=%s from=%s", s->sid, s->qid, who,
+			         log_q(q, sizeof(q), addr));
+			snprintf(s->sender, sizeof(s->sender), "%s", addr);
+			break;
+		case MILTER_MOD_QUARANTINE:
+			log_info("event=milter_quarantine sid=%s id=%s milter=%s reason=%s", s->sid, s->qid, who,
+			         log_q(q, sizeof(q), m->value ? m->value : ""));
+			s->commit_flags |= PROTO_COMMIT_F_QUARANTINE;
+			break;
+		case MILTER_MOD_CHANGE_HEADER:
+		case MILTER_MOD_REPLACE_BODY:
+			log_warn("event=milter_mod_unsupported sid=%s id=%s milter=%s mod=%s", s->sid, s->qid, who,
+			         m->type == MILTER_MOD_CHANGE_HEADER ? "change_header" : "replace_body");
+			break;
+		}
+	}
+}
+
+static void on_milter_message(void *arg, const struct milter_result *res)
+{
+	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING || s->spool_fd < 0) {
+		s->waiting = false;
+		return;
+	}
+	if (milter_refused(s, "message", res)) {
+		reply(s, "%s", milter_reply(res));
+		tx_reset(s);
+		resume(s);
+		return;
+	}
+	if (res->decision != MILTER_DISCARD && !s->milter_discard)
+		milter_apply(s, res);
+	if (res->decision == MILTER_DISCARD || s->milter_discard || s->rcpt_count == 0) {
+		log_info("event=discarded sid=%s id=%s milter=%s", s->sid, s->qid, res->milter ? res->milter : "?");
+		reply(s, "250 2.0.0 Ok: discarded");
+		tx_reset(s);
+		resume(s);
+		return;
+	}
+	commit_message(s);
+}
+
+static void on_milter_late_data(void *arg, const struct milter_result *res)
+{
+	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING || s->spool_fd < 0) {
+		s->waiting = false;
+		return;
+	}
+	if (milter_refused(s, "data", res)) {
+		reply(s, "%s", milter_reply(res));
+		tx_reset(s);
+		resume(s);
+		return;
+	}
+	if (res->decision == MILTER_DISCARD)
+		s->milter_discard = true;
+	s->milter_data_done = true;
+	filter_milters(s);
+}
+
+/* End of data, after clamd and rspamd: the milters' DATA (BDAT only) and message stages, then commit. */
+static void filter_milters(struct smtp_session *s)
+{
+	if (s->milters == NULL) {
+		commit_message(s);
+		return;
+	}
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	if (!s->milter_data_done) {
+		milter_chain_data(s->milters, s->qid, on_milter_late_data, s);
+		return;
+	}
+	milter_chain_message(s->milters, s->spool_fd, spool_size(s), s->qid, on_milter_message, s);
+}
+
+/* The chain after sender authentication: clamd, rspamd, the milters, then commit_message(). */
 static void session_filters(struct smtp_session *s)
 {
 	if (s->cfg->clamd.address == NULL) {
@@ -584,6 +847,8 @@ static void session_filters(struct smtp_session *s)
 static void session_authcheck(struct smtp_session *s)
 {
 	s->commit_flags = 0;
+	if (s->dnsbl_tag != NULL)
+		buf_printf(&s->add_headers, "X-DNSBL: %s\r\n", s->dnsbl_tag);
 	bool inbound = s->kind == LISTEN_MX && s->cfg->mailauth.verify;
 	if (s->auth_user == NULL && !inbound) {
 		session_filters(s);
@@ -658,6 +923,34 @@ static void commit_message(struct smtp_session *s)
 	ipc_msg_deinit(&m);
 }
 
+static void data_start(struct smtp_session *s)
+{
+	smtp_data_reader_init(&s->dr);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	struct timeval tv = { s->cfg->limits.data_timeout, 0 };
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+static void on_milter_data(void *arg, const struct milter_result *res)
+{
+	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING || s->spool_fd < 0) {
+		s->waiting = false;
+		return;
+	}
+	s->milter_data_done = true;
+	if (milter_refused(s, "data", res)) {
+		reply(s, "%s", milter_reply(res));
+		tx_reset(s);
+		s->state = ST_CMD;
+	} else {
+		if (res->decision == MILTER_DISCARD)
+			s->milter_discard = true;
+		data_start(s);
+	}
+	resume(s);
+}
+
 static void on_spool_opened(void *arg, struct ipc_reader *r, int fd)
 {
 	struct smtp_session *s = arg;
@@ -688,12 +981,12 @@ static void on_spool_opened(void *arg, struct ipc_reader *r, int fd)
 	memcpy(s->qid, id, sizeof(s->qid));
 	s->spool_fd = fd;
 	write_received(s);
-	if (s->state == ST_DATA) {
-		smtp_data_reader_init(&s->dr);
-		reply(s, "354 End data with <CR><LF>.<CR><LF>");
-		struct timeval tv = { s->cfg->limits.data_timeout, 0 };
-		bufferevent_set_timeouts(s->bev, &tv, &tv);
+	if (s->state == ST_DATA && s->milters != NULL) {
+		milter_chain_data(s->milters, s->qid, on_milter_data, s);
+		return; /* 354 after the milters */
 	}
+	if (s->state == ST_DATA)
+		data_start(s);
 	resume(s);
 }
 
@@ -720,6 +1013,9 @@ static bool starttls_allowed(struct smtp_session *s)
 	return !s->tls && s->srv->env->tls != NULL;
 }
 
+static void on_milter_helo(void *arg, const struct milter_result *res);
+static void ehlo_reply(struct smtp_session *s);
+
 static void cmd_ehlo(struct smtp_session *s, const struct smtp_command *c, bool ehlo)
 {
 	tx_reset(s);
@@ -727,7 +1023,36 @@ static void cmd_ehlo(struct smtp_session *s, const struct smtp_command *c, bool 
 	memcpy(s->helo, c->arg.data, n);
 	s->helo[n] = '\0';
 	s->ehlo = ehlo;
-	if (!ehlo) {
+	if (s->milters != NULL) {
+		s->waiting = true;
+		bufferevent_disable(s->bev, EV_READ);
+		milter_chain_helo(s->milters, s->helo, s->tls ? SSL_get_version(bufferevent_openssl_get_ssl(s->bev)) : NULL,
+		                  on_milter_helo, s);
+		return;
+	}
+	ehlo_reply(s);
+}
+
+static void on_milter_helo(void *arg, const struct milter_result *res)
+{
+	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING) {
+		s->waiting = false;
+		return;
+	}
+	if (milter_refused(s, "helo", res)) {
+		/* Refused at HELO: this and every later command get the milter's reply. */
+		s->refuse_reply = xstrdup(milter_reply(res));
+		reply(s, "%s", s->refuse_reply);
+	} else {
+		ehlo_reply(s);
+	}
+	resume(s);
+}
+
+static void ehlo_reply(struct smtp_session *s)
+{
+	if (!s->ehlo) {
 		reply(s, "250 %s", s->cfg->hostname);
 		return;
 	}
@@ -920,7 +1245,7 @@ void smtp_session_auth_login(struct smtp_session *s, const char *p, size_t n)
 	s->auth_login_user = NULL;
 }
 
-static void mail_accepted(struct smtp_session *s)
+static void mail_ok(struct smtp_session *s)
 {
 	s->in_mail = true;
 	char q[300];
@@ -934,19 +1259,105 @@ static void mail_refused(struct smtp_session *s, int code, const char *enhanced,
 	log_info("event=mail_refused sid=%s from=%s code=%d", s->sid, log_q(q, sizeof(q), s->sender), code);
 	s->sender[0] = '\0';
 	memset(&s->mail, 0, sizeof(s->mail));
-	reply(s, "%d %s %s", code, enhanced, text);
+	if (enhanced != NULL)
+		reply(s, "%d %s %s", code, enhanced, text);
+	else
+		reply(s, "%s", text); /* a whole reply (milters) */
 	if (code >= 500)
 		count_error(s);
+}
+
+static void on_milter_mail(void *arg, const struct milter_result *res)
+{
+	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING) {
+		s->waiting = false;
+		return;
+	}
+	if (milter_refused(s, "mail", res)) {
+		mail_refused(s, res->code, NULL, milter_reply(res));
+		milter_chain_abort(s->milters);
+		s->milter_tx = false;
+	} else {
+		if (res->decision == MILTER_DISCARD)
+			s->milter_discard = true;
+		mail_ok(s);
+	}
+	resume(s);
+}
+
+/* The milters' MAIL stage. true: done now (the reply is given); false: waiting for the chain. */
+static bool mail_stage_milter(struct smtp_session *s)
+{
+	if (s->milters == NULL) {
+		mail_ok(s);
+		return true;
+	}
+	char tmp[sizeof(s->mail_args)];
+	const char *args[32];
+	memcpy(tmp, s->mail_args, sizeof(tmp));
+	size_t n = split_args(tmp, args, 32);
+	s->milter_tx = true;
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	milter_chain_mail(s->milters, s->sender, args, n, s->auth_user, on_milter_mail, s);
+	return false;
+}
+
+static void on_rhsbl_checked(void *arg, int score, const char *first_zone, const char *hits, unsigned failed)
+{
+	struct smtp_session *s = arg;
+	s->lreq = NULL;
+	char q[300];
+	int total = s->dnsbl_score + score;
+	log_info("event=rhsbl sid=%s ip=%s from=%s score=%d total=%d hits=%s failed=%u", s->sid, s->ip,
+	         log_q(q, sizeof(q), s->sender), score, total, hits, failed);
+	if (score > 0 && first_zone != NULL && total >= (int)s->cfg->dnsbl.threshold) {
+		if (!s->cfg->dnsbl.tag) {
+			char text[400];
+			snprintf(text, sizeof(text), "Service unavailable; sender domain listed at %s", first_zone);
+			mail_refused(s, 554, "5.7.1", text);
+			resume(s);
+			return;
+		}
+		char *old = s->dnsbl_tag;
+		s->dnsbl_tag = xasprintf("%s%s%s (score %d)", old ? old : "", old ? "; " : "", hits, total);
+		free(old);
+	}
+	if (mail_stage_milter(s))
+		resume(s);
+}
+
+/*
+ * MAIL passed the sender checks: RHSBL (mx, unauthenticated) and the milters.
+ * true: the reply is given now; false: a check is running (waiting is set).
+ */
+static bool mail_accepted(struct smtp_session *s)
+{
+	bool rhs = false;
+	for (size_t i = 0; i < s->cfg->dnsbl.zones_count; i++)
+		rhs |= s->cfg->dnsbl.zones[i].rhsbl;
+	const char *at = strrchr(s->sender, '@');
+	const char *domain = at != NULL ? at + 1 : strchr(s->helo, '.') != NULL && s->helo[0] != '[' ? s->helo : NULL;
+	if (rhs && s->kind == LISTEN_MX && s->auth_user == NULL && domain != NULL && domain[0] != '\0') {
+		s->waiting = true;
+		bufferevent_disable(s->bev, EV_READ);
+		s->lreq = lookup_client_dnsbl(s->srv->lookup, s->ip, domain, on_rhsbl_checked, s);
+		return false;
+	}
+	return mail_stage_milter(s);
 }
 
 static void on_sender_checked(void *arg, int code, const char *enhanced, const char *text)
 {
 	struct smtp_session *s = arg;
 	s->lreq = NULL;
-	if (code == 250)
-		mail_accepted(s);
-	else
+	if (code == 250) {
+		if (!mail_accepted(s))
+			return;
+	} else {
 		mail_refused(s, code, enhanced, text);
+	}
 	resume(s);
 }
 
@@ -955,11 +1366,57 @@ static void on_spf_checked(void *arg, const char *result, int code, const char *
 {
 	struct smtp_session *s = arg;
 	s->lreq = NULL;
-	if (code == 250)
-		mail_accepted(s);
-	else
+	if (code == 250) {
+		if (!mail_accepted(s))
+			return;
+	} else {
 		mail_refused(s, code, enhanced, text);
+	}
 	resume(s);
+}
+
+/* ---- rate limits (per smtp process) ---- */
+
+static struct ratelimit *session_ratelimit(void)
+{
+	static struct ratelimit *rl;
+	if (rl == NULL)
+		rl = ratelimit_new(100000);
+	return rl;
+}
+
+/* true: allowed (or no limit); false: limited, *retry_r seconds to wait. */
+static bool rate_take(struct smtp_session *s, const char *rule, const char *key, const struct conf_rate *rate,
+                      unsigned *retry_r)
+{
+	*retry_r = 0;
+	if (rate->limit == 0)
+		return true;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (ratelimit_take(session_ratelimit(), rule, key, rate->limit, rate->per, 1, now, retry_r) != 0)
+		return true;
+	char q[300];
+	log_info("event=rate_limited sid=%s ip=%s rule=%s key=%s limit=%u/%u retry_in=%u", s->sid, s->ip, rule,
+	         log_q(q, sizeof(q), key), rate->limit, rate->per, *retry_r);
+	return false;
+}
+
+/* Copy the ESMTP parameters after the path of MAIL/RCPT (for the milters). */
+static void save_args(const struct smtp_command *c, char *out, size_t size)
+{
+	out[0] = '\0';
+	const char *p = c->path.data + c->path.len, *end = c->arg.data + c->arg.len;
+	if (c->path.data == NULL || p < c->arg.data || p > end)
+		return;
+	while (p < end && *p == ' ')
+		p++;
+	size_t n = (size_t)(end - p);
+	if (n >= size)
+		n = 0; /* too long for the milters: none rather than a cut one */
+	memcpy(out, p, n);
+	out[n] = '\0';
 }
 
 static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
@@ -996,7 +1453,14 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
 		count_error(s);
 		return;
 	}
+	unsigned retry;
+	if (s->auth_user != NULL ? !rate_take(s, "msg-user", s->auth_user, &s->cfg->rate_limits.messages_per_user, &retry)
+	                         : !rate_take(s, "msg-ip", s->ip, &s->cfg->rate_limits.messages_per_ip, &retry)) {
+		reply(s, "451 4.7.1 Error: too many messages, try again in %u seconds", retry);
+		return;
+	}
 	smtp_address_format(&addr, s->sender, sizeof(s->sender));
+	save_args(c, s->mail_args, sizeof(s->mail_args));
 	s->mail = c->mail;
 	if (s->auth_user != NULL) {
 		/* Submission: the envelope sender must belong to the user. */
@@ -1033,6 +1497,13 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 		count_error(s);
 		return;
 	}
+	unsigned retry;
+	if (s->auth_user != NULL ? !rate_take(s, "rcpt-user", s->auth_user, &s->cfg->rate_limits.recipients_per_user, &retry)
+	                         : !rate_take(s, "rcpt-ip", s->ip, &s->cfg->rate_limits.recipients_per_ip, &retry)) {
+		reply(s, "452 4.7.1 Error: too many recipients, try again in %u seconds", retry);
+		return;
+	}
+	save_args(c, s->rcpt_args, sizeof(s->rcpt_args));
 	if (addr.flags & SMTP_ADDRESS_F_POSTMASTER)
 		snprintf(s->pending_rcpt, sizeof(s->pending_rcpt), "postmaster@%s", s->cfg->hostname);
 	else
@@ -1042,7 +1513,8 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 	s->waiting = true;
 	bufferevent_disable(s->bev, EV_READ);
 	s->lreq = lookup_client_rcpt(s->srv->lookup, s->pending_rcpt, s->ip, s->auth_user, (int)s->kind,
-	                             on_rcpt_checked, s);
+	                             s->kind == LISTEN_MX && s->auth_user == NULL ? s->sender : NULL, on_rcpt_checked,
+	                             s);
 }
 
 static void cmd_data(struct smtp_session *s)
@@ -1096,6 +1568,17 @@ static void handle_command(struct smtp_session *s, const char *line, size_t len)
 	if (smtp_command_parse(line, len, &c, &err) < 0) {
 		reply(s, "%d %s %s", err.code, err.enhanced, err.text);
 		count_error(s);
+		return;
+	}
+	if ((s->banner_refused || s->refuse_reply != NULL) && c.verb != SMTP_VERB_QUIT && c.verb != SMTP_VERB_NOOP &&
+	    c.verb != SMTP_VERB_RSET) {
+		/* Refused at the greeting (DNSBL: RFC 5321 3.1, only QUIT) or by a milter at connect/HELO. */
+		if (s->banner_refused)
+			reply(s, "503 5.5.1 Error: service unavailable, send QUIT");
+		else
+			reply(s, "%s", s->refuse_reply);
+		if (s->banner_refused || s->refuse_reply[0] == '5')
+			count_error(s);
 		return;
 	}
 	switch (c.verb) {
@@ -1349,7 +1832,10 @@ static void session_free(struct smtp_session *s)
 	ipc_call_cancel(&s->qcall);
 	clamd_scan_cancel(&s->cscan);
 	rspamd_check_cancel(&s->rcheck);
+	milter_chain_free(&s->milters);
 	tx_reset(s);
+	free(s->refuse_reply);
+	free(s->dnsbl_tag);
 	free(s->rcpts);
 	xfree(&s->pending_orcpt);
 	free(s->auth_user);
@@ -1386,6 +1872,65 @@ void smtp_sessions_shutdown_all(struct smtp_server *srv)
 	}
 }
 
+/* ---- the greeting: DNSBL (lookup role), the milters' connect stage, then 220 ---- */
+
+static void greet(struct smtp_session *s)
+{
+	reply(s, "220 %s ESMTP mailroute", s->cfg->hostname);
+	resume(s);
+}
+
+static void on_milter_connect(void *arg, const struct milter_result *res)
+{
+	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING) {
+		s->waiting = false;
+		return;
+	}
+	/* Refused at connect: greet, then answer every command with the milter's reply (as Postfix). */
+	if (milter_refused(s, "connect", res))
+		s->refuse_reply = xstrdup(milter_reply(res));
+	greet(s);
+}
+
+static void greet_milters(struct smtp_session *s)
+{
+	if (s->milters == NULL) {
+		greet(s);
+		return;
+	}
+	struct milter_conn_info info = { .my_hostname = s->cfg->hostname,
+		                         .daemon_name = conf_listen_kind_name(s->kind),
+		                         .client_name = NULL,
+		                         .client_ip = strcmp(s->ip, "unknown") != 0 ? s->ip : NULL,
+		                         .client_port = s->client_port };
+	milter_chain_connect(s->milters, &info, on_milter_connect, s);
+}
+
+static void on_dnsbl_checked(void *arg, int score, const char *first_zone, const char *hits, unsigned failed)
+{
+	struct smtp_session *s = arg;
+	s->lreq = NULL;
+	if (s->state == ST_CLOSING) {
+		s->waiting = false;
+		return;
+	}
+	s->dnsbl_score = score;
+	bool listed = first_zone != NULL && score >= (int)s->cfg->dnsbl.threshold;
+	log_info("event=dnsbl sid=%s ip=%s score=%d listed=%s hits=%s failed=%u", s->sid, s->ip, score,
+	         listed ? "yes" : "no", hits, failed);
+	if (listed && !s->cfg->dnsbl.tag) {
+		/* RFC 5321 3.1: a 554 greeting, then only QUIT (503 to anything else). */
+		s->banner_refused = true;
+		reply(s, "554 5.7.1 Service unavailable; client [%s] listed at %s", s->ip, first_zone);
+		resume(s);
+		return;
+	}
+	if (listed)
+		s->dnsbl_tag = xasprintf("%s (score %d)", hits, score);
+	greet_milters(s);
+}
+
 void smtp_session_start(struct smtp_server *srv, int fd, const struct role_listener *l, const struct sockaddr *sa,
                         int salen)
 {
@@ -1396,11 +1941,13 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct role_liste
 	s->spool_fd = -1;
 	s->bdat_prev = '\n';
 	snprintf(s->sid, sizeof(s->sid), "%lx%05lx", (unsigned long)getpid(), srv->next_sid++);
-	if (sa->sa_family == AF_INET)
+	if (sa->sa_family == AF_INET) {
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->ip, sizeof(s->ip));
-	else if (sa->sa_family == AF_INET6)
+		s->client_port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->ip, sizeof(s->ip));
-	else
+		s->client_port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	} else
 		snprintf(s->ip, sizeof(s->ip), "unknown");
 	smtp_line_reader_init(&s->lr, s->cfg->limits.max_line_length);
 	buf_init(&s->spool_out, 4 * SPOOL_FLUSH);
@@ -1437,5 +1984,37 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct role_liste
 		session_close(s);
 		return;
 	}
-	reply(s, "220 %s ESMTP mailroute", s->cfg->hostname);
+	unsigned retry;
+	if (!rate_take(s, "conn-ip", s->ip, &s->cfg->rate_limits.connections_per_ip, &retry)) {
+		reply(s, "421 4.7.0 %s Error: too many connections from %s, try again in %u seconds", s->cfg->hostname,
+		      s->ip, retry);
+		session_close(s);
+		return;
+	}
+	bool milters = s->cfg->milters_count > 0 &&
+	               (s->kind == LISTEN_MX || (s->cfg->milters_on_submission &&
+	                                         (s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SUBMISSIONS)));
+	if (milters) {
+		struct milter_settings set[s->cfg->milters_count];
+		for (size_t i = 0; i < s->cfg->milters_count; i++) {
+			const struct conf_milter *m = &s->cfg->milters[i];
+			set[i] = (struct milter_settings){ .name = m->name, .address = m->address,
+				                           .connect_timeout_ms = m->timeout * 1000,
+				                           .timeout_ms = m->timeout * 1000,
+				                           .eom_timeout_ms = m->timeout * 6000,
+				                           .on_failure = m->on_error_accept ? MILTER_ACCEPT : MILTER_TEMPFAIL };
+		}
+		s->milters = milter_chain_new(srv->base, set, s->cfg->milters_count);
+	}
+	/* The greeting waits for the DNSBL answer and the milters' connect stage. */
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	bool ip_zones = false;
+	for (size_t i = 0; i < s->cfg->dnsbl.zones_count; i++)
+		ip_zones |= !s->cfg->dnsbl.zones[i].rhsbl;
+	if (ip_zones && s->kind == LISTEN_MX) {
+		s->lreq = lookup_client_dnsbl(srv->lookup, s->ip, NULL, on_dnsbl_checked, s);
+		return;
+	}
+	greet_milters(s);
 }
