@@ -25,8 +25,11 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "lib-smtp/smtp_reply.h"
+#include "outbound/dane.h"
 #include "outbound/mime7bit.h"
+#include "outbound/mta_sts.h"
 #include "outbound/mx_select.h"
+#include "outbound/tlsrpt.h"
 
 #define CAP_PIPELINING 0x01
 #define CAP_SIZE 0x02
@@ -126,6 +129,15 @@ struct smtp_delivery {
 	unsigned hosts_unresolvable; /* hosts with NXDOMAIN/NODATA for both families */
 	enum smtp_host_state *host_state; /* host_count entries */
 	bool no_tls;            /* MAY: retry this address without TLS after a failed handshake */
+	/* TLS policy (see smtp_client.h) */
+	struct mta_sts_req *sts_req;
+	bool sts_done, sts_have;
+	struct mta_sts_policy sts;   /* the domain's policy when sts_have (mode testing/enforce) */
+	bool mx_secure;              /* the MX answer was DNSSEC-secure */
+	bool addr_secure;            /* the current host's address answers were secure */
+	struct dns_query *q_tlsa;
+	struct dns_result *tlsa;     /* current host: secure TLSA set with usable records (DANE on) */
+	bool dane_unauth;            /* current host: secure TLSA set, none usable: TLS without auth */
 
 	struct smtp_session *s;
 	size_t *tx;             /* indices of recipients sent in this transaction */
@@ -203,6 +215,31 @@ static void start_transaction(struct smtp_session *s);
 static void after_helo(struct smtp_session *s);
 
 static unsigned deftime(unsigned v, unsigned def) { return v != 0 ? v : def; }
+
+/* The policy for the current host: DANE makes TLS mandatory. */
+static enum smtp_tls_policy eff_tls(const struct smtp_delivery *d)
+{
+	if (d->tlsa != NULL || d->dane_unauth)
+		return SMTP_TLS_REQUIRE;
+	return d->tls;
+}
+
+static const char *policy_type(const struct smtp_delivery *d)
+{
+	if (d->tlsa != NULL || d->dane_unauth)
+		return "tlsa";
+	if (d->sts_have)
+		return "sts";
+	return "no-policy-found";
+}
+
+static void tls_report(const struct smtp_delivery *d, const char *host, const char *addr, const char *result,
+                       const char *reason)
+{
+	if (d->domain == NULL)
+		return; /* relays: no policy domain to report to */
+	tlsrpt_record(d->c->set.tlsrpt_dir, policy_type(d), d->domain, host, addr, result, reason, d->queue_id);
+}
 
 const char *smtp_rcpt_status_name(enum smtp_rcpt_status st)
 {
@@ -588,8 +625,22 @@ static void start_tls(struct smtp_session *s)
 	if (inet_pton(AF_INET, s->host, &(struct in6_addr){ 0 }) != 1 &&
 	    inet_pton(AF_INET6, s->host, &(struct in6_addr){ 0 }) != 1)
 		SSL_set_tlsext_host_name(ssl, s->host);
-	if (d->tls_verify) {
+	const char *derr = NULL;
+	int armed = d->tlsa != NULL ? dane_arm(ssl, s->host, d->tlsa->tlsa, d->tlsa->count, &derr) : 0;
+	if (armed < 0) {
+		SSL_free(ssl);
+		session_fail(s, 454, "4.7.5", derr, false);
+		return;
+	}
+	if (armed > 0) {
+		/* DANE decides (dane_arm set SSL_VERIFY_PEER) */
+	} else if (d->tls_verify) {
 		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		SSL_set1_host(ssl, s->host);
+	} else if (d->sts_have && d->sts.mode == MTA_STS_MODE_TESTING) {
+		/* report only: verified, the result read after the handshake */
+		SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
 		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 		SSL_set1_host(ssl, s->host);
 	} else {
@@ -619,7 +670,14 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 		         s->d != NULL && s->d->queue_id != NULL ? s->d->queue_id : "-", s->host, s->addr,
 		         ssl != NULL ? SSL_get_version(ssl) : "?",
 		         ssl != NULL ? SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)) : "?",
-		         s->d != NULL && s->d->tls_verify ? "yes" : "no");
+		         s->d != NULL && s->d->tlsa != NULL ? "dane" : s->d != NULL && s->d->tls_verify ? "yes" : "no");
+		if (s->d != NULL && s->d->tlsa == NULL && !s->d->tls_verify && s->d->sts_have && ssl != NULL &&
+		    SSL_get_verify_result(ssl) != X509_V_OK) {
+			long v = SSL_get_verify_result(ssl);
+			log_info("outbound event=mta-sts-testing id=%s host=%s verify=\"%s\"",
+			         s->d->queue_id != NULL ? s->d->queue_id : "-", s->host, X509_verify_cert_error_string(v));
+			tls_report(s->d, s->host, s->addr, tlsrpt_result_for_verify(v), X509_verify_cert_error_string(v));
+		}
 		s->tls = true;
 		s->caps = 0; /* forget everything learnt in clear */
 		smtp_reply_parser_deinit(&s->parser);
@@ -634,7 +692,18 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(msg, sizeof(msg), "TLS handshake failed: %s",
 		         e != 0 ? ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e) : "error"
 		                : "connection closed");
-		if (d != NULL && d->tls == SMTP_TLS_MAY && !d->no_tls) {
+		if (d != NULL) {
+			SSL *fssl = bufferevent_openssl_get_ssl(bev);
+			long v = fssl != NULL ? SSL_get_verify_result(fssl) : X509_V_OK;
+			if (v != X509_V_OK) {
+				size_t ml = strlen(msg);
+				snprintf(msg + ml, sizeof(msg) - ml, " (%s%s)", d->tlsa != NULL ? "DANE: " : "",
+				         X509_verify_cert_error_string(v));
+			}
+			tls_report(d, s->host, s->addr, v != X509_V_OK ? tlsrpt_result_for_verify(v) : "validation-failure",
+			           msg);
+		}
+		if (d != NULL && eff_tls(d) == SMTP_TLS_MAY && !d->no_tls) {
 			/* opportunistic: same address again, in clear */
 			set_last_error(d, 454, "4.7.0", msg, false);
 			d->no_tls = true;
@@ -720,8 +789,11 @@ static void auth_reply(struct smtp_session *s)
 static void after_helo(struct smtp_session *s)
 {
 	struct smtp_delivery *d = s->d;
-	if (d->tls == SMTP_TLS_REQUIRE && !s->tls) {
-		session_fail(s, 454, "4.7.4", "TLS is required but was not offered", false);
+	if (eff_tls(d) == SMTP_TLS_REQUIRE && !s->tls) {
+		tls_report(d, s->host, s->addr, "starttls-not-supported", "STARTTLS not offered");
+		session_fail(s, 454, "4.7.4",
+		             d->tlsa != NULL || d->dane_unauth ? "TLS is required (DANE) but was not offered"
+		                                              : "TLS is required but was not offered", false);
 		return;
 	}
 	if (d->auth_user != NULL && s->state != S_AUTH) {
@@ -1157,7 +1229,7 @@ static void handle_reply(struct smtp_session *s)
 		if (code >= 200 && code < 300) {
 			mark_reached(s);
 			parse_ehlo(s);
-			if (!s->tls && d->tls != SMTP_TLS_NONE && !d->no_tls && (s->caps & CAP_STARTTLS)) {
+			if (!s->tls && eff_tls(d) != SMTP_TLS_NONE && !d->no_tls && (s->caps & CAP_STARTTLS)) {
 				s->state = S_STARTTLS;
 				session_send(s, "STARTTLS\r\n");
 				session_timer(s, s->c->set.timeouts.helo);
@@ -1184,8 +1256,10 @@ static void handle_reply(struct smtp_session *s)
 	case S_STARTTLS:
 		if (code == 220)
 			start_tls(s);
-		else if (d->tls == SMTP_TLS_REQUIRE)
+		else if (eff_tls(d) == SMTP_TLS_REQUIRE) {
+			tls_report(d, s->host, s->addr, "starttls-not-supported", s->rep->text.data);
 			session_fail_reply(s, "4.7.0", "5.7.0");
+		}
 		else
 			after_helo(s);
 		break;
@@ -1327,6 +1401,10 @@ static void delivery_free(struct smtp_delivery *d)
 	dns_query_cancel(&d->q_mx);
 	dns_query_cancel(&d->q_a);
 	dns_query_cancel(&d->q_aaaa);
+	dns_query_cancel(&d->q_tlsa);
+	mta_sts_req_cancel(&d->sts_req);
+	mta_sts_policy_clear(&d->sts);
+	dns_result_free(&d->tlsa);
 	dns_result_free(&d->res_a);
 	dns_result_free(&d->res_aaaa);
 	for (size_t i = 0; i < d->rcpt_count; i++) {
@@ -1437,6 +1515,8 @@ static void delivery_finish(struct smtp_delivery *d)
 	dns_query_cancel(&d->q_mx);
 	dns_query_cancel(&d->q_a);
 	dns_query_cancel(&d->q_aaaa);
+	dns_query_cancel(&d->q_tlsa);
+	mta_sts_req_cancel(&d->sts_req);
 	d->done_ev = evtimer_new(c->base, done_cb, d);
 	struct timeval tv = { 0, 0 };
 	evtimer_add(d->done_ev, &tv);
@@ -1504,6 +1584,33 @@ static void add_addr(struct smtp_delivery *d, const struct dns_addr *a, unsigned
 	}
 }
 
+static void tlsa_cb(void *arg, const struct dns_result *res)
+{
+	struct smtp_delivery *d = arg;
+	struct target_host *h = &d->hosts[d->host_idx];
+	char msg[300];
+	d->q_tlsa = NULL;
+	if (res->status == DNS_TEMPFAIL || res->bogus) {
+		/* RFC 7672 2.2.1: the TLSA records of a secure host cannot be known: skip it */
+		snprintf(msg, sizeof(msg), "%s: TLSA lookup failed (%s)", h->name,
+		         res->bogus ? "DNSSEC bogus" : res->error != NULL ? res->error : "temporary failure");
+		tls_report(d, h->name, NULL, "dnssec-invalid", msg);
+		set_last_error(d, 451, "4.7.5", msg, false);
+		d->host_idx++;
+		delivery_next_host(d);
+		return;
+	}
+	if (res->status == DNS_OK && res->secure) {
+		if (dane_usable_count(res->tlsa, res->count) > 0)
+			d->tlsa = dns_result_dup(res);
+		else
+			d->dane_unauth = true;
+		log_info("outbound event=dane id=%s host=%s tlsa=%zu usable=%zu", d->queue_id != NULL ? d->queue_id : "-",
+		         h->name, res->count, dane_usable_count(res->tlsa, res->count));
+	}
+	delivery_try_addr(d);
+}
+
 static void host_addrs_done(struct smtp_delivery *d)
 {
 	struct target_host *h = &d->hosts[d->host_idx];
@@ -1511,10 +1618,13 @@ static void host_addrs_done(struct smtp_delivery *d)
 	bool temp = false;
 	char msg[300];
 
+	d->addr_secure = false;
 	for (int k = 0; k < 2; k++) {
 		const struct dns_result *r = rs[k];
 		if (r == NULL)
 			continue;
+		if (r->status == DNS_OK && r->secure)
+			d->addr_secure = true;
 		if (r->status == DNS_TEMPFAIL)
 			temp = true;
 		if (r->status != DNS_OK)
@@ -1548,6 +1658,11 @@ static void host_addrs_done(struct smtp_delivery *d)
 			d->hosts_unresolvable++;
 		d->host_idx++;
 		delivery_next_host(d);
+		return;
+	}
+	/* RFC 7672 2.2: DANE only for a secure MX whose address records are secure too */
+	if (d->c->set.dane && d->domain != NULL && d->mx_secure && d->addr_secure && d->c->set.dns != NULL) {
+		d->q_tlsa = dns_lookup_tlsa(d->c->set.dns, h->name, h->port, tlsa_cb, d);
 		return;
 	}
 	delivery_try_addr(d);
@@ -1601,6 +1716,8 @@ static void delivery_next_host(struct smtp_delivery *d)
 	d->addrs = NULL;
 	d->addr_count = d->addr_idx = 0;
 	d->no_tls = false;
+	dns_result_free(&d->tlsa);
+	d->dane_unauth = false;
 	if (d->host_idx >= d->host_count) {
 		if (d->domain != NULL && d->implicit_mx && d->hosts_unresolvable == d->host_count) {
 			char msg[300];
@@ -1665,16 +1782,52 @@ static void mx_cb(void *arg, const struct dns_result *res)
 	if (keep > c->set.max_mx_hosts)
 		keep = c->set.max_mx_hosts;
 	d->implicit_mx = res->implicit_mx;
-	d->hosts = xcalloc(keep, sizeof(*d->hosts));
+	d->mx_secure = res->secure;
+	d->hosts = xcalloc(keep + 1, sizeof(*d->hosts));
+	size_t used = 0;
 	for (size_t i = 0; i < keep; i++) {
-		d->hosts[i].name = xstrdup(res->mx[i].host);
-		d->hosts[i].pref = res->mx[i].pref;
-		d->hosts[i].port = c->set.mx_port;
+		if (d->sts_have && !mta_sts_policy_allows(&d->sts, res->mx[i].host)) {
+			snprintf(msg, sizeof(msg), "MX host %s of %s does not match its MTA-STS policy (%s)", res->mx[i].host,
+			         d->domain, mta_sts_mode_name(d->sts.mode));
+			log_info("outbound event=mta-sts-mismatch id=%s host=%s mode=%s", d->queue_id ? d->queue_id : "-",
+			         res->mx[i].host, mta_sts_mode_name(d->sts.mode));
+			tls_report(d, res->mx[i].host, NULL, "validation-failure", msg);
+			if (d->sts.mode == MTA_STS_MODE_ENFORCE) {
+				set_last_error(d, 451, "4.7.5", msg, false);
+				continue;
+			}
+		}
+		d->hosts[used].name = xstrdup(res->mx[i].host);
+		d->hosts[used].pref = res->mx[i].pref;
+		d->hosts[used].port = c->set.mx_port;
+		used++;
 	}
+	keep = used;
 	d->host_count = keep;
+	if (keep == 0) {
+		delivery_finish(d); /* every MX excluded by the MTA-STS policy: deferred with that reason */
+		return;
+	}
 	d->host_state = xcalloc(keep + 1, sizeof(*d->host_state));
 	d->host_idx = 0;
 	delivery_next_host(d);
+}
+
+static void sts_cb(void *arg, const struct mta_sts_policy *p)
+{
+	struct smtp_delivery *d = arg;
+	d->sts_req = NULL;
+	d->sts_done = true;
+	if (p != NULL && p->mode != MTA_STS_MODE_NONE) {
+		mta_sts_policy_clear(&d->sts);
+		mta_sts_policy_copy(&d->sts, p);
+		d->sts_have = true;
+		if (p->mode == MTA_STS_MODE_ENFORCE) {
+			d->tls = SMTP_TLS_REQUIRE;
+			d->tls_verify = true;
+		}
+	}
+	delivery_start_fresh(d);
 }
 
 static void delivery_start_fresh(struct smtp_delivery *d)
@@ -1687,6 +1840,10 @@ static void delivery_start_fresh(struct smtp_delivery *d)
 	if (d->c->set.dns == NULL) {
 		set_last_error(d, 451, "4.3.5", "no DNS resolver configured", false);
 		delivery_finish(d);
+		return;
+	}
+	if (d->c->set.mta_sts != NULL && !d->sts_done) {
+		d->sts_req = mta_sts_get(d->c->set.mta_sts, d->domain, sts_cb, d);
 		return;
 	}
 	d->q_mx = dns_lookup_mx(d->c->set.dns, d->domain, mx_cb, d);

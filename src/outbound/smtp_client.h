@@ -112,6 +112,18 @@ struct smtp_client_settings {
 	size_t own_name_count;
 	const char *const *own_addrs;    /* our IP addresses (text), for MX loop detection */
 	size_t own_addr_count;
+	/* Outbound TLS policy for MX delivery (not relays), see dane.h, mta_sts.h, tlsrpt.h:
+	   DANE (RFC 7672): when the MX lookup, the host's addresses and its TLSA records
+	   (_<port>._tcp.<host>) are all DNSSEC-secure and some record is usable, that host needs
+	   STARTTLS and a certificate matching a record (OpenSSL DANE); a failure defers to the
+	   next host, never a fallback to clear text. A secure TLSA set of only unusable records:
+	   TLS required without authentication. A failed/bogus TLSA lookup: the host is skipped.
+	   MTA-STS (RFC 8461), consulted before the MX lookup: enforce → only MX hosts matching
+	   the policy, TLS required and verified (PKIX + name); testing → failures only recorded.
+	   DANE wins over MTA-STS for a host where it applies. */
+	bool dane;                       /* needs dns with a trust anchor */
+	struct mta_sts *mta_sts;         /* NULL: no MTA-STS; owned by the caller */
+	const char *tlsrpt_dir;          /* TLS failures as JSON lines (tlsrpt.h); NULL: logged only */
 };
 
 struct smtp_client *smtp_client_new(struct event_base *base, const struct smtp_client_settings *set,

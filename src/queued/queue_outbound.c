@@ -16,6 +16,7 @@
 #include "lib-route/directory.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "outbound/mta_sts.h"
 #include "outbound/relay.h"
 #include "queue/queue_envelope.h"
 #include "queued/queue_forward.h"
@@ -58,6 +59,8 @@ struct queue_outbound {
 	const struct mr_config *cfg;
 	struct directory *dir;
 	struct dns_resolver *dns;
+	struct mta_sts *sts;          /* outbound.mta_sts (TLS policy, src/outbound/mta_sts.h) */
+	char *tlsrpt_dir;
 	struct smtp_client *client;
 	queue_outbound_result_fn *fn;
 	void *ctx;
@@ -94,7 +97,8 @@ struct queue_outbound *queue_outbound_new(struct event_base *base, const struct 
 	ob->dir = dir;
 	ob->fn = fn;
 	ob->ctx = ctx;
-	struct dns_resolver_settings ds = { .use_resolv_conf = true };
+	struct dns_resolver_settings ds = { .use_resolv_conf = true,
+	                                    .trust_anchor_file = cfg->outbound.dnssec_trust_anchor };
 	ob->dns = dns_resolver_new_with(base, (const char *const *)cfg->dns_forward, cfg->dns_forward_count, &ds,
 	                                error_r);
 	if (ob->dns == NULL) {
@@ -137,9 +141,24 @@ struct queue_outbound *queue_outbound_new(struct event_base *base, const struct 
 		.own_name_count = 1,
 		.own_addrs = own_addrs,
 		.own_addr_count = nown,
+		.dane = cfg->outbound.dane,
 	};
+	/* TLS policy: DANE, MTA-STS, TLS-RPT records (src/outbound: dane.h, mta_sts.h, tlsrpt.h) */
+	ob->tlsrpt_dir = xasprintf("%s/queue/tlsrpt", cfg->data_dir);
+	set.tlsrpt_dir = ob->tlsrpt_dir;
+	if (cfg->outbound.mta_sts) {
+		char *sts_dir = xasprintf("%s/queue/mta-sts", cfg->data_dir);
+		struct mta_sts_settings ss = { .dns = ob->dns, .cache_dir = sts_dir, .ca_file = cfg->outbound.tls_ca_file,
+		                               .port = cfg->outbound.mta_sts_port, .tlsrpt_dir = ob->tlsrpt_dir,
+		                               .timeout_ms = cfg->outbound.connect_timeout * 2000 };
+		ob->sts = mta_sts_new(base, &ss);
+		free(sts_dir);
+		set.mta_sts = ob->sts;
+	}
 	ob->client = smtp_client_new(base, &set, error_r);
 	if (ob->client == NULL) {
+		mta_sts_free(&ob->sts);
+		free(ob->tlsrpt_dir);
 		dns_resolver_free(&ob->dns);
 		free(ob);
 		return NULL;
@@ -155,6 +174,8 @@ void queue_outbound_free(struct queue_outbound **obp)
 		return;
 	*obp = NULL;
 	smtp_client_free(&ob->client);
+	mta_sts_free(&ob->sts);
+	free(ob->tlsrpt_dir);
 	dns_resolver_free(&ob->dns);
 	for (size_t i = 0; i < ob->group_count; i++)
 		relay_group_free(&ob->groups[i]);
