@@ -1893,12 +1893,27 @@ static void on_milter_connect(void *arg, const struct milter_result *res)
 	greet(s);
 }
 
+/* One milter chain per session: mx listeners, and submission with milters_on_submission. */
 static void greet_milters(struct smtp_session *s)
 {
-	if (s->milters == NULL) {
+	const struct mr_config *cfg = s->cfg;
+	bool applies = cfg->milters_count > 0 &&
+	               (s->kind == LISTEN_MX || (cfg->milters_on_submission &&
+	                                         (s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SUBMISSIONS)));
+	if (!applies) {
 		greet(s);
 		return;
 	}
+	struct milter_settings set[cfg->milters_count];
+	for (size_t i = 0; i < cfg->milters_count; i++) {
+		const struct conf_milter *m = &cfg->milters[i];
+		set[i] = (struct milter_settings){ .name = m->name, .address = m->address,
+			                           .connect_timeout_ms = m->timeout * 1000,
+			                           .timeout_ms = m->timeout * 1000,
+			                           .eom_timeout_ms = m->timeout * 6000,
+			                           .on_failure = m->on_error_accept ? MILTER_ACCEPT : MILTER_TEMPFAIL };
+	}
+	s->milters = milter_chain_new(s->srv->base, set, cfg->milters_count);
 	struct milter_conn_info info = { .my_hostname = s->cfg->hostname,
 		                         .daemon_name = conf_listen_kind_name(s->kind),
 		                         .client_name = NULL,
@@ -1990,21 +2005,6 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct role_liste
 		      s->ip, retry);
 		session_close(s);
 		return;
-	}
-	bool milters = s->cfg->milters_count > 0 &&
-	               (s->kind == LISTEN_MX || (s->cfg->milters_on_submission &&
-	                                         (s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SUBMISSIONS)));
-	if (milters) {
-		struct milter_settings set[s->cfg->milters_count];
-		for (size_t i = 0; i < s->cfg->milters_count; i++) {
-			const struct conf_milter *m = &s->cfg->milters[i];
-			set[i] = (struct milter_settings){ .name = m->name, .address = m->address,
-				                           .connect_timeout_ms = m->timeout * 1000,
-				                           .timeout_ms = m->timeout * 1000,
-				                           .eom_timeout_ms = m->timeout * 6000,
-				                           .on_failure = m->on_error_accept ? MILTER_ACCEPT : MILTER_TEMPFAIL };
-		}
-		s->milters = milter_chain_new(srv->base, set, s->cfg->milters_count);
 	}
 	/* The greeting waits for the DNSBL answer and the milters' connect stage. */
 	s->waiting = true;

@@ -26,7 +26,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import struct
 import tempfile
+import threading
 import time
 
 import pytest
@@ -194,6 +196,78 @@ def closed_port():
     return free_port()
 
 
+class FakeMilter:
+    """A minimal milter (thread per connection): continues everything, except a client from
+    127.0.5.x (554 at connect) and HELO evil.test (550 at HELO), with custom reply codes."""
+
+    def __init__(self):
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.stopped = False
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _recv(c, n):
+        data = b""
+        while len(data) < n:
+            chunk = c.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    @staticmethod
+    def _send(c, cmd, data=b""):
+        c.sendall(struct.pack(">I", len(data) + 1) + cmd + data)
+
+    def _serve(self, c):
+        try:
+            while True:
+                (n,) = struct.unpack(">I", self._recv(c, 4))
+                pkt = self._recv(c, n)
+                cmd, data = pkt[:1], pkt[1:]
+                if cmd == b"O":
+                    self._send(c, b"O", struct.pack(">III", 6, 0, 0))
+                elif cmd in (b"D", b"A"):
+                    continue
+                elif cmd == b"Q":
+                    return
+                elif cmd == b"C" and b"127.0.5." in data:
+                    self._send(c, b"y", b"554 5.7.1 Connection refused by the fake milter\0")
+                elif cmd == b"H" and data.startswith(b"evil.test"):
+                    self._send(c, b"y", b"550 5.7.1 HELO refused by the fake milter\0")
+                else:
+                    self._send(c, b"c")
+        except (EOFError, OSError):
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopped = True
+        self.lsock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+
 # --------------------------------------------------------------------------
 # fixtures: two servers
 # --------------------------------------------------------------------------
@@ -244,13 +318,21 @@ dnsbl:
 
 
 @pytest.fixture(scope="module")
-def psrv(make_server, unbound):
+def fake_milter():
+    m = FakeMilter()
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="module")
+def psrv(make_server, unbound, fake_milter):
     """Policy: greylisting (delay 2 s), rate limits, DNSBL tag, a dead milter with on_error accept."""
     extra = """
 dns: { forward: ["%s"] }
 trusted_networks: ["127.0.2.0/24", "127.0.3.0/24"]
 auth_allow_plaintext: true
 milters:
+  - { name: fake, address: "127.0.0.1:%d", timeout: 5 }
   - { name: dead, address: "127.0.0.1:%d", timeout: 2, on_error: accept }
 milters_on_submission: true
 dnsbl:
@@ -263,7 +345,7 @@ rate_limits:
   messages_per_ip: "2/2"
   recipients_per_ip: "3/2"
   messages_per_user: "2/2"
-""" % (unbound.forwarder, closed_port())
+""" % (unbound.forwarder, fake_milter.port, closed_port())
     return make_server("policy", extra_config=extra)
 
 
@@ -543,3 +625,23 @@ def test_dnsbl_tag_adds_header(psrv):
     h = headers(psrv.wait_for_message(ALICE, tok))
     tags = [l for l in h if l.startswith("X-DNSBL:")]
     assert tags and "bl.test=127.0.0.2" in tags[0], h
+
+
+def test_milter_refuses_at_connect_and_helo(psrv):
+    # refused at connect: greeted, then every command gets the milter's reply; QUIT works
+    with RawSMTP(psrv.ports["mx"], source="127.0.5.1") as c:
+        assert c.banner[0] == 220, c.banner
+        code, text = c.cmd("EHLO client.test")
+        assert (code, text) == (554, "5.7.1 Connection refused by the fake milter"), (code, text)
+        assert c.cmd("MAIL FROM:<a@client.test>")[0] == 554
+        assert c.cmd("QUIT")[0] == 221
+    # refused at HELO: that HELO and what follows
+    with RawSMTP(psrv.ports["mx"], source="127.0.2.30") as c:
+        code, text = c.cmd("EHLO evil.test")
+        assert (code, text) == (550, "5.7.1 HELO refused by the fake milter"), (code, text)
+        assert c.cmd("MAIL FROM:<a@client.test>")[0] == 550
+    # a good client through the same chain (the dead milter is skipped: on_error accept)
+    tok = unique_token("fake-ok")
+    code, text = send(psrv.ports["mx"], [ALICE], build_message(tok), source="127.0.2.31")
+    assert code == 250, (code, text)
+    psrv.wait_for_message(ALICE, tok)
