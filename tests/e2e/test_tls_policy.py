@@ -13,6 +13,9 @@ MX hosts: asyncio receivers (outbound_helpers.Receiver with a STARTTLS-capable s
   bad.dane.test     TLSA 3 1 1 of another key         → deferred, no MAIL in clear, TLS-RPT line
   stsok.dane.test   MTA-STS enforce, mx: mx.stsok...  → delivered over verified TLS
   stsbad.dane.test  MTA-STS enforce, mx: *.elsewhere  → deferred, the MX never contacted
+  notls.dane.test   TLSA 3 1 1, the MX offers no STARTTLS → deferred, starttls-not-supported
+  nodane.dane.test  signed, no TLSA (secure denial)   → normal policy: delivered (TLS may)
+  ststest.dane.test MTA-STS testing, MX not in policy → delivered, the mismatch recorded
 The MTA-STS policies are served over HTTPS by http.server on 127.0.0.1 (mta-sts.<domain>
 resolves to 127.0.0.1 through the same DNS; outbound.mta_sts_port points at the server,
 outbound.tls_ca_file trusts the test CA).
@@ -45,7 +48,8 @@ from outbound_helpers import Receiver, SUBJECT_RE, UNBOUND, free_udp_tcp_port
 
 ALICE = "alice@example.test"
 
-IP = {"good": "127.0.0.31", "bad": "127.0.0.32", "stsok": "127.0.0.33", "stsbad": "127.0.0.34"}
+IP = {"good": "127.0.0.31", "bad": "127.0.0.32", "stsok": "127.0.0.33", "stsbad": "127.0.0.34",
+      "notls": "127.0.0.35", "nodane": "127.0.0.36", "ststest": "127.0.0.37"}
 MX_NAMES = ["mx.%s.dane.test" % k for k in IP]
 
 pytestmark = pytest.mark.skipif(shutil.which("ldns-signzone") is None, reason="ldnsutils not installed")
@@ -86,7 +90,8 @@ def make_pki(d):
 
     out = {}
     for label, (key, cert) in (("mx", leaf(MX_NAMES)),
-                               ("https", leaf(["mta-sts.stsok.dane.test", "mta-sts.stsbad.dane.test"]))):
+                               ("https", leaf(["mta-sts.stsok.dane.test", "mta-sts.stsbad.dane.test",
+                                               "mta-sts.ststest.dane.test"]))):
         kp, cp = os.path.join(d, label + ".key"), os.path.join(d, label + ".pem")
         with open(kp, "wb") as f:
             f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -274,6 +279,7 @@ class TLSReceiver(Receiver):
 POLICIES = {
     "mta-sts.stsok.dane.test": "version: STSv1\r\nmode: enforce\r\nmx: mx.stsok.dane.test\r\nmax_age: 86400\r\n",
     "mta-sts.stsbad.dane.test": "version: STSv1\r\nmode: enforce\r\nmx: *.elsewhere.test\r\nmax_age: 86400\r\n",
+    "mta-sts.ststest.dane.test": "version: STSv1\nmode: testing\nmx: mx.elsewhere.test\nmax_age: 600\n",
 }
 
 
@@ -350,6 +356,9 @@ def env(make_server):
         "_%d._tcp.mx.bad IN TLSA 3 1 1 %s" % (mx_port, pki["wrong_digest"]),
         # a PKIX-EE record next to the mismatching one: unusable for SMTP, must not rescue it
         "_%d._tcp.mx.bad IN TLSA 1 1 1 %s" % (mx_port, mx_digest),
+        "_%d._tcp.mx.notls IN TLSA 3 1 1 %s" % (mx_port, mx_digest),
+        '_mta-sts.ststest IN TXT "v=STSv1; id=t1"',
+        "mta-sts.ststest IN A 127.0.0.1",
         '_mta-sts.stsok IN TXT "v=STSv1; id=20261126a"',
         '_mta-sts.stsbad IN TXT "v=STSv1; id=20261126b"',
         "mta-sts.stsok IN A 127.0.0.1",
@@ -357,7 +366,8 @@ def env(make_server):
     ]
     zone = SignedZone(d, records).start()
     https = PolicyServer(pki["https"][0], pki["https"][1])
-    receivers = {k: TLSReceiver(ip, mx_port, pki["mx"][0], pki["mx"][1], name="mx.%s.dane.test" % k).start()
+    receivers = {k: (Receiver(ip, mx_port, name="mx.%s.dane.test" % k) if k == "notls" else
+                     TLSReceiver(ip, mx_port, pki["mx"][0], pki["mx"][1], name="mx.%s.dane.test" % k)).start()
                  for k, ip in IP.items()}
     extra = "\n".join([
         'trusted_networks: ["127.0.0.0/8"]',
@@ -490,3 +500,34 @@ def test_mta_sts_enforce_excluded_mx_deferred(env):
     recs = [r for r in tlsrpt_records(srv) if r.get("policy_domain") == "stsbad.dane.test"]
     assert recs and recs[0]["policy_type"] == "sts", tlsrpt_records(srv)
     srv.cli("queue", "delete", qid)
+
+
+def test_dane_host_without_starttls_deferred(env):
+    srv, rx = env["srv"], env["rx"]["notls"]
+    token, qid = send_one(srv, "user@notls.dane.test")
+    err = wait_deferred(srv, qid, attempts=1)
+    assert "TLS is required (DANE)" in err, err
+    cmds = rx.commands()
+    assert any(c.upper().startswith("EHLO") for c in cmds), cmds
+    assert not [c for c in cmds if c.split(" ")[0].upper() in ("MAIL", "RCPT", "DATA")], cmds
+    recs = [r for r in tlsrpt_records(srv) if r.get("policy_domain") == "notls.dane.test"]
+    assert recs and recs[0]["result_type"] == "starttls-not-supported" and recs[0]["policy_type"] == "tlsa", recs
+    srv.cli("queue", "delete", qid)
+
+
+def test_signed_domain_without_tlsa_uses_normal_policy(env):
+    srv, rx = env["srv"], env["rx"]["nodane"]
+    token, qid = send_one(srv, "user@nodane.dane.test")
+    msgs = wait_token(rx, token)
+    assert msgs[0]["tls"]  # tls: may, offered
+    assert "host=mx.nodane.dane.test" not in log_lines(srv, "event=dane")
+    assert "verified=no" in log_lines(srv, "host=mx.nodane.dane.test")
+
+
+def test_mta_sts_testing_mode_reports_only(env):
+    srv, rx = env["srv"], env["rx"]["ststest"]
+    token, qid = send_one(srv, "user@ststest.dane.test")
+    wait_token(rx, token)
+    recs = wait_until(lambda: [r for r in tlsrpt_records(srv) if r.get("policy_domain") == "ststest.dane.test"],
+                      10, what="a TLS-RPT record for ststest")
+    assert recs[0]["policy_type"] == "sts" and recs[0]["receiving_mx_hostname"] == "mx.ststest.dane.test", recs
