@@ -1275,6 +1275,8 @@ static int conf_finish(struct conf_parse *p)
 			return conf_error_at(p, l->line, l->col, "listen[%zu]: kind %s needs tls.cert and tls.key",
 					     i, conf_listen_kind_name(l->kind));
 	}
+	if (cfg->outbound.dane && cfg->outbound.dnssec_trust_anchor == NULL)
+		return conf_error_at(p, 0, 0, "outbound.dane needs outbound.dnssec_trust_anchor (DNSSEC validation)");
 	if (cfg->queue.retry_max < cfg->queue.retry_min)
 		return conf_error_at(p, 0, 0, "queue.retry_max (%u) is smaller than queue.retry_min (%u)",
 				     cfg->queue.retry_max, cfg->queue.retry_min);
