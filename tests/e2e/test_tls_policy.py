@@ -531,3 +531,28 @@ def test_mta_sts_testing_mode_reports_only(env):
     recs = wait_until(lambda: [r for r in tlsrpt_records(srv) if r.get("policy_domain") == "ststest.dane.test"],
                       10, what="a TLS-RPT record for ststest")
     assert recs[0]["policy_type"] == "sts" and recs[0]["receiving_mx_hostname"] == "mx.ststest.dane.test", recs
+
+
+def test_mta_sts_cached_policy_survives_restart(env):
+    """After a restart the policy comes from <data_dir>/queue/mta-sts/ (same TXT id): the HTTPS
+    host now answers 404, yet stsbad's enforce policy still keeps mail away from its MX."""
+    srv, rx = env["srv"], env["rx"]["stsbad"]
+    cache = os.path.join(srv.data_dir, "queue", "mta-sts", "stsbad.dane.test.policy")
+    if not os.path.exists(cache):
+        token, qid = send_one(srv, "user@stsbad.dane.test")
+        wait_deferred(srv, qid, attempts=1)
+        srv.cli("queue", "delete", qid)
+    assert os.path.exists(cache)
+    saved = POLICIES.pop("mta-sts.stsbad.dane.test")
+    try:
+        srv.stop()
+        srv.start()
+        before = len(env["https"].requests)
+        token, qid = send_one(srv, "user@stsbad.dane.test")
+        err = wait_deferred(srv, qid, attempts=1)
+        assert "MTA-STS" in err, err
+        assert rx.connections == 0, rx.commands()
+        assert len(env["https"].requests) == before, "policy fetched again: %r" % env["https"].requests[before:]
+        srv.cli("queue", "delete", qid)
+    finally:
+        POLICIES["mta-sts.stsbad.dane.test"] = saved
