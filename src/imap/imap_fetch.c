@@ -31,7 +31,22 @@ struct imap_fetch {
 	size_t *seqs;
 	size_t n, pos;
 	bool unknown_cte;
+	struct buf out;             /* responses not yet handed to the bufferevent */
+	struct mbox_msg_row *rows;  /* index rows of the messages being produced */
+	/* computed ENVELOPE/BODYSTRUCTURE strings, stored in the index in one transaction */
+	uint32_t *env_uids, *bs_uids;
+	char **env_vals, **bs_vals;
+	size_t nenv, nbs;
 };
+
+#define FETCH_BATCH 128          /* messages read from the index at once */
+#define FETCH_FLUSH (32 * 1024)  /* response bytes collected before one evbuffer_add */
+
+static void pending_free(char **vals, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(vals[i]);
+}
 
 void imap_fetch_free(struct imap_fetch **fp)
 {
@@ -44,6 +59,14 @@ void imap_fetch_free(struct imap_fetch **fp)
 	free(f->uids);
 	free(f->seqs);
 	free(f->tag);
+	buf_deinit(&f->out);
+	free(f->rows);
+	pending_free(f->env_vals, f->nenv);
+	pending_free(f->bs_vals, f->nbs);
+	free(f->env_uids);
+	free(f->env_vals);
+	free(f->bs_uids);
+	free(f->bs_vals);
 	free(f);
 	*fp = NULL;
 }
@@ -152,13 +175,46 @@ static void append_literal(struct buf *b, const char *data, size_t len, bool bin
 	buf_append(b, data, len);
 }
 
-/* Produce one message's response; false when the message is gone. */
-static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid, size_t seq)
+static void pending_add(uint32_t **uids, char ***vals, size_t *n, uint32_t uid, char *val)
 {
-	struct mbox_msg m;
-	if (mbox_msg_get(s->mbox, uid, &m) <= 0)
+	if ((*n & (*n - 1)) == 0) { /* 0 or a power of two: grow */
+		*uids = xreallocarray(*uids, *n ? *n * 2 : 16, sizeof(**uids));
+		*vals = xreallocarray(*vals, *n ? *n * 2 : 16, sizeof(**vals));
+	}
+	(*uids)[*n] = uid;
+	(*vals)[(*n)++] = val;
+}
+
+static void pending_store(struct imap_session *s, struct imap_fetch *f)
+{
+	mbox_cache_set_batch(s->mbox, "env", f->env_uids, f->env_vals, f->nenv);
+	mbox_cache_set_batch(s->mbox, "bs", f->bs_uids, f->bs_vals, f->nbs);
+	pending_free(f->env_vals, f->nenv);
+	pending_free(f->bs_vals, f->nbs);
+	f->nenv = f->nbs = 0;
+}
+
+static void out_flush(struct imap_session *s, struct imap_fetch *f)
+{
+	if (f->out.len > 0)
+		imap_send_raw(s, f->out.data, f->out.len);
+	buf_reset(&f->out);
+}
+
+/* Append one message's response to f->out; nothing when the message is gone. row: its index
+ * row (taken over). */
+static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid, size_t seq,
+                      struct mbox_msg_row *row)
+{
+	if (!row->found)
 		return;
+	struct mbox_msg m = row->m;
+	memset(&row->m, 0, sizeof(row->m));
+	char *env = row->env, *bs = row->bs;
+	row->env = row->bs = NULL;
 	if (f->changedsince && m.modseq <= f->changedsince) {
+		free(env);
+		free(bs);
 		mbox_msg_clear(&m);
 		return;
 	}
@@ -177,11 +233,6 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 			show_flags = true;
 		}
 	}
-	char *env = NULL, *bs = NULL;
-	if (f->f_env)
-		env = mbox_cache_get(s->mbox, uid, "env");
-	if (f->f_bs)
-		bs = mbox_cache_get(s->mbox, uid, "bs");
 	bool need_content = f->nsecs > 0 || f->f_body || (f->f_env && env == NULL) || (f->f_bs && bs == NULL);
 	/* a client listing headers must not make us read every attachment */
 	bool header_only = !f->f_body && !(f->f_bs && bs == NULL);
@@ -212,8 +263,9 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 		imap_msg_parse(&msg, content.data, content.len);
 		have_msg = true;
 	}
-	struct buf b;
-	buf_init(&b, (size_t)m.size * 2 + 1024 * 1024);
+	/* f->out holds earlier messages' responses: this one may add its own maximum */
+	struct buf b = f->out;
+	b.max = b.len + (size_t)m.size * 2 + 1024 * 1024;
 	buf_printf(&b, "* %zu FETCH (", seq + 1);
 	size_t start = b.len;
 	bool any = false; /* an item was written (b may have been flushed) */
@@ -248,8 +300,8 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 			struct buf e;
 			buf_init(&e, 1024 * 1024);
 			imap_msg_envelope(&msg.root, &e);
-			mbox_cache_set(s->mbox, uid, "env", e.data);
 			buf_append(&b, e.data, e.len);
+			pending_add(&f->env_uids, &f->env_vals, &f->nenv, uid, buf_steal(&e));
 			buf_deinit(&e);
 		} else {
 			buf_append_str(&b, env);
@@ -267,8 +319,8 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 			struct buf e;
 			buf_init(&e, 4 * 1024 * 1024);
 			imap_msg_bodystructure(&msg.root, &e, true);
-			mbox_cache_set(s->mbox, uid, "bs", e.data);
 			buf_append(&b, e.data, e.len);
+			pending_add(&f->bs_uids, &f->bs_vals, &f->nbs, uid, buf_steal(&e));
 			buf_deinit(&e);
 		} else {
 			buf_append_str(&b, bs);
@@ -331,8 +383,8 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 	(void)start;
 	lit_session = NULL;
 	buf_append_str(&b, ")\r\n");
-	imap_send_raw(s, b.data, b.len);
-	buf_deinit(&b);
+	b.max = f->out.max;
+	f->out = b;
 	if (have_msg)
 		imap_msg_free(&msg);
 	buf_deinit(&content);
@@ -344,14 +396,30 @@ static void fetch_one(struct imap_session *s, struct imap_fetch *f, uint32_t uid
 bool imap_fetch_continue(struct imap_session *s)
 {
 	struct imap_fetch *f = s->fetch;
-	while (f->pos < f->n) {
-		size_t k = f->pos++;
-		ssize_t seq = imap_view_find(s, f->uids[k]);
-		if (seq >= 0)
-			fetch_one(s, f, f->uids[k], (size_t)seq);
-		if (imap_out_pending(s) > IMAP_OUT_HIGH && f->pos < f->n)
-			return false;
+	bool suspend = false;
+	if (f->rows == NULL)
+		f->rows = xcalloc(FETCH_BATCH, sizeof(*f->rows));
+	/* rows are read per batch and never kept across a suspension (other sessions of this
+	 * process may change the index meanwhile) */
+	while (f->pos < f->n && !suspend) {
+		size_t cnt = f->n - f->pos < FETCH_BATCH ? f->n - f->pos : FETCH_BATCH;
+		mbox_msg_get_batch(s->mbox, f->uids + f->pos, cnt, f->f_env, f->f_bs, f->rows);
+		for (size_t k = 0; k < cnt && !suspend; k++) {
+			uint32_t uid = f->uids[f->pos++];
+			ssize_t seq = imap_view_find(s, uid);
+			if (seq >= 0)
+				fetch_one(s, f, uid, (size_t)seq, &f->rows[k]);
+			if (f->out.len >= FETCH_FLUSH)
+				out_flush(s, f);
+			if (imap_out_pending(s) + f->out.len > IMAP_OUT_HIGH && f->pos < f->n)
+				suspend = true;
+		}
+		mbox_msg_batch_clear(f->rows, cnt);
 	}
+	out_flush(s, f);
+	pending_store(s, f);
+	if (suspend)
+		return false;
 	if (f->unknown_cte)
 		imap_complete(s, f->tag, f->uid, "NO [UNKNOWN-CTE] Cannot decode a part's content transfer encoding");
 	else
@@ -374,6 +442,7 @@ void cmd_fetch(struct imap_session *s, struct imap_command *c, bool uid)
 	}
 	struct imap_fetch *f = xcalloc(1, sizeof(*f));
 	f->uid = uid;
+	buf_init(&f->out, 1024 * 1024);
 	int bad = 0;
 	const struct imap_arg *items = &c->args[1];
 	if (items->type == IMAP_ARG_LIST) {

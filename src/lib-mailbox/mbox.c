@@ -16,6 +16,8 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
+#define MBOX_STMT_CACHE 40
+
 struct mbox {
 	char *path;
 	sqlite3 *db;
@@ -30,6 +32,13 @@ struct mbox {
 	dev_t dev;
 	ino_t ino;
 	struct mbox *next;
+	/* prepared statements kept for the life of the handle, keyed by their SQL text's address
+	 * (every caller passes a string literal): FETCH of 10,000 messages no longer parses SQL
+	 * 20,000 times */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmts[MBOX_STMT_CACHE];
 };
 
 static struct mbox *open_boxes;
@@ -66,14 +75,60 @@ static int exec(struct mbox *mb, const char *sql)
 	return 0;
 }
 
+/*
+ * A statement for sql (a string literal): the handle's cached one when it is not in use,
+ * else a fresh one. Give it back with unprep() (reset, or finalized when not cached).
+ */
 static sqlite3_stmt *prep(struct mbox *mb, const char *sql)
 {
+	size_t free_slot = MBOX_STMT_CACHE;
+	for (size_t i = 0; i < MBOX_STMT_CACHE; i++) {
+		if (mb->stmts[i].sql == sql) {
+			if (!sqlite3_stmt_busy(mb->stmts[i].st)) {
+				sqlite3_clear_bindings(mb->stmts[i].st);
+				return mb->stmts[i].st;
+			}
+			free_slot = MBOX_STMT_CACHE; /* in use (nested): a one-off statement */
+			break;
+		}
+		if (mb->stmts[i].sql == NULL && free_slot == MBOX_STMT_CACHE)
+			free_slot = i;
+	}
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(mb->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v3(mb->db, sql, -1, free_slot < MBOX_STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+	                       NULL) != SQLITE_OK) {
 		log_warn("event=mbox_sql_error path=%s error=\"%s\"", mb->path, sqlite3_errmsg(mb->db));
+		sqlite3_finalize(st);
 		return NULL;
 	}
+	if (free_slot < MBOX_STMT_CACHE) {
+		mb->stmts[free_slot].sql = sql;
+		mb->stmts[free_slot].st = st;
+	}
 	return st;
+}
+
+static void unprep(struct mbox *mb, sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	for (size_t i = 0; i < MBOX_STMT_CACHE && mb->stmts[i].sql != NULL; i++) {
+		if (mb->stmts[i].st == st) {
+			sqlite3_reset(st);
+			return;
+		}
+	}
+	unprep(mb, st);
+}
+
+/* Finalize every cached statement (before the connection closes). */
+static void stmts_drop(struct mbox *mb)
+{
+	for (size_t i = 0; i < MBOX_STMT_CACHE; i++) {
+		sqlite3_finalize(mb->stmts[i].st);
+		mb->stmts[i].sql = NULL;
+		mb->stmts[i].st = NULL;
+	}
 }
 
 static int64_t meta_get(struct mbox *mb, const char *k, int64_t def)
@@ -85,7 +140,7 @@ static int64_t meta_get(struct mbox *mb, const char *k, int64_t def)
 	int64_t v = def;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	return v;
 }
 
@@ -97,7 +152,7 @@ static int meta_set(struct mbox *mb, const char *k, int64_t v)
 	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, v);
 	int r = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	return r;
 }
 
@@ -178,6 +233,7 @@ struct mbox *mbox_open(const char *path, const char **error_r)
 	mb->refs = 1;
 	if (db_open(mb) < 0) {
 		/* unreadable index: move it aside and rebuild from the Maildir */
+		stmts_drop(mb);
 		sqlite3_close(mb->db);
 		mb->db = NULL;
 		static const char *const sfx[] = { "", "-wal", "-shm" };
@@ -220,6 +276,7 @@ void mbox_close(struct mbox **mbp)
 			break;
 		}
 	}
+	stmts_drop(mb);
 	if (mb->db != NULL)
 		sqlite3_close(mb->db);
 	free(mb->path);
@@ -381,7 +438,7 @@ static int do_scan(struct mbox *mb)
 		r->fname = xstrdup((const char *)sqlite3_column_text(st, 2));
 		r->flags = (unsigned)sqlite3_column_int(st, 3);
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	if (nrows > 0)
 		qsort(rows, nrows, sizeof(*rows), row_cmp);
 
@@ -494,11 +551,11 @@ static int do_scan(struct mbox *mb)
 		goto fin;
 	ret = 0;
 fin:
-	sqlite3_finalize(ins);
-	sqlite3_finalize(del);
-	sqlite3_finalize(exp);
-	sqlite3_finalize(upd);
-	sqlite3_finalize(updn);
+	unprep(mb, ins);
+	unprep(mb, del);
+	unprep(mb, exp);
+	unprep(mb, upd);
+	unprep(mb, updn);
 out:
 	for (size_t k = 0; k < count; k++) {
 		free(ents[k].name);
@@ -575,7 +632,7 @@ int mbox_get_status(struct mbox *mb, struct mbox_status *s)
 		s->size = (uint64_t)sqlite3_column_int64(st, 3);
 		s->recent = (uint32_t)sqlite3_column_int64(st, 4);
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	s->uidnext = (uint32_t)meta_get(mb, "uidnext", 1);
 	s->highestmodseq = (uint64_t)meta_get(mb, "highestmodseq", 1);
 	s->uidvalidity = mb->uidvalidity;
@@ -601,7 +658,7 @@ int mbox_uids(struct mbox *mb, uint32_t **uids_r, size_t *count_r)
 		}
 		uids[count++] = (uint32_t)sqlite3_column_int64(st, 0);
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	*uids_r = uids;
 	*count_r = count;
 	return 0;
@@ -633,7 +690,7 @@ int mbox_msg_get(struct mbox *mb, uint32_t uid, struct mbox_msg *m)
 		msg_from_row(st, m);
 		r = 1;
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	return r;
 }
 
@@ -657,7 +714,7 @@ int mbox_changed_since(struct mbox *mb, uint64_t modseq, mbox_msg_cb *cb, void *
 		cb(arg, &m);
 		mbox_msg_clear(&m);
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	return 0;
 }
 
@@ -676,7 +733,7 @@ int mbox_expunged_since(struct mbox *mb, uint64_t modseq, uint32_t **uids_r, siz
 		}
 		uids[count++] = (uint32_t)sqlite3_column_int64(st, 0);
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	*uids_r = uids;
 	*count_r = count;
 	return 0;
@@ -733,7 +790,7 @@ int mbox_store(struct mbox *mb, uint32_t uid, unsigned flags, const char *keywor
 	sqlite3_bind_int64(st, 4, (int64_t)hms);
 	sqlite3_bind_int64(st, 5, uid);
 	int sr = sqlite3_step(st);
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	if (sr != SQLITE_DONE || meta_set(mb, "highestmodseq", (int64_t)hms) < 0 || exec(mb, "COMMIT") < 0)
 		goto fail;
 	*modseq_r = hms;
@@ -778,8 +835,8 @@ int mbox_expunge(struct mbox *mb, uint32_t uid)
 		sqlite3_bind_int64(st2, 2, hms);
 		ok = sqlite3_step(st) == SQLITE_DONE && sqlite3_step(st2) == SQLITE_DONE;
 	}
-	sqlite3_finalize(st);
-	sqlite3_finalize(st2);
+	unprep(mb, st);
+	unprep(mb, st2);
 	if (!ok || meta_set(mb, "highestmodseq", hms) < 0 || exec(mb, "COMMIT") < 0) {
 		exec(mb, "ROLLBACK");
 		return -1;
@@ -842,7 +899,7 @@ static int commit_new(struct mbox *mb, const char *unique, unsigned flags, const
 		sqlite3_bind_int64(st, 8, (int64_t)size);
 		ok = sqlite3_step(st) == SQLITE_DONE;
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	if (!ok || meta_set(mb, "uidnext", uid + 1) < 0 || meta_set(mb, "highestmodseq", hms) < 0 ||
 	    exec(mb, "COMMIT") < 0) {
 		exec(mb, "ROLLBACK");
@@ -1113,7 +1170,7 @@ char *mbox_cache_get(struct mbox *mb, uint32_t uid, const char *field)
 	char *v = NULL;
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
 		v = xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	return v;
 }
 
@@ -1132,7 +1189,97 @@ void mbox_cache_set(struct mbox *mb, uint32_t uid, const char *field, const char
 	sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, uid);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	unprep(mb, st);
+}
+
+static void row_fill(sqlite3_stmt *st, struct mbox_msg_row *r)
+{
+	msg_from_row(st, &r->m);
+	if (sqlite3_column_type(st, 8) == SQLITE_TEXT)
+		r->env = xstrdup((const char *)sqlite3_column_text(st, 8));
+	if (sqlite3_column_type(st, 9) == SQLITE_TEXT)
+		r->bs = xstrdup((const char *)sqlite3_column_text(st, 9));
+	r->found = true;
+}
+
+int mbox_msg_get_batch(struct mbox *mb, const uint32_t *uids, size_t n, bool want_env, bool want_bs,
+                       struct mbox_msg_row *rows)
+{
+	memset(rows, 0, n * sizeof(*rows));
+	if (n == 0)
+		return 0;
+	/* the cached columns are only read (their pages only touched) when asked for */
+	static const char range_sql[] = "SELECT " MSG_COLS ", CASE WHEN ?3 THEN cache_env END,"
+	                                " CASE WHEN ?4 THEN cache_bs END FROM msg WHERE uid BETWEEN ?1 AND ?2 ORDER BY uid";
+	static const char one_sql[] = "SELECT " MSG_COLS ", CASE WHEN ?2 THEN cache_env END,"
+	                              " CASE WHEN ?3 THEN cache_bs END FROM msg WHERE uid=?1";
+	uint32_t lo = uids[0], hi = uids[n - 1];
+	if (hi >= lo && (uint64_t)(hi - lo) < 4 * (uint64_t)n + 64) {
+		/* dense: walk the range once, merging with the (ascending) wanted UIDs */
+		sqlite3_stmt *st = prep(mb, range_sql);
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, lo);
+		sqlite3_bind_int64(st, 2, hi);
+		sqlite3_bind_int(st, 3, want_env);
+		sqlite3_bind_int(st, 4, want_bs);
+		size_t i = 0;
+		while (i < n && sqlite3_step(st) == SQLITE_ROW) {
+			uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
+			while (i < n && uids[i] < uid)
+				i++;
+			if (i < n && uids[i] == uid)
+				row_fill(st, &rows[i++]);
+		}
+		unprep(mb, st);
+		return 0;
+	}
+	/* sparse: one lookup per UID, in one read transaction when none is open */
+	bool txn = sqlite3_get_autocommit(mb->db) && exec(mb, "BEGIN") == 0;
+	int ret = 0;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_stmt *st = prep(mb, one_sql);
+		if (st == NULL) {
+			ret = -1;
+			break;
+		}
+		sqlite3_bind_int64(st, 1, uids[i]);
+		sqlite3_bind_int(st, 2, want_env);
+		sqlite3_bind_int(st, 3, want_bs);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			row_fill(st, &rows[i]);
+		unprep(mb, st);
+	}
+	if (txn)
+		exec(mb, "COMMIT");
+	return ret;
+}
+
+void mbox_msg_batch_clear(struct mbox_msg_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		mbox_msg_clear(&rows[i].m);
+		free(rows[i].env);
+		free(rows[i].bs);
+		rows[i].env = rows[i].bs = NULL;
+		rows[i].found = false;
+	}
+}
+
+void mbox_cache_set_batch(struct mbox *mb, const char *field, const uint32_t *uids, char *const *values, size_t n)
+{
+	if (n == 0)
+		return;
+	if (n == 1) {
+		mbox_cache_set(mb, uids[0], field, values[0]);
+		return;
+	}
+	/* a cache is only a cache: when the index is busy, the next FETCH computes it again */
+	bool txn = sqlite3_get_autocommit(mb->db) && exec(mb, "BEGIN IMMEDIATE") == 0;
+	for (size_t i = 0; i < n; i++)
+		mbox_cache_set(mb, uids[i], field, values[i]);
+	if (txn && exec(mb, "COMMIT") < 0)
+		exec(mb, "ROLLBACK");
 }
 
 char *mbox_all_keywords(struct mbox *mb)
@@ -1161,7 +1308,7 @@ char *mbox_all_keywords(struct mbox *mb)
 		}
 		free(kw);
 	}
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	char *r = buf_steal(&out);
 	buf_deinit(&out);
 	return r;
@@ -1173,6 +1320,6 @@ uint32_t mbox_first_unseen(struct mbox *mb)
 	uint32_t uid = 0;
 	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
 		uid = (uint32_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	unprep(mb, st);
 	return uid;
 }

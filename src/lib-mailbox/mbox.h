@@ -119,6 +119,23 @@ uint32_t mbox_take_recent(struct mbox *mb);
 char *mbox_cache_get(struct mbox *mb, uint32_t uid, const char *field);
 void mbox_cache_set(struct mbox *mb, uint32_t uid, const char *field, const char *value);
 
+/*
+ * Many messages in one index read (FETCH): for each of the n UIDs (ascending), found tells
+ * whether it exists; m is filled as by mbox_msg_get, env/bs with the cached strings when
+ * asked for and present (else NULL). Free with mbox_msg_batch_clear. 0 done, -1 error.
+ */
+struct mbox_msg_row {
+	struct mbox_msg m;
+	char *env, *bs;
+	bool found;
+};
+int mbox_msg_get_batch(struct mbox *mb, const uint32_t *uids, size_t n, bool want_env, bool want_bs,
+                       struct mbox_msg_row *rows);
+void mbox_msg_batch_clear(struct mbox_msg_row *rows, size_t n);
+/* Store cached strings of several messages in one transaction (values[i] for uids[i]). */
+void mbox_cache_set_batch(struct mbox *mb, const char *field, const uint32_t *uids, char *const *values,
+                          size_t n);
+
 /* The current process's unique file name part (time.MpidPcounterR.hostname). */
 char *mbox_unique_name(void);
 
