@@ -160,6 +160,9 @@ static int submit(const struct mr_config *cfg, const char *sender, char *const *
 	}
 	char prefix[64];
 	master_ipc_prefix(cfg, prefix, sizeof(prefix));
+	struct passwd *pu = getpwnam(cfg->user), *pv = getpwnam(cfg->vmail_user);
+	uid_t peers[2] = { pu ? pu->pw_uid : 0, pv ? pv->pw_uid : 0 };
+	ipc_set_trusted_peers(peers, 2);
 	char *name = xasprintf("%s/queue", prefix);
 	st->base = event_base_new();
 	st->done = st->ok = false;

@@ -36,6 +36,8 @@ struct job {
 	struct deliver_job dj;
 	struct ipc_conn *conn;
 	uint32_t reqid;
+	unsigned submits_pending; /* messages made by rules, handed to the queue, not yet confirmed */
+	bool submit_failed;
 };
 
 static bool conn_alive(struct ipc_conn *c)
@@ -52,9 +54,17 @@ static void work(void *arg)
 	deliver_job_run(&j->dj);
 }
 
+static void job_finish(struct job *j);
+
+/*
+ * Messages made by the user's rules (redirects, vacation replies, reject
+ * notices) are handed to the queue BEFORE the delivery is reported done: if one
+ * cannot be queued, the delivery is reported as a temporary failure and tried
+ * again, so a redirect-only rule never loses an accepted message.
+ */
 static void on_submitted(void *arg, struct ipc_reader *r, int fd)
 {
-	char *what = arg;
+	struct job *j = arg;
 	if (fd >= 0)
 		close(fd);
 	char text[256] = "queue unreachable";
@@ -65,22 +75,24 @@ static void on_submitted(void *arg, struct ipc_reader *r, int fd)
 		if (ipc_reader_end(r) < 0)
 			log_panic("event=ipc_malformed type=submit_r");
 	}
-	if (ok)
-		log_info("event=submitted what=%s id=%s", what, text);
-	else
-		log_warn("event=submit_failed what=%s error=\"%s\"", what, text);
-	free(what);
+	if (ok) {
+		log_info("event=submitted what=rules-of-%s id=%s", j->dj.id, text);
+	} else {
+		log_warn("event=submit_failed what=rules-of-%s error=\"%s\"", j->dj.id, text);
+		j->submit_failed = true;
+	}
+	if (--j->submits_pending == 0)
+		job_finish(j);
 }
 
-/* Hand a message made by the user's rules (redirect, vacation, reject notice) to the queue. */
-static void submit(const struct deliver_out *o, const char *id)
+static bool submit(struct job *j, const struct deliver_out *o)
 {
 	int fd = memfd_create("mailroute-out", MFD_CLOEXEC);
 	if (fd < 0 || write(fd, o->data, o->len) != (ssize_t)o->len) {
-		log_warn("event=submit_failed id=%s error=\"memfd: %s\"", id, strerror(errno));
+		log_warn("event=submit_failed id=%s error=\"memfd: %s\"", j->dj.id, strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		return;
+		return false;
 	}
 	struct ipc_msg m;
 	ipc_msg_init(&m, PROTO_QUEUE_SUBMIT, 0);
@@ -90,15 +102,22 @@ static void submit(const struct deliver_out *o, const char *id)
 	ipc_put_str(&m, NULL);
 	ipc_put_str(&m, o->orcpt);
 	m.fd = fd;
-	ipc_client_call(D.queue, &m, on_submitted, xasprintf("rules-of-%s", id));
+	j->submits_pending++;
+	ipc_client_call(D.queue, &m, on_submitted, j);
 	ipc_msg_deinit(&m);
 	close(fd);
+	return true;
 }
 
-static void done(void *arg)
+/* Report the delivery to the queue and release the job. */
+static void job_finish(struct job *j)
 {
-	struct job *j = arg;
 	struct deliver_job *d = &j->dj;
+	if (j->submit_failed && d->result < 2) {
+		d->result = 2;
+		free(d->error);
+		d->error = xstrdup("could not queue the messages made by the user's rules");
+	}
 	if (conn_alive(j->conn)) {
 		struct ipc_msg m;
 		ipc_msg_init(&m, PROTO_DELIVER_R, j->reqid);
@@ -107,20 +126,9 @@ static void done(void *arg)
 		ipc_send(j->conn, &m);
 		ipc_msg_deinit(&m);
 	}
-	if (d->result >= 2) {
+	if (d->result >= 2)
 		log_warn("event=delivery_failed id=%s rcpt=%u maildir=%s temporary=%s error=\"%s\"", d->id, d->idx,
 		         d->maildir, d->result == 2 ? "yes" : "no", d->error ? d->error : "");
-	} else {
-		if (d->log != NULL)
-		{
-			char q[1024];
-			log_info("event=sieve id=%s rcpt=%u user=%s actions=%s", d->id, d->idx, d->user,
-			         log_q(q, sizeof(q), d->log));
-		}
-		/* Messages made by the rules leave only once the delivery itself is settled. */
-		for (size_t i = 0; i < d->out_count; i++)
-			submit(&d->out[i], d->id);
-	}
 	deliver_job_free_outputs(d);
 	close(d->fd);
 	free(d->id);
@@ -134,6 +142,24 @@ static void done(void *arg)
 	free(d->error);
 	free(d->log);
 	free(j);
+}
+
+static void done(void *arg)
+{
+	struct job *j = arg;
+	struct deliver_job *d = &j->dj;
+	if (d->result < 2) {
+		if (d->log != NULL) {
+			char q[1024];
+			log_info("event=sieve id=%s rcpt=%u user=%s actions=%s", d->id, d->idx, d->user,
+			         log_q(q, sizeof(q), d->log));
+		}
+		for (size_t i = 0; i < d->out_count; i++)
+			if (!submit(j, &d->out[i]))
+				j->submit_failed = true;
+	}
+	if (j->submits_pending == 0)
+		job_finish(j);
 }
 
 static void on_msg(struct ipc_conn *c, struct ipc_reader *r, int fd, void *arg)

@@ -213,7 +213,8 @@ static int strip_forged_authres(const struct deliver_job *j)
 			const char *v = head + i + 23;
 			while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
 				v++;
-			drop = strncasecmp(v, id, idlen) == 0;
+			drop = strncasecmp(v, id, idlen) == 0 &&
+			       (v[idlen] == ';' || v[idlen] == ' ' || v[idlen] == '\t' || v[idlen] == '\r');
 		}
 		if (!drop && write(out, head + i, e - i) != (ssize_t)(e - i))
 			goto fail;
@@ -234,6 +235,28 @@ static int strip_forged_authres(const struct deliver_job *j)
 fail:
 	close(out);
 	return -1;
+}
+
+/* True when the message's header already has "Delivered-To: <user>" (we added it when redirecting). */
+static bool delivered_to_seen(const char *msg, size_t len, const char *user)
+{
+	size_t ulen = strlen(user);
+	for (size_t i = 0; i < len;) {
+		if (msg[i] == '\r' || msg[i] == '\n')
+			break; /* end of the header */
+		const char *nl = memchr(msg + i, '\n', len - i);
+		size_t e = nl ? (size_t)(nl - msg) + 1 : len;
+		if (e - i > 13 && strncasecmp(msg + i, "Delivered-To:", 13) == 0) {
+			const char *v = msg + i + 13;
+			while (v < msg + e && (*v == ' ' || *v == '\t'))
+				v++;
+			if ((size_t)(msg + e - v) >= ulen && strncasecmp(v, user, ulen) == 0 &&
+			    (v + ulen == msg + e || v[ulen] == '\r' || v[ulen] == '\n' || v[ulen] == ' '))
+				return true;
+		}
+		i = e;
+	}
+	return false;
 }
 
 void deliver_job_run(struct deliver_job *j)
@@ -257,6 +280,11 @@ void deliver_job_run(struct deliver_job *j)
 	char *body = NULL;
 	if (active > 0)
 		body = read_all(j->fd, SIEVE_MAX_MESSAGE, &raw_len);
+	if (body != NULL && delivered_to_seen(body, raw_len, j->user)) {
+		/* This user's rules already handled this message once: a redirect loop. Keep it, run nothing. */
+		log_warn("event=sieve_loop id=%s rcpt=%u user=%s action=keep", j->id, j->idx, j->user);
+		xfree(&body);
+	}
 	if (active <= 0 || body == NULL) {
 		/* No rules (or a message too big for them): the folder routing chose. */
 		j->result = 0;
@@ -350,18 +378,22 @@ void deliver_job_run(struct deliver_job *j)
 			/* The copy keeps the original envelope sender and the (edited) message. */
 			log_action(j, "redirect", a->target);
 			const char *hdr = a->header ? a->header : res.edited_header;
+			/* The copy says who redirected it, so a redirect loop is seen on its way back. */
+			char *dt = xasprintf("Delivered-To: %s\r\n", j->user);
+			struct buf m;
+			buf_init(&m, len + strlen(dt) + (hdr ? strlen(hdr) : 0) + 8);
+			buf_append_str(&m, dt);
 			if (hdr != NULL) {
 				size_t b = res.body_offset <= len ? res.body_offset : len;
-				struct buf m;
-				buf_init(&m, len + strlen(hdr) + 8);
 				buf_append_str(&m, hdr);
 				buf_append(&m, "\r\n", 2);
 				buf_append(&m, raw + b, len - b);
-				add_out(j, j->sender, a->target, m.data, m.len);
-				buf_deinit(&m);
 			} else {
-				add_out(j, j->sender, a->target, raw + plen, len - plen);
+				buf_append(&m, raw + plen, len - plen);
 			}
+			add_out(j, j->sender, a->target, m.data, m.len);
+			buf_deinit(&m);
+			free(dt);
 			break;
 		}
 		case SIEVE_ACT_VACATION: {

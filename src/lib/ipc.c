@@ -30,7 +30,32 @@ struct ipc_conn {
 	void *arg;
 	uid_t peer_uid;
 	bool closed;
+	unsigned depth;    /* inside our own callbacks: freeing is deferred to the way out */
+	bool free_pending;
 };
+
+/* Peers a client accepts besides root (ipc_set_trusted_peers); empty = only our own uid and root. */
+static uid_t trusted_peers[8];
+static size_t trusted_peer_count;
+
+void ipc_set_trusted_peers(const uid_t *uids, size_t n)
+{
+	trusted_peer_count = 0;
+	for (size_t i = 0; i < n && i < 8; i++)
+		trusted_peers[trusted_peer_count++] = uids[i];
+}
+
+static bool peer_trusted(uid_t uid)
+{
+	if (uid == 0 || uid == geteuid())
+		return true;
+	for (size_t i = 0; i < trusted_peer_count; i++)
+		if (trusted_peers[i] == uid)
+			return true;
+	return false;
+}
+
+static void ipc_conn_destroy(struct ipc_conn *c);
 
 struct ipc_server {
 	int fd;
@@ -234,8 +259,12 @@ int ipc_send(struct ipc_conn *c, const struct ipc_msg *m)
 static void ipc_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct ipc_conn *c = arg;
+	c->depth++;
 	if (ipc_flush(c) < 0)
 		ipc_conn_fail(c);
+	c->depth--;
+	if (c->free_pending)
+		ipc_conn_destroy(c);
 }
 
 static void ipc_on_read(evutil_socket_t fd, short what, void *arg)
@@ -283,7 +312,14 @@ static void ipc_on_read(evutil_socket_t fd, short what, void *arg)
 			.reqid = (uint32_t)data[4] | (uint32_t)data[5] << 8 | (uint32_t)data[6] << 16 |
 			         (uint32_t)data[7] << 24,
 		};
+		c->depth++;
 		c->on_msg(c, &r, passed, c->arg);
+		c->depth--;
+		if (c->free_pending) {
+			/* The callback closed and freed it: finish the job now that we are out. */
+			ipc_conn_destroy(c);
+			return;
+		}
 	}
 }
 
@@ -332,15 +368,23 @@ struct ipc_conn *ipc_connect(struct event_base *base, const char *name, ipc_msg_
 		errno = e;
 		return NULL;
 	}
+	/*
+	 * The abstract names are public: refuse a peer that is not one of our roles
+	 * (someone squatting the name while a role restarts must not get our mail).
+	 */
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 || !peer_trusted(cred.uid)) {
+		log_warn("event=ipc_untrusted_peer name=%s uid=%ld", name, clen == sizeof(cred) ? (long)cred.uid : -1L);
+		close(fd);
+		errno = EPERM;
+		return NULL;
+	}
 	return ipc_conn_new(base, fd, on_msg, on_close, arg);
 }
 
-void ipc_conn_free(struct ipc_conn **cp)
+static void ipc_conn_destroy(struct ipc_conn *c)
 {
-	struct ipc_conn *c = *cp;
-	if (c == NULL)
-		return;
-	*cp = NULL;
 	event_free(c->rev);
 	event_free(c->wev);
 	while (c->out_head != NULL) {
@@ -352,6 +396,23 @@ void ipc_conn_free(struct ipc_conn **cp)
 	}
 	close(c->fd);
 	free(c);
+}
+
+void ipc_conn_free(struct ipc_conn **cp)
+{
+	struct ipc_conn *c = *cp;
+	if (c == NULL)
+		return;
+	*cp = NULL;
+	if (c->depth > 0) {
+		/* Called from inside one of its own callbacks (e.g. on_close during a reply): later. */
+		c->closed = true;
+		event_del(c->rev);
+		event_del(c->wev);
+		c->free_pending = true;
+		return;
+	}
+	ipc_conn_destroy(c);
 }
 
 bool ipc_conn_is_open(const struct ipc_conn *c)

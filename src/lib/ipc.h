@@ -66,7 +66,12 @@ typedef void ipc_close_cb(struct ipc_conn *c, void *arg);
 /* Wrap a connected SOCK_SEQPACKET fd. */
 struct ipc_conn *ipc_conn_new(struct event_base *base, int fd, ipc_msg_cb *on_msg, ipc_close_cb *on_close,
                               void *arg);
-/* Connect to the abstract socket @name; NULL with errno on failure. */
+/*
+ * Peers an ipc_connect() client accepts besides root and its own uid (the role
+ * users). Set once per process before connecting.
+ */
+void ipc_set_trusted_peers(const uid_t *uids, size_t n);
+/* Connect to the abstract socket @name (the peer must be trusted); NULL with errno on failure. */
 struct ipc_conn *ipc_connect(struct event_base *base, const char *name, ipc_msg_cb *on_msg,
                              ipc_close_cb *on_close, void *arg);
 void ipc_conn_free(struct ipc_conn **c);

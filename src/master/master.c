@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/ipc.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "master/role.h"
@@ -565,6 +566,9 @@ int master_run(struct mr_config *cfg)
 	if (open_listeners(cfg, &M.listeners, &M.listener_count, NULL, NULL, 0) < 0)
 		return 1;
 	master_ipc_prefix(cfg, M.ipc_prefix, sizeof(M.ipc_prefix));
+	/* Role clients accept only our role users on the other end of a socket. */
+	uid_t peers[2] = { M.uid, M.vuid };
+	ipc_set_trusted_peers(peers, 2);
 	signal(SIGPIPE, SIG_IGN);
 
 	bool has[LISTEN_KIND_COUNT] = { false };

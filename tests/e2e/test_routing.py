@@ -219,3 +219,25 @@ def test_vacation_once_per_sender_and_never_to_lists_bulk_or_null(rt):
     rt.barrier(quiet)
     assert len(vacation_replies(rt, sender)) == before + 1, "exactly one reply per sender per period"
     assert len(vacation_replies(rt, quiet)) == before_quiet, "no reply to lists, bulk or the null sender"
+
+
+def test_redirect_loop_between_two_users_stops(rt):
+    a, b = "loopa@%s" % D, "loopb@%s" % D
+    for user, other in ((a, b), (b, a)):
+        rt.cli("user", "add", user, input=b"pw-loop-1\n")
+        script = os.path.join(rt.root, "%s.sieve" % user.split("@")[0])
+        with open(script, "w") as f:
+            f.write('redirect "%s";\n' % other)
+        rt.cli("sieve", "put", user, "fwd", script)
+        rt.cli("sieve", "activate", user, "fwd")
+    token = unique_token("loop")
+    code, _ = send_plain(rt.ports["mx"], "x@client.test", [a], build_message(token, to=a))
+    assert code == 250
+    # a -> b -> a: the second time a's rules see their own Delivered-To and keep the message.
+    rt.wait_for_message(a, token)
+    time.sleep(2)
+    assert len(rt.find(a, token)) == 1 and len(rt.find(b, token)) == 0
+    assert "event=sieve_loop" in rt.stderr_text()
+    injected = rt.stderr_text().count("event=injected")
+    time.sleep(2)
+    assert rt.stderr_text().count("event=injected") == injected, "messages keep being made: a loop"
