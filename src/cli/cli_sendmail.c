@@ -160,8 +160,14 @@ static int submit(const struct mr_config *cfg, const char *sender, char *const *
 	}
 	char prefix[64];
 	master_ipc_prefix(cfg, prefix, sizeof(prefix));
-	struct passwd *pu = getpwnam(cfg->user), *pv = getpwnam(cfg->vmail_user);
-	uid_t peers[2] = { pu ? pu->pw_uid : 0, pv ? pv->pw_uid : 0 };
+	/* getpwnam returns static storage: take each uid before the next call. */
+	uid_t peers[2] = { 0, 0 };
+	struct passwd *pw = getpwnam(cfg->user);
+	if (pw != NULL)
+		peers[0] = pw->pw_uid;
+	pw = getpwnam(cfg->vmail_user);
+	if (pw != NULL)
+		peers[1] = pw->pw_uid;
 	ipc_set_trusted_peers(peers, 2);
 	char *name = xasprintf("%s/queue", prefix);
 	st->base = event_base_new();
