@@ -214,7 +214,7 @@ struct mbox *mbox_open(const char *path, const char **error_r)
 	if (index_identity(path, &dev, &ino)) {
 		for (struct mbox *o = open_boxes; o != NULL; o = o->next) {
 			if (o->dev == dev && o->ino == ino && strcmp(o->path, path) == 0) {
-				if (mbox_sync(o, true, error_r) < 0)
+				if (mbox_sync(o, false, error_r) < 0)
 					return NULL;
 				o->refs++;
 				return o;
@@ -251,7 +251,7 @@ struct mbox *mbox_open(const char *path, const char **error_r)
 			return NULL;
 		}
 	}
-	if (mbox_sync(mb, true, error_r) < 0) {
+	if (mbox_sync(mb, false, error_r) < 0) {
 		mbox_close(&mb);
 		return NULL;
 	}
@@ -570,6 +570,44 @@ out:
 	return ret;
 }
 
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+static struct timespec ns_ts(int64_t v)
+{
+	struct timespec t = { .tv_sec = (time_t)(v / 1000000000), .tv_nsec = (long)(v % 1000000000) };
+	return t;
+}
+
+/*
+ * What a scan saw (the directory mtimes and when it started) is stored with its result, in
+ * the same transaction: a handle opened later (a new session after the last one closed, or
+ * another process) skips the scan of 10,000 names when the folder has not changed since.
+ */
+static int scan_state_save(struct mbox *mb, const struct timespec *at, const struct timespec *mt_new,
+                           const struct timespec *mt_cur)
+{
+	return meta_set(mb, "scan_at", ts_ns(at)) < 0 || meta_set(mb, "scan_mt_new", ts_ns(mt_new)) < 0 ||
+	               meta_set(mb, "scan_mt_cur", ts_ns(mt_cur)) < 0
+	       ? -1
+	       : 0;
+}
+
+static void scan_state_load(struct mbox *mb)
+{
+	int64_t at = meta_get(mb, "scan_at", -1), mn = meta_get(mb, "scan_mt_new", -1),
+		mc = meta_get(mb, "scan_mt_cur", -1);
+	if (at <= 0 || mn <= 0 || mc <= 0)
+		return;
+	mb->scanned_at = ns_ts(at);
+	mb->mt_new = ns_ts(mn);
+	mb->mt_cur = ns_ts(mc);
+	mb->verify = false;
+	mb->scanned = true;
+}
+
 int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 {
 	struct stat sn, sc;
@@ -584,6 +622,9 @@ int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 		*error_r = "[NONEXISTENT] Mailbox was deleted";
 		return -1;
 	}
+	/* a handle's first sync starts from the last scan of any process (kept in the index) */
+	if (!force && !mb->scanned)
+		scan_state_load(mb);
 	/*
 	 * Unchanged mtimes mean nothing happened, unless our last scan ran so soon after the
 	 * change it saw that a later change could carry the same (clock-tick granular)
@@ -600,7 +641,7 @@ int mbox_sync(struct mbox *mb, bool force, const char **error_r)
 		*error_r = "[UNAVAILABLE] Mailbox index busy";
 		return -1;
 	}
-	if (do_scan(mb) < 0) {
+	if (do_scan(mb) < 0 || scan_state_save(mb, &before, &sn.st_mtim, &sc.st_mtim) < 0) {
 		exec(mb, "ROLLBACK");
 		*error_r = "[SERVERBUG] Mailbox sync failed";
 		return -1;

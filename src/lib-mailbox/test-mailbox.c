@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -335,6 +336,80 @@ static void test_own_changes_and_foreign_change(void **state)
 	free(user);
 }
 
+/* A handle opened later starts from the last scan stored in the index: an unchanged folder
+ * is not scanned again (seen here by a rename hidden behind the old cur/ mtime), a changed
+ * one is. */
+static void test_reopen_skips_unchanged_scan(void **state)
+{
+	const char *err;
+	char *user = xasprintf("%s/reopen", root);
+	assert_int_equal(maildir_ensure_root(user, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		char *f = xasprintf("%s/cur/%d.re%d.host:2,", user, 1700000000 + i, i);
+		write_file(f, "Subject: x\n\nbody\n");
+		free(f);
+	}
+	struct timespec old = { 1700000000, 0 };
+	struct timespec times[2] = { old, old };
+	char *cur = xasprintf("%s/cur", user);
+	char *nw = xasprintf("%s/new", user);
+	assert_int_equal(utimensat(AT_FDCWD, cur, times, 0), 0);
+	assert_int_equal(utimensat(AT_FDCWD, nw, times, 0), 0);
+	struct mbox *mb = mbox_open(user, &err);
+	assert_non_null(mb);
+	mbox_close(&mb);
+	/* rename behind the index's back, then put cur/'s mtime back */
+	char *from = xasprintf("%s/cur/1700000001.re1.host:2,", user);
+	char *to = xasprintf("%s/cur/1700000001.re1.host:2,S", user);
+	assert_int_equal(rename(from, to), 0);
+	assert_int_equal(utimensat(AT_FDCWD, cur, times, 0), 0);
+	mb = mbox_open(user, &err);
+	assert_non_null(mb);
+	struct mbox_msg m;
+	assert_int_equal(mbox_msg_get(mb, 2, &m), 1);
+	assert_int_equal(m.flags, 0); /* not scanned */
+	mbox_msg_clear(&m);
+	mbox_close(&mb);
+	/* a real change (new mtime) is scanned on the next open */
+	char *f = xasprintf("%s/new/1700000009.re9.host", user);
+	write_file(f, "Subject: y\n\nbody\n");
+	free(f);
+	mb = mbox_open(user, &err);
+	assert_non_null(mb);
+	assert_int_equal(mbox_msg_get(mb, 2, &m), 1);
+	assert_int_equal(m.flags, MAIL_SEEN);
+	mbox_msg_clear(&m);
+	assert_int_equal(mbox_msg_get(mb, 4, &m), 1);
+	assert_string_equal(m.base, "1700000009.re9.host");
+	mbox_msg_clear(&m);
+	/* batch reads: dense range, sparse set, missing UIDs; cached strings when asked */
+	uint32_t ids[] = { 1, 2, 4 };
+	char *vals[] = { "(env1)", "(env2)", "(env4)" };
+	mbox_cache_set_batch(mb, "env", ids, vals, 3);
+	struct mbox_msg_row rows[4];
+	uint32_t want[] = { 1, 3, 4, 7 };
+	assert_int_equal(mbox_msg_get_batch(mb, want, 4, true, false, rows), 0);
+	assert_true(rows[0].found && rows[1].found && rows[2].found && !rows[3].found);
+	assert_string_equal(rows[0].env, "(env1)");
+	assert_null(rows[1].env);
+	assert_string_equal(rows[2].env, "(env4)");
+	assert_null(rows[2].bs);
+	assert_int_equal(rows[2].m.uid, 4);
+	mbox_msg_batch_clear(rows, 4);
+	uint32_t sparse[] = { 2, 100000 };
+	assert_int_equal(mbox_msg_get_batch(mb, sparse, 2, false, false, rows), 0);
+	assert_true(rows[0].found && !rows[1].found);
+	assert_null(rows[0].env); /* not asked for */
+	assert_string_equal(rows[0].m.fname, "cur/1700000001.re1.host:2,S");
+	mbox_msg_batch_clear(rows, 2);
+	mbox_close(&mb);
+	free(from);
+	free(to);
+	free(cur);
+	free(nw);
+	free(user);
+}
+
 /* Two processes append to one folder at once: every message gets its own UID. */
 static void test_concurrent_processes(void **state)
 {
@@ -392,6 +467,7 @@ int main(void)
 		cmocka_unit_test(test_index),
 		cmocka_unit_test(test_concurrent_processes),
 		cmocka_unit_test(test_own_changes_and_foreign_change),
+		cmocka_unit_test(test_reopen_skips_unchanged_scan),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
