@@ -231,7 +231,19 @@ struct mbox *mbox_open(const char *path, const char **error_r)
 	struct mbox *mb = xcalloc(1, sizeof(*mb));
 	mb->path = xstrdup(path);
 	mb->refs = 1;
-	if (db_open(mb) < 0) {
+	int dr;
+	/* another process creating the same index at this moment (WAL set-up, schema) can make
+	 * the open fail with "locked": that is no reason to move its index aside */
+	for (int tries = 0; (dr = db_open(mb)) < 0 && tries < 50 && mb->db != NULL &&
+	                    ((sqlite3_errcode(mb->db) & 0xff) == SQLITE_BUSY ||
+	                     (sqlite3_errcode(mb->db) & 0xff) == SQLITE_LOCKED);
+	     tries++) {
+		stmts_drop(mb);
+		sqlite3_close(mb->db);
+		mb->db = NULL;
+		usleep(20 * 1000);
+	}
+	if (dr < 0) {
 		/* unreadable index: move it aside and rebuild from the Maildir */
 		stmts_drop(mb);
 		sqlite3_close(mb->db);
