@@ -406,6 +406,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (sig == SIGHUP) {
+		if (M.stopping)
+			return; /* no new generation while everything is going down */
 		char *error = NULL;
 		struct mr_config *ncfg = conf_load(M.cfg->path, &error);
 		if (ncfg == NULL) {

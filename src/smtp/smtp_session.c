@@ -83,6 +83,7 @@ struct smtp_session {
 	struct smtp_line_reader lr;
 	struct buf cmd;     /* the current command line, copied out of the input */
 	unsigned close_ticks;
+	bool output_blocked;    /* reading paused until the client takes our replies */
 	bool skip_to_crlf;  /* after a bare LF: the rest of the line up to CRLF is part of the bad line */
 	time_t line_start;  /* when the partial command line began (trickle defence) */
 
@@ -177,6 +178,8 @@ static void session_close(struct smtp_session *s)
 		return;
 	s->state = ST_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
+	if (s->close_timer != NULL)
+		event_free(s->close_timer);
 	s->close_timer = event_new(s->srv->base, -1, EV_PERSIST, on_close_timer, s);
 	struct timeval tv = { 0, 50000 };
 	evtimer_add(s->close_timer, &tv);
@@ -358,8 +361,20 @@ static bool milter_refused(struct smtp_session *s, const char *stage, const stru
 
 static const char *milter_reply(const struct milter_result *res)
 {
-	if (res->reply != NULL && res->reply[0] != '\0')
-		return res->reply;
+	if (res->reply != NULL && res->reply[0] != '\0') {
+		/* A filter's reply goes out as one SMTP reply line: keep its first line, no control bytes. */
+		static char one[512];
+		size_t n = strcspn(res->reply, "\r\n");
+		if (n >= sizeof(one))
+			n = sizeof(one) - 1;
+		memcpy(one, res->reply, n);
+		one[n] = '\0';
+		for (char *p = one; *p; p++)
+			if ((unsigned char)*p < ' ' || *p == 0x7f)
+				*p = ' ';
+		if (n >= 4 && (one[0] == '4' || one[0] == '5') && one[3] == ' ')
+			return one;
+	}
 	return res->decision == MILTER_REJECT ? "550 5.7.1 Command rejected" : "451 4.7.1 Service unavailable - try again later";
 }
 
@@ -464,6 +479,13 @@ static void on_committed(void *arg, struct ipc_reader *r, int fd)
 		ipc_get_str(r, enhanced, sizeof(enhanced));
 		if (ipc_reader_end(r) < 0 || r->type != PROTO_QUEUE_COMMIT_R)
 			log_panic("event=ipc_malformed type=%u", r->type);
+	}
+	if (s->state == ST_CLOSING) {
+		/* 421 already sent (timeout): the answer has nobody to go to; never reopen the session. */
+		log_info("event=commit_after_close sid=%s id=%s ok=%s", s->sid, s->qid, ok ? "yes" : "no");
+		s->qid[0] = '\0';
+		s->waiting = false;
+		return;
 	}
 	char q[300];
 	if (ok) {
@@ -963,6 +985,17 @@ static void on_spool_opened(void *arg, struct ipc_reader *r, int fd)
 		if (ipc_reader_end(r) < 0 || r->type != PROTO_QUEUE_OPEN_R)
 			log_panic("event=ipc_malformed type=%u", r->type);
 	}
+	if (s->state == ST_CLOSING) {
+		/* The session ended while the spool file was being made: give it back. */
+		if (fd >= 0)
+			close(fd);
+		if (ok) {
+			memcpy(s->qid, id, sizeof(s->qid));
+			spool_abort(s);
+		}
+		s->waiting = false;
+		return;
+	}
 	if (!ok || fd < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -1107,6 +1140,7 @@ static void cmd_starttls(struct smtp_session *s)
 	smtp_session_install_callbacks(s);
 	s->tls = true;
 	/* RFC 3207: forget everything learnt before TLS. */
+	xfree(&s->auth_user);
 	s->helo[0] = '\0';
 	s->ehlo = false;
 	tx_reset(s);
@@ -1321,8 +1355,10 @@ static void on_rhsbl_checked(void *arg, int score, const char *first_zone, const
 			return;
 		}
 		char *old = s->dnsbl_tag;
-		s->dnsbl_tag = xasprintf("%s%s%s (score %d)", old ? old : "", old ? "; " : "", hits, total);
-		free(old);
+		if (old == NULL || (strstr(old, hits) == NULL && strlen(old) < 1000)) {
+			s->dnsbl_tag = xasprintf("%s%s%s (score %d)", old ? old : "", old ? "; " : "", hits, total);
+			free(old);
+		}
 	}
 	if (mail_stage_milter(s))
 		resume(s);
@@ -1659,10 +1695,18 @@ static void bdat_chunk_done(struct smtp_session *s)
 	s->state = ST_CMD;
 }
 
+/* A client that pipelines commands but does not read our replies: stop reading until it does. */
+#define OUTPUT_HIGH (64 * 1024)
+
 static void session_process(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	while (!s->waiting && s->state != ST_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_HIGH) {
+			s->output_blocked = true;
+			bufferevent_disable(s->bev, EV_READ);
+			break;
+		}
 		if (s->state == ST_BDAT && s->bdat_remaining == 0) {
 			bdat_chunk_done(s);
 			continue;
@@ -1783,6 +1827,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
+	struct smtp_session *s = arg;
+	/* Called when the output fell to the low watermark: the client reads again. */
+	if (s->output_blocked && s->state != ST_CLOSING && !s->waiting) {
+		s->output_blocked = false;
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+	}
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -1818,6 +1869,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 void smtp_session_install_callbacks(struct smtp_session *s)
 {
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_HIGH / 4, 0);
 	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
