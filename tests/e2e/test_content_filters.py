@@ -12,7 +12,7 @@ the real peers (docs/filters.md):
              a milter that is down with on_error accept is skipped
   DNSBL      a local unbound serving bl.test / dbl.test: a listed client gets a 554 greeting
              (then 503 until QUIT), a listed sender domain 554 at MAIL; action tag adds X-DNSBL
-  greylist   delay 2 s: 451 4.7.1, early retry 451, retry after the delay 250 and delivered,
+  greylist   delay 3 s: 451 4.7.1, early retry 451, retry after the delay 250 and delivered,
              then the network is pass-listed
   rate       connections, messages and recipients per IP, and messages per user: hit and
              recovered after the (small) window
@@ -22,6 +22,7 @@ stopped by PID (group) at the end. Client source addresses 127.0.x.y keep the
 tests apart (limits and lists are per IP).
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -326,7 +327,7 @@ def fake_milter():
 
 @pytest.fixture(scope="module")
 def psrv(make_server, unbound, fake_milter):
-    """Policy: greylisting (delay 2 s), rate limits, DNSBL tag, a dead milter with on_error accept."""
+    """Policy: greylisting (delay 3 s), rate limits, DNSBL tag, a dead milter with on_error accept."""
     extra = """
 dns: { forward: ["%s"] }
 trusted_networks: ["127.0.2.0/24", "127.0.3.0/24"]
@@ -339,12 +340,12 @@ dnsbl:
   zones:
     - { zone: bl.test, weight: 1 }
   action: tag
-greylisting: { enabled: true, delay: 2, retry_window: 60, pass_ttl: 3600 }
+greylisting: { enabled: true, delay: 3, retry_window: 60, pass_ttl: 3600 }
 rate_limits:
-  connections_per_ip: "3/2"
-  messages_per_ip: "2/2"
-  recipients_per_ip: "3/2"
-  messages_per_user: "2/2"
+  connections_per_ip: "3/6"
+  messages_per_ip: "2/4"
+  recipients_per_ip: "3/6"
+  messages_per_user: "2/4"
 """ % (unbound.forwarder, fake_milter.port, closed_port())
     return make_server("policy", extra_config=extra)
 
@@ -352,6 +353,15 @@ rate_limits:
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
+def wait_advertised(text):
+    """Sleep for the "try again in N seconds" of a rate-limit reply (N is rounded up)."""
+    m = re.search(r"try again in (\d+) seconds", text)
+    assert m, text
+    n = int(m.group(1))
+    assert 1 <= n <= 6, text
+    time.sleep(n + 0.2)
+
 
 def send(port, rcpts, message, sender="sender@client.test", source=None, ehlo="client.test"):
     """One message; returns the final (code, text) or the first refusal."""
@@ -486,6 +496,21 @@ def test_bdat_runs_the_milter_data_stage(fsrv):
     assert "X-Test-Milter: seen" in headers(fsrv.wait_for_message(ALICE, tok))
 
 
+def test_milters_after_starttls(fsrv):
+    tok = unique_token("tls")
+    with RawSMTP(fsrv.ports["mx"]) as c:
+        c.ehlo()
+        c.starttls()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<s@client.test>")[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(data_payload(build_message(tok)))
+        code, text = c.reply()
+        assert code == 250, (code, text)
+    assert "X-Test-Milter: seen" in headers(fsrv.wait_for_message(ALICE, tok))
+
+
 def test_dnsbl_listed_client_gets_554_greeting(fsrv):
     with RawSMTP(fsrv.ports["mx"], source="127.0.0.9") as c:
         code, text = c.banner
@@ -543,7 +568,7 @@ def test_greylisting_defer_then_pass(psrv):
     assert text.startswith("4.7.1 Greylisted, try again in "), text
     code, text = attempt()          # too early
     assert code == 451, (code, text)
-    time.sleep(max(0, 2.3 - (time.monotonic() - t0)))
+    time.sleep(max(0, 3.3 - (time.monotonic() - t0)))
     code, text = attempt()
     assert code == 250, (code, text)
     psrv.wait_for_message(ALICE, tok)
@@ -567,13 +592,14 @@ def test_rate_limit_connections(psrv):
         assert c.banner[0] == 421, c.banner
         assert c.banner[1].startswith("4.7.0"), c.banner
         assert c.wait_closed(5)
+        retry = c.banner[1]
         # another client is not affected
         with RawSMTP(psrv.ports["mx"], source="127.0.2.11") as o:
             assert o.banner[0] == 220
     finally:
         for c in held:
             c.close()
-    time.sleep(1.0)  # 3 per 2 s: 1.5 tokens a second
+    wait_advertised(retry)  # 3 per 6 s: one token every 2 s
     with RawSMTP(psrv.ports["mx"], source=src) as c:
         assert c.banner[0] == 220, c.banner
 
@@ -587,13 +613,13 @@ def test_rate_limit_messages_and_recipients(psrv):
             assert c.cmd("RSET")[0] == 250
         code, text = c.cmd("MAIL FROM:<r@client.test>")
         assert code == 451 and text.startswith("4.7.1"), (code, text)
-        time.sleep(1.0)
+        wait_advertised(text)
         assert c.cmd("MAIL FROM:<r@client.test>")[0] == 250
         for _ in range(3):
             assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
         code, text = c.cmd("RCPT TO:<%s>" % BOB)
         assert code == 452 and text.startswith("4.7.1"), (code, text)
-        time.sleep(1.0)
+        wait_advertised(text)
         assert c.cmd("RCPT TO:<%s>" % BOB)[0] == 250
         assert c.cmd("DATA")[0] == 354
         tok = unique_token("rate")
@@ -614,7 +640,7 @@ def test_rate_limit_messages_per_user(psrv):
             assert c.cmd("RSET")[0] == 250
         code, text = c.cmd("MAIL FROM:<%s>" % ALICE)
         assert code == 451 and text.startswith("4.7.1"), (code, text)
-        time.sleep(1.0)
+        wait_advertised(text)
         assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
 
 
