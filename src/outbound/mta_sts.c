@@ -273,6 +273,8 @@ struct cache_entry {
 
 struct fetch_job {
 	struct mta_sts_req *req;   /* NULL when the request went away */
+	struct mta_sts *s;
+	struct fetch_job *prev, *next; /* in mta_sts.jobs until its done callback ran */
 	/* inputs */
 	char *url, *connect_to, *ca_file;
 	unsigned timeout_ms;
@@ -307,6 +309,7 @@ struct mta_sts {
 	struct cache_entry *cache;
 	size_t cache_count;
 	struct mta_sts_req *reqs;
+	struct fetch_job *jobs;
 };
 
 struct mta_sts *mta_sts_new(struct event_base *base, const struct mta_sts_settings *set)
@@ -327,6 +330,8 @@ struct mta_sts *mta_sts_new(struct event_base *base, const struct mta_sts_settin
 }
 
 static void req_free(struct mta_sts_req *r);
+static void job_free(struct fetch_job *j);
+static void job_unlink(struct mta_sts *s, struct fetch_job *j);
 
 void mta_sts_free(struct mta_sts **sp)
 {
@@ -337,6 +342,12 @@ void mta_sts_free(struct mta_sts **sp)
 	while (s->reqs != NULL)
 		req_free(s->reqs);
 	workpool_free(&s->pool);
+	/* jobs whose done callback never ran (drained or running at free): the threads are gone */
+	while (s->jobs != NULL) {
+		struct fetch_job *j = s->jobs;
+		job_unlink(s, j);
+		job_free(j);
+	}
 	while (s->cache != NULL) {
 		struct cache_entry *e = s->cache;
 		s->cache = e->next;
@@ -348,6 +359,17 @@ void mta_sts_free(struct mta_sts **sp)
 	free((char *)s->set.ca_file);
 	free((char *)s->set.tlsrpt_dir);
 	free(s);
+}
+
+static void job_unlink(struct mta_sts *s, struct fetch_job *j)
+{
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else if (s->jobs == j)
+		s->jobs = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
+	j->prev = j->next = NULL;
 }
 
 static void job_free(struct fetch_job *j)
@@ -580,6 +602,7 @@ static void fetch_done(void *arg)
 {
 	struct fetch_job *j = arg;
 	struct mta_sts_req *r = j->req;
+	job_unlink(j->s, j);
 	if (r == NULL) {
 		job_free(j);
 		return;
@@ -628,6 +651,11 @@ static void addr_cb(void *arg, const struct dns_result *res)
 	}
 	struct fetch_job *j = xcalloc(1, sizeof(*j));
 	j->req = r;
+	j->s = s;
+	j->next = s->jobs;
+	if (s->jobs != NULL)
+		s->jobs->prev = j;
+	s->jobs = j;
 	j->url = xasprintf("https://mta-sts.%s/.well-known/mta-sts.txt", r->domain);
 	j->connect_to = xasprintf("::%s:%u", ip, s->set.port);
 	j->ca_file = s->set.ca_file != NULL ? xstrdup(s->set.ca_file) : NULL;
