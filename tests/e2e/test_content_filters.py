@@ -483,6 +483,15 @@ def test_milter_rcpt_refusal_and_discard(fsrv):
     fsrv.assert_absent(tok)
 
 
+def test_milter_quarantine_holds_the_message(fsrv):
+    tok = unique_token("quarantine")
+    code, text = send(fsrv.ports["mx"], [ALICE], build_message(tok, body="QUARANTINE\r\n"))
+    assert code == 250, (code, text)
+    fsrv.barrier()
+    fsrv.assert_absent(tok)
+    assert not junk(fsrv, ALICE, tok)
+
+
 def test_bdat_runs_the_milter_data_stage(fsrv):
     tok = unique_token("bdat")
     body = build_message(tok).encode()
