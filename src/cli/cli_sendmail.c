@@ -61,6 +61,25 @@ static void on_reply(void *arg, struct ipc_reader *r, int fd)
 	event_base_loopbreak(st->base);
 }
 
+/* An envelope address as the queue wants it (RFC 5321 syntax, no brackets); -1 if it is not one. */
+static int envelope_address(const char *in, bool sender, char *out, size_t size)
+{
+	char path[600];
+	size_t n = strlen(in);
+	if (n == 0 || n > 512)
+		return -1;
+	if (in[0] == '<')
+		snprintf(path, sizeof(path), "%s", in);
+	else
+		snprintf(path, sizeof(path), "<%s>", in);
+	struct smtp_address a;
+	struct smtp_parse_error err;
+	unsigned flags = SMTP_ADDRESS_ALLOW_UTF8 | (sender ? SMTP_ADDRESS_ALLOW_NULL : 0);
+	if (smtp_address_parse(path, strlen(path), flags, &a, &err) < 0)
+		return -1;
+	return smtp_address_format(&a, out, size) < 0 ? -1 : 0;
+}
+
 /* Header end: offset of the empty line (CRLF or LF), or the length when there is none. */
 static size_t header_end(const char *m, size_t len)
 {
@@ -368,6 +387,13 @@ int cli_sendmail_main(struct cli_ctx *ctx, int argc, char **argv)
 		header_rcpts(msg.data, hlen, rcpts, &nrcpt);
 	if (nrcpt == 0)
 		return cli_usage("sendmail: no recipients (give addresses or -t)");
+	for (size_t k = 0; k < nrcpt; k++) {
+		char norm[SMTP_ADDRESS_FORMAT_MAX];
+		if (envelope_address(rcpts[k], false, norm, sizeof(norm)) < 0)
+			return cli_usage("sendmail: bad recipient address '%s'", rcpts[k]);
+		free(rcpts[k]);
+		rcpts[k] = xstrdup(norm);
+	}
 	drop_bcc(&msg);
 	hlen = header_end(msg.data, msg.len);
 	char defsender[300];
@@ -375,6 +401,12 @@ int cli_sendmail_main(struct cli_ctx *ctx, int argc, char **argv)
 		struct passwd *pw = getpwuid(getuid());
 		snprintf(defsender, sizeof(defsender), "%s@%s", pw ? pw->pw_name : "root", cfg->hostname);
 		sender = defsender;
+	}
+	char normsender[SMTP_ADDRESS_FORMAT_MAX];
+	if (strcmp(sender, "<>") != 0 && strcmp(sender, "") != 0) {
+		if (envelope_address(sender, true, normsender, sizeof(normsender)) < 0)
+			return cli_usage("sendmail: bad sender address '%s'", sender);
+		sender = normsender;
 	}
 	/* The queue wants CRLF line ends; local programs write LF. */
 	struct buf out;

@@ -368,13 +368,13 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 	if (queue_store_get(store, b->id, &b->env, &error) <= 0) {
 		log_warn("event=queue_read_failed id=%s error=\"%s\"", b->id, error ? error : "missing");
 		free(error);
-		batch_free(b);
+		fail_batch(ob, b, 451, "4.3.0", "queue read failed");
 		return;
 	}
 	b->fd = queue_store_open_spool(store, b->id);
 	if (b->fd < 0) {
 		log_warn("event=spool_missing id=%s error=\"%s\"", b->id, strerror(errno));
-		batch_free(b);
+		fail_batch(ob, b, 451, "4.3.0", "spool file unreadable");
 		return;
 	}
 	struct smtp_envelope_rcpt rc[MAX_BATCH_RCPTS];
@@ -450,20 +450,25 @@ static void start(struct queue_outbound *ob, struct queue_store *store, struct b
 	if (ffd < 0 && b->env->headers != NULL && b->env->headers[0] != '\0') {
 		int mfd = memfd_create("mailroute-out", MFD_CLOEXEC);
 		size_t hl = strlen(b->env->headers);
-		if (mfd >= 0 && write(mfd, b->env->headers, hl) == (ssize_t)hl) {
-			char buf[65536];
-			off_t off = 0;
-			ssize_t r;
-			while ((r = pread(b->fd, buf, sizeof(buf), off)) > 0) {
-				if (write(mfd, buf, (size_t)r) != r)
-					break;
-				off += r;
-			}
-			close(b->fd);
-			b->fd = mfd;
-		} else if (mfd >= 0) {
-			close(mfd);
+		bool ok = mfd >= 0 && write(mfd, b->env->headers, hl) == (ssize_t)hl;
+		char buf[65536];
+		off_t off = 0;
+		ssize_t r = 0;
+		while (ok && (r = pread(b->fd, buf, sizeof(buf), off)) > 0) {
+			if (write(mfd, buf, (size_t)r) != r)
+				ok = false;
+			off += r;
 		}
+		if (!ok || r < 0) {
+			/* Never send a truncated message: try again later. */
+			if (mfd >= 0)
+				close(mfd);
+			free(srs_sender);
+			fail_batch(ob, b, 451, "4.3.0", "could not prepare the message for sending");
+			return;
+		}
+		close(b->fd);
+		b->fd = mfd;
 	}
 	b->ob = ob;
 	b->next = ob->inflight;

@@ -56,6 +56,7 @@ struct raw_rcpt {
 
 struct pending {
 	struct pending *next;
+	time_t created;
 	char id[QUEUE_ID_SIZE];
 	int fd;
 	struct ipc_conn *conn;
@@ -162,6 +163,7 @@ static void handle_open(struct ipc_conn *c, struct ipc_reader *r)
 		free(p);
 	} else {
 		p->conn = c;
+		p->created = time(NULL);
 		p->next = Q.pending;
 		Q.pending = p;
 		ipc_put_u32(&m, 1);
@@ -594,6 +596,14 @@ void queue_inject(const char *sender, char *const *rcpts, size_t n, int content_
 	queue_inject_orcpt(sender, rcpts, n, content_fd, headers, NULL, cb, arg, conn, reqid);
 }
 
+static bool has_ctl(const char *s)
+{
+	for (; s != NULL && *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			return true;
+	return false;
+}
+
 static void handle_submit(struct ipc_conn *c, struct ipc_reader *r, int fd)
 {
 	char *sender = ipc_get_strdup(r);
@@ -610,7 +620,19 @@ static void handle_submit(struct ipc_conn *c, struct ipc_reader *r, int fd)
 	for (uint32_t i = 0; i < n; i++)
 		if (rcpts[i] == NULL)
 			log_panic("event=ipc_malformed type=submit");
+	/* Addresses end up in header fields (Return-Path, Delivered-To): no control characters. */
+	bool clean = !has_ctl(sender) && !has_ctl(orcpt);
+	for (uint32_t i = 0; i < n && clean; i++)
+		clean = !has_ctl(rcpts[i]);
+	if (!clean) {
+		struct inject_ctx *ic = xcalloc(1, sizeof(*ic));
+		ic->conn = c;
+		ic->reqid = r->reqid;
+		inject_reply(ic, false, "control characters in an address");
+		goto out;
+	}
 	queue_inject_orcpt(sender, rcpts, n, fd, headers, orcpt, NULL, NULL, c, r->reqid);
+out:
 	close(fd);
 	free(orcpt);
 	for (uint32_t i = 0; i < n; i++)
@@ -639,14 +661,32 @@ static struct {
 	struct event *ev;
 } U;
 
+static void on_flush_retry(evutil_socket_t fd, short what, void *arg);
+
+/* True while a result for this recipient waits to be written: it must not be dispatched again. */
+static bool update_pending(const char *id, unsigned idx)
+{
+	for (size_t i = 0; i < U.n; i++)
+		if (U.u[i].idx == idx && strcmp(U.ids[i], id) == 0)
+			return true;
+	return false;
+}
+
 static void flush_updates(void)
 {
 	if (U.n == 0)
 		return;
 	char *error = NULL;
 	if (queue_store_rcpt_results(Q.store, U.u, U.n, &error) < 0) {
-		log_warn("event=queue_update_failed count=%zu error=\"%s\"", U.n, error ? error : "?");
+		/* Keep them (the scheduler skips these recipients meanwhile) and try again soon. */
+		log_warn("event=queue_update_failed count=%zu error=\"%s\" action=retry", U.n, error ? error : "?");
 		free(error);
+		static struct event *retry;
+		if (retry == NULL)
+			retry = evtimer_new(Q.base, on_flush_retry, NULL);
+		struct timeval tv = { 0, 200000 };
+		evtimer_add(retry, &tv);
+		return;
 	}
 	for (size_t i = 0; i < U.n; i++) {
 		if (U.u[i].finished)
@@ -662,10 +702,19 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	flush_updates();
 }
 
+static void on_flush_retry(evutil_socket_t fd, short what, void *arg)
+{
+	flush_updates();
+}
+
 static void store_result(const char *id, unsigned idx, enum queue_result result, const char *text, time_t next)
 {
 	if (U.n == MAX_UPDATES)
 		flush_updates();
+	if (U.n == MAX_UPDATES) {
+		log_warn("event=queue_update_dropped id=%s rcpt=%u reason=database_unavailable", id, idx);
+		return; /* the recipient stays pending and is tried again: a duplicate at worst, never a loss */
+	}
 	U.ids[U.n] = xstrdup(id);
 	U.texts[U.n] = text ? xstrdup(text) : NULL;
 	U.u[U.n] = (struct queue_rcpt_update){ .id = U.ids[U.n], .idx = idx, .result = result,
@@ -871,6 +920,7 @@ static void dispatch_local(const struct queue_due *due)
 	if (queue_store_get(Q.store, due->id, &env, &error) <= 0) {
 		log_warn("event=queue_read_failed id=%s error=\"%s\"", due->id, error ? error : "missing");
 		free(error);
+		record(due->id, due->idx, QUEUE_RESULT_DEFERRED, "4.3.0 queue read failed", due->attempts, due->arrival);
 		return;
 	}
 	const struct queue_rcpt *rc = NULL;
@@ -883,6 +933,8 @@ static void dispatch_local(const struct queue_due *due)
 		queue_envelope_free(&env);
 		if (fd >= 0)
 			close(fd);
+		record(due->id, due->idx, QUEUE_RESULT_DEFERRED, "4.3.0 spool file unreadable", due->attempts,
+		       due->arrival);
 		return;
 	}
 	char *prepend = xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n%s", env->sender, rc->address,
@@ -932,7 +984,7 @@ static void on_trigger_result(void *ctx, const char *id, unsigned idx, unsigned 
 
 static void on_due(void *ctx, const struct queue_due *due)
 {
-	if (Q.inflight_count >= MAX_INFLIGHT || is_inflight(due->id, due->idx) ||
+	if (Q.inflight_count >= MAX_INFLIGHT || is_inflight(due->id, due->idx) || update_pending(due->id, due->idx) ||
 	    queue_outbound_busy(Q.outbound, due->id, due->idx) || queue_triggers_busy(Q.triggers, due->id, due->idx))
 		return;
 	if (due->bounce_requested) {
@@ -992,9 +1044,28 @@ static void on_outbound_result(void *ctx, const char *id, unsigned idx, unsigned
 	kick();
 }
 
+/*
+ * A spool file whose session went away without COMMIT or ABORT (the smtp
+ * process cancelled the OPEN it was waiting for): never acknowledged, removed
+ * once no DATA can still be running for it.
+ */
+static void expire_pending(void)
+{
+	time_t now = time(NULL);
+	time_t limit = (time_t)Q.cfg->limits.data_timeout * 4 + 600;
+	for (struct pending *p = Q.pending, *next; p != NULL; p = next) {
+		next = p->next;
+		if (now - p->created > limit) {
+			log_info("event=spool_abandoned id=%s", p->id);
+			pending_free(p, true);
+		}
+	}
+}
+
 static void on_sched(evutil_socket_t fd, short what, void *arg)
 {
 	flush_updates();
+	expire_pending();
 	if (Q.stopping)
 		return;
 	char *error = NULL;
