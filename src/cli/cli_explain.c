@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -76,8 +77,17 @@ static void explain_user_rules(const struct mr_config *cfg, const struct lookup_
 			printf("    user rules %s: compile error %s: implicit keep\n", name, error);
 		json_object_set_new(jp, "user_rules_error", json_string(error));
 	} else {
-		struct sieve_msg_view mv = { .envelope_from = sender, .envelope_to = rcpt, .original_to = rcpt,
-			                     .raw = msg->data, .raw_len = msg->len, .host = cfg->hostname };
+		/* As the deliver role does: the mailbox owner, with the +detail it was sent to when the
+		   recipient is a subaddress of this very user. */
+		const char *env_to = t->address;
+		const char *at = strrchr(t->address, '@'), *rat = strrchr(rcpt, '@');
+		size_t ulen = at ? (size_t)(at - t->address) : 0;
+		if (at != NULL && rat != NULL && cfg->subaddress_separator != 0 && strcasecmp(at, rat) == 0 &&
+		    strncasecmp(rcpt, t->address, ulen) == 0 && rcpt[ulen] == cfg->subaddress_separator)
+			env_to = rcpt;
+		struct sieve_msg_view mv = { .envelope_from = sender, .envelope_to = env_to, .original_to = rcpt,
+			                     .raw = msg->data, .raw_len = msg->len, .host = cfg->hostname,
+			                     .domain = at ? at + 1 : NULL };
 		struct sieve_result res;
 		sieve_result_init(&res);
 		if (sieve_execute(script, &mv, NULL, &res, on_user_trace, jt, &error) < 0 && !json)

@@ -60,6 +60,7 @@ struct auth_job {
 	uint32_t reqid;
 	char *user, *password, *hash, *ip, *service;
 	bool ok;
+	bool tempfail;      /* the directory could not answer: 454, not a wrong password */
 	struct event *delay_ev;
 };
 
@@ -99,7 +100,7 @@ static void auth_reply(struct auth_job *j)
 	if (conn_alive(j->conn)) {
 		struct ipc_msg m;
 		ipc_msg_init(&m, PROTO_LOOKUP_AUTH_R, j->reqid);
-		ipc_put_u32(&m, (uint32_t)((j->ok ? LOOKUP_OK : LOOKUP_DENIED) + 1));
+		ipc_put_u32(&m, (uint32_t)((j->ok ? LOOKUP_OK : j->tempfail ? LOOKUP_TEMPFAIL : LOOKUP_DENIED) + 1));
 		char *maildir = NULL;
 		if (j->ok)
 			maildir = lookup_maildir_path(L.cfg, j->user);
@@ -140,8 +141,9 @@ static void auth_done(void *arg)
 	struct auth_job *j = arg;
 	time_t now = time(NULL);
 	unsigned *fails = fail_counter(j->ip, now);
-	if (j->ok) {
-		*fails = 0;
+	if (j->ok || j->tempfail) {
+		if (j->ok)
+			*fails = 0;
 		auth_reply(j);
 		return;
 	}
@@ -178,6 +180,9 @@ static void handle_auth(struct ipc_conn *c, struct ipc_reader *r)
 	if (directory_user_get(L.dir, j->user, &j->hash, &error) < 0) {
 		log_warn("event=directory_error error=\"%s\"", error);
 		free(error);
+		j->tempfail = true;
+		auth_done(j);
+		return;
 	}
 	workpool_submit(L.pool, auth_work, auth_done, j);
 }
