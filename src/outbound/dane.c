@@ -1,6 +1,7 @@
 #include "outbound/dane.h"
 
 #include <stdio.h>
+#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
@@ -27,7 +28,8 @@ size_t dane_usable_count(const struct dns_tlsa *t, size_t n)
 	return k;
 }
 
-int dane_arm(SSL *ssl, const char *host, const struct dns_tlsa *t, size_t n, const char **error_r)
+int dane_arm(SSL *ssl, const char *host, const char *domain, const struct dns_tlsa *t, size_t n,
+             const char **error_r)
 {
 	if (dane_usable_count(t, n) == 0)
 		return 0;
@@ -38,6 +40,10 @@ int dane_arm(SSL *ssl, const char *host, const struct dns_tlsa *t, size_t n, con
 	}
 	if (SSL_dane_enable(ssl, host) <= 0) {
 		*error_r = "SSL_dane_enable failed";
+		return -1;
+	}
+	if (domain != NULL && strcasecmp(domain, host) != 0 && SSL_add1_host(ssl, domain) != 1) {
+		*error_r = "SSL_add1_host failed";
 		return -1;
 	}
 	/* RFC 7672 3.1.1: DANE-EE matches the key, not the names */

@@ -626,7 +626,7 @@ static void start_tls(struct smtp_session *s)
 	    inet_pton(AF_INET6, s->host, &(struct in6_addr){ 0 }) != 1)
 		SSL_set_tlsext_host_name(ssl, s->host);
 	const char *derr = NULL;
-	int armed = d->tlsa != NULL ? dane_arm(ssl, s->host, d->tlsa->tlsa, d->tlsa->count, &derr) : 0;
+	int armed = d->tlsa != NULL ? dane_arm(ssl, s->host, d->domain, d->tlsa->tlsa, d->tlsa->count, &derr) : 0;
 	if (armed < 0) {
 		SSL_free(ssl);
 		session_fail(s, 454, "4.7.5", derr, false);

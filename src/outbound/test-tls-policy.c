@@ -260,7 +260,7 @@ static void cert_digest(X509 *x, int selector, uint8_t out[32])
  * result (X509_V_OK on success); *armed_r what dane_arm returned; *done_r handshake completed.
  */
 static long handshake(X509 *leaf, EVP_PKEY *leaf_key, X509 *ca, const struct dns_tlsa *tlsa, size_t n,
-                      const char *host, int *armed_r, bool *done_r)
+                      const char *host, const char *domain, int *armed_r, bool *done_r)
 {
 	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
 	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
@@ -278,7 +278,7 @@ static long handshake(X509 *leaf, EVP_PKEY *leaf_key, X509 *ca, const struct dns
 	SSL_set_accept_state(srv);
 	SSL_set_connect_state(cli);
 	const char *err = NULL;
-	*armed_r = dane_arm(cli, host, tlsa, n, &err);
+	*armed_r = dane_arm(cli, host, domain, tlsa, n, &err);
 	bool cdone = false, sdone = false, failed = false;
 	for (int i = 0; i < 50 && !(cdone && sdone) && !failed; i++) {
 		if (!cdone) {
@@ -322,7 +322,7 @@ static void test_dane_handshake(void **state)
 
 	static const char *const names[] = { "3 1 1", "3 0 1", "3 1 1 wrong", "2 1 1 (CA)", "2 1 1 wrong CA name",
 	                                     "1 1 1 only (PKIX: unusable)", "wrong + right", "3 1 1 other key",
-	                                     "3 1 1 self-signed, other name" };
+	                                     "3 1 1 self-signed, other name", "2 1 1 CA, name is the next-hop domain" };
 	struct dns_tlsa sets[][2] = {
 		{ { 3, 1, 1, spki, 32 } },
 		{ { 3, 0, 1, full, 32 } },
@@ -333,19 +333,22 @@ static void test_dane_handshake(void **state)
 		{ { 3, 1, 1, wrong, 32 }, { 3, 1, 1, spki, 32 } },
 		{ { 3, 1, 1, spki, 32 } },
 		{ { 3, 1, 1, spki, 32 } },
+		{ { 2, 1, 1, ca_spki, 32 } },
 	};
-	static const size_t counts[] = { 1, 1, 1, 1, 1, 1, 2, 1, 1 };
-	X509 *leaves[] = { leaf, leaf, leaf, leaf, leaf, leaf, leaf, other, selfsigned };
-	EVP_PKEY *keys[] = { leaf_key, leaf_key, leaf_key, leaf_key, leaf_key, leaf_key, leaf_key, other_key, leaf_key };
-	X509 *chains[] = { NULL, NULL, NULL, ca, ca, NULL, NULL, NULL, NULL };
+	static const size_t counts[] = { 1, 1, 1, 1, 1, 1, 2, 1, 1, 1 };
+	X509 *leaves[] = { leaf, leaf, leaf, leaf, leaf, leaf, leaf, other, selfsigned, leaf };
+	EVP_PKEY *keys[] = { leaf_key, leaf_key, leaf_key, leaf_key,  leaf_key,
+	                     leaf_key, leaf_key, other_key, leaf_key, leaf_key };
+	X509 *chains[] = { NULL, NULL, NULL, ca, ca, NULL, NULL, NULL, NULL, ca };
 	const char *hosts[] = { "mx.dane.test", "mx.dane.test", "mx.dane.test", "mx.dane.test", "other.dane.test",
-	                        "mx.dane.test", "mx.dane.test", "mx.dane.test", "mx.dane.test" };
-	static const int want_armed[] = { 1, 1, 1, 1, 1, 0, 2, 1, 1 };
-	static const bool want_ok[] = { true, true, false, true, false, false, true, false, true };
+	                        "mx.dane.test", "mx.dane.test", "mx.dane.test", "mx.dane.test", "mx9.other.test" };
+	const char *domains[] = { NULL, NULL, NULL, NULL, "x.dane.test", NULL, NULL, NULL, NULL, "mx.dane.test" };
+	static const int want_armed[] = { 1, 1, 1, 1, 1, 0, 2, 1, 1, 1 };
+	static const bool want_ok[] = { true, true, false, true, false, false, true, false, true, true };
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
 		int armed;
 		bool done;
-		long v = handshake(leaves[i], keys[i], chains[i], sets[i], counts[i], hosts[i], &armed, &done);
+		long v = handshake(leaves[i], keys[i], chains[i], sets[i], counts[i], hosts[i], domains[i], &armed, &done);
 		if (armed != want_armed[i])
 			fail_msg("case %s: armed %d", names[i], armed);
 		if (armed > 0 && (done != want_ok[i] || (v == X509_V_OK) != want_ok[i]))
