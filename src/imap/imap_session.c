@@ -311,15 +311,26 @@ void imap_append_flags(struct imap_session *s, struct buf *out, const struct mbo
 		const char *name;
 	} names[] = { { MAIL_SEEN, "\\Seen" }, { MAIL_ANSWERED, "\\Answered" }, { MAIL_FLAGGED, "\\Flagged" },
 		      { MAIL_DELETED, "\\Deleted" }, { MAIL_DRAFT, "\\Draft" }, { MAIL_FORWARDED, "$Forwarded" } };
+	/* once per message of a FETCH FLAGS: plain appends, no printf */
 	size_t start = out->len;
 	buf_append_c(out, '(');
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (m->flags & names[i].f)
-			buf_printf(out, "%s%s", out->len > start + 1 ? " " : "", names[i].name);
-	if (m->keywords != NULL && m->keywords[0] != '\0')
-		buf_printf(out, "%s%s", out->len > start + 1 ? " " : "", m->keywords);
-	if (!s->rev2 && m->uid >= s->recent_from)
-		buf_printf(out, "%s\\Recent", out->len > start + 1 ? " " : "");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (m->flags & names[i].f) {
+			if (out->len > start + 1)
+				buf_append_c(out, ' ');
+			buf_append_str(out, names[i].name);
+		}
+	}
+	if (m->keywords != NULL && m->keywords[0] != '\0') {
+		if (out->len > start + 1)
+			buf_append_c(out, ' ');
+		buf_append_str(out, m->keywords);
+	}
+	if (!s->rev2 && m->uid >= s->recent_from) {
+		if (out->len > start + 1)
+			buf_append_c(out, ' ');
+		buf_append_str(out, "\\Recent");
+	}
 	buf_append_c(out, ')');
 }
 
