@@ -293,6 +293,7 @@ struct mta_sts_req {
 	struct mta_sts_req *prev, *next;
 	char *domain;
 	char id[40];
+	bool tried_aaaa;           /* mta-sts.<domain> had no A: AAAA asked */
 	mta_sts_cb *cb;
 	void *arg;
 	struct dns_query *q;
@@ -642,13 +643,23 @@ static void addr_cb(void *arg, const struct dns_result *res)
 {
 	struct mta_sts_req *r = arg;
 	struct mta_sts *s = r->s;
-	char ip[INET_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN + 2], tmp[INET6_ADDRSTRLEN];
 	r->q = NULL;
+	if ((res->status != DNS_OK || res->count == 0) && !r->tried_aaaa) {
+		char name[300];
+		r->tried_aaaa = true;
+		snprintf(name, sizeof(name), "mta-sts.%s", r->domain);
+		r->q = dns_lookup_aaaa(s->set.dns, name, addr_cb, r);
+		return;
+	}
+	int fam = res->count > 0 ? res->addr[0].family : AF_INET;
 	if (res->status != DNS_OK || res->count == 0 ||
-	    inet_ntop(AF_INET, &res->addr[0].u.v4, ip, sizeof(ip)) == NULL) {
+	    inet_ntop(fam, fam == AF_INET ? (const void *)&res->addr[0].u.v4 : (const void *)&res->addr[0].u.v6, tmp,
+	              sizeof(tmp)) == NULL) {
 		req_fail(r, "sts-policy-fetch-error", "mta-sts host has no address");
 		return;
 	}
+	snprintf(ip, sizeof(ip), fam == AF_INET6 ? "[%s]" : "%s", tmp);
 	struct fetch_job *j = xcalloc(1, sizeof(*j));
 	j->req = r;
 	j->s = s;

@@ -16,6 +16,8 @@ MX hosts: asyncio receivers (outbound_helpers.Receiver with a STARTTLS-capable s
   notls.dane.test   TLSA 3 1 1, the MX offers no STARTTLS → deferred, starttls-not-supported
   nodane.dane.test  signed, no TLSA (secure denial)   → normal policy: delivered (TLS may)
   ststest.dane.test MTA-STS testing, MX not in policy → delivered, the mismatch recorded
+  stsnone.dane.test STS TXT record but the policy URL answers 404 → no policy: delivered,
+                    sts-policy-fetch-error recorded
 The MTA-STS policies are served over HTTPS by http.server on 127.0.0.1 (mta-sts.<domain>
 resolves to 127.0.0.1 through the same DNS; outbound.mta_sts_port points at the server,
 outbound.tls_ca_file trusts the test CA).
@@ -49,7 +51,7 @@ from outbound_helpers import Receiver, SUBJECT_RE, UNBOUND, free_udp_tcp_port
 ALICE = "alice@example.test"
 
 IP = {"good": "127.0.0.31", "bad": "127.0.0.32", "stsok": "127.0.0.33", "stsbad": "127.0.0.34",
-      "notls": "127.0.0.35", "nodane": "127.0.0.36", "ststest": "127.0.0.37"}
+      "notls": "127.0.0.35", "nodane": "127.0.0.36", "ststest": "127.0.0.37", "stsnone": "127.0.0.38"}
 MX_NAMES = ["mx.%s.dane.test" % k for k in IP]
 
 pytestmark = pytest.mark.skipif(shutil.which("ldns-signzone") is None, reason="ldnsutils not installed")
@@ -91,7 +93,7 @@ def make_pki(d):
     out = {}
     for label, (key, cert) in (("mx", leaf(MX_NAMES)),
                                ("https", leaf(["mta-sts.stsok.dane.test", "mta-sts.stsbad.dane.test",
-                                               "mta-sts.ststest.dane.test"]))):
+                                               "mta-sts.ststest.dane.test", "mta-sts.stsnone.dane.test"]))):
         kp, cp = os.path.join(d, label + ".key"), os.path.join(d, label + ".pem")
         with open(kp, "wb") as f:
             f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -359,6 +361,8 @@ def env(make_server):
         "_%d._tcp.mx.notls IN TLSA 3 1 1 %s" % (mx_port, mx_digest),
         '_mta-sts.ststest IN TXT "v=STSv1; id=t1"',
         "mta-sts.ststest IN A 127.0.0.1",
+        '_mta-sts.stsnone IN TXT "v=STSv1; id=n1"',
+        "mta-sts.stsnone IN A 127.0.0.1",
         '_mta-sts.stsok IN TXT "v=STSv1; id=20261126a"',
         '_mta-sts.stsbad IN TXT "v=STSv1; id=20261126b"',
         "mta-sts.stsok IN A 127.0.0.1",
@@ -556,3 +560,13 @@ def test_mta_sts_cached_policy_survives_restart(env):
         srv.cli("queue", "delete", qid)
     finally:
         POLICIES["mta-sts.stsbad.dane.test"] = saved
+
+
+def test_mta_sts_fetch_failure_means_no_policy(env):
+    srv, rx = env["srv"], env["rx"]["stsnone"]
+    token, qid = send_one(srv, "user@stsnone.dane.test")
+    wait_token(rx, token)
+    assert ("mta-sts.stsnone.dane.test", "/.well-known/mta-sts.txt") in env["https"].requests
+    recs = [r for r in tlsrpt_records(srv) if r.get("policy_domain") == "stsnone.dane.test"]
+    assert recs and recs[0]["result_type"] == "sts-policy-fetch-error" and "404" in recs[0]["failure_reason"], recs
+    assert not os.path.exists(os.path.join(srv.data_dir, "queue", "mta-sts", "stsnone.dane.test.policy"))
