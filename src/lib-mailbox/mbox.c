@@ -62,7 +62,13 @@ static const char schema[] =
 	" flags INTEGER NOT NULL, keywords TEXT NOT NULL DEFAULT '', modseq INTEGER NOT NULL,"
 	" idate INTEGER NOT NULL, size INTEGER NOT NULL, cache_env TEXT, cache_bs TEXT);"
 	"CREATE TABLE IF NOT EXISTS expunged(uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(modseq);";
+	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(modseq);"
+	/* ENVELOPE/BODYSTRUCTURE strings live in their own table (msg.cache_* are left empty):
+	 * msg rows stay ~100 bytes, so the whole-table reads of SELECT (UIDs, counters,
+	 * keywords) and of every sync touch a fifth of the pages */
+	"CREATE TABLE IF NOT EXISTS cache(uid INTEGER PRIMARY KEY, env TEXT, bs TEXT);"
+	"CREATE TRIGGER IF NOT EXISTS msg_cache_gone AFTER DELETE ON msg BEGIN"
+	" DELETE FROM cache WHERE uid = old.uid; END;";
 
 static int exec(struct mbox *mb, const char *sql)
 {
@@ -195,8 +201,28 @@ static int db_open(struct mbox *mb)
 			return -1;
 		}
 	}
+	/* an index written before the cache table existed: move its strings over once */
+	int moved = 0;
+	if (meta_get(mb, "cache_table", 0) == 0) {
+		if (exec(mb, "INSERT OR REPLACE INTO cache(uid, env, bs) SELECT uid, cache_env, cache_bs FROM msg"
+		             " WHERE cache_env IS NOT NULL OR cache_bs IS NOT NULL;"
+		             "UPDATE msg SET cache_env = NULL, cache_bs = NULL"
+		             " WHERE cache_env IS NOT NULL OR cache_bs IS NOT NULL;") < 0) {
+			exec(mb, "ROLLBACK");
+			return -1;
+		}
+		moved = sqlite3_changes(mb->db);
+		if (meta_set(mb, "cache_table", 1) < 0) {
+			exec(mb, "ROLLBACK");
+			return -1;
+		}
+	}
 	if (exec(mb, "COMMIT") < 0)
 		return -1;
+	/* the emptied msg pages are only given back by a rewrite (best effort: another
+	 * process's open read transaction makes it fail, which costs only speed) */
+	if (moved > 0)
+		exec(mb, "VACUUM");
 	mb->uidvalidity = (uint32_t)v;
 	return 0;
 }
@@ -720,6 +746,7 @@ int mbox_uids(struct mbox *mb, uint32_t **uids_r, size_t *count_r)
 }
 
 #define MSG_COLS "uid, flags, keywords, modseq, idate, size, fname, base"
+#define MSG_COLS_M "m.uid, m.flags, m.keywords, m.modseq, m.idate, m.size, m.fname, m.base"
 
 static void msg_from_row(sqlite3_stmt *st, struct mbox_msg *m)
 {
@@ -1213,9 +1240,9 @@ char *mbox_cache_get(struct mbox *mb, uint32_t uid, const char *field)
 {
 	const char *sql;
 	if (strcmp(field, "env") == 0)
-		sql = "SELECT cache_env FROM msg WHERE uid=?";
+		sql = "SELECT env FROM cache WHERE uid=?";
 	else if (strcmp(field, "bs") == 0)
-		sql = "SELECT cache_bs FROM msg WHERE uid=?";
+		sql = "SELECT bs FROM cache WHERE uid=?";
 	else
 		return NULL;
 	sqlite3_stmt *st = prep(mb, sql);
@@ -1233,9 +1260,11 @@ void mbox_cache_set(struct mbox *mb, uint32_t uid, const char *field, const char
 {
 	const char *sql;
 	if (strcmp(field, "env") == 0)
-		sql = "UPDATE msg SET cache_env=? WHERE uid=?";
+		sql = "INSERT INTO cache(uid, env) SELECT ?2, ?1 WHERE EXISTS (SELECT 1 FROM msg WHERE uid = ?2)"
+		      " ON CONFLICT(uid) DO UPDATE SET env = excluded.env";
 	else if (strcmp(field, "bs") == 0)
-		sql = "UPDATE msg SET cache_bs=? WHERE uid=?";
+		sql = "INSERT INTO cache(uid, bs) SELECT ?2, ?1 WHERE EXISTS (SELECT 1 FROM msg WHERE uid = ?2)"
+		      " ON CONFLICT(uid) DO UPDATE SET bs = excluded.bs";
 	else
 		return;
 	sqlite3_stmt *st = prep(mb, sql);
@@ -1263,21 +1292,27 @@ int mbox_msg_get_batch(struct mbox *mb, const uint32_t *uids, size_t n, bool wan
 	memset(rows, 0, n * sizeof(*rows));
 	if (n == 0)
 		return 0;
-	/* the cached columns are only read (their pages only touched) when asked for */
-	static const char range_sql[] = "SELECT " MSG_COLS ", CASE WHEN ?3 THEN cache_env END,"
-	                                " CASE WHEN ?4 THEN cache_bs END FROM msg WHERE uid BETWEEN ?1 AND ?2 ORDER BY uid";
-	static const char one_sql[] = "SELECT " MSG_COLS ", CASE WHEN ?2 THEN cache_env END,"
-	                              " CASE WHEN ?3 THEN cache_bs END FROM msg WHERE uid=?1";
+	/* the cache table is only joined (and a column only read) when asked for */
+	static const char range_sql[] = "SELECT " MSG_COLS ", NULL, NULL FROM msg WHERE uid BETWEEN ?1 AND ?2 ORDER BY uid";
+	static const char range_c_sql[] =
+		"SELECT " MSG_COLS_M ", CASE WHEN ?3 THEN c.env END, CASE WHEN ?4 THEN c.bs END"
+		" FROM msg m LEFT JOIN cache c ON c.uid = m.uid WHERE m.uid BETWEEN ?1 AND ?2 ORDER BY m.uid";
+	static const char one_sql[] = "SELECT " MSG_COLS ", NULL, NULL FROM msg WHERE uid=?1";
+	static const char one_c_sql[] = "SELECT " MSG_COLS_M ", CASE WHEN ?2 THEN c.env END, CASE WHEN ?3 THEN c.bs END"
+	                                " FROM msg m LEFT JOIN cache c ON c.uid = m.uid WHERE m.uid=?1";
+	bool cached = want_env || want_bs;
 	uint32_t lo = uids[0], hi = uids[n - 1];
 	if (hi >= lo && (uint64_t)(hi - lo) < 4 * (uint64_t)n + 64) {
 		/* dense: walk the range once, merging with the (ascending) wanted UIDs */
-		sqlite3_stmt *st = prep(mb, range_sql);
+		sqlite3_stmt *st = prep(mb, cached ? range_c_sql : range_sql);
 		if (st == NULL)
 			return -1;
 		sqlite3_bind_int64(st, 1, lo);
 		sqlite3_bind_int64(st, 2, hi);
-		sqlite3_bind_int(st, 3, want_env);
-		sqlite3_bind_int(st, 4, want_bs);
+		if (cached) {
+			sqlite3_bind_int(st, 3, want_env);
+			sqlite3_bind_int(st, 4, want_bs);
+		}
 		size_t i = 0;
 		while (i < n && sqlite3_step(st) == SQLITE_ROW) {
 			uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
@@ -1293,14 +1328,16 @@ int mbox_msg_get_batch(struct mbox *mb, const uint32_t *uids, size_t n, bool wan
 	bool txn = sqlite3_get_autocommit(mb->db) && exec(mb, "BEGIN") == 0;
 	int ret = 0;
 	for (size_t i = 0; i < n; i++) {
-		sqlite3_stmt *st = prep(mb, one_sql);
+		sqlite3_stmt *st = prep(mb, cached ? one_c_sql : one_sql);
 		if (st == NULL) {
 			ret = -1;
 			break;
 		}
 		sqlite3_bind_int64(st, 1, uids[i]);
-		sqlite3_bind_int(st, 2, want_env);
-		sqlite3_bind_int(st, 3, want_bs);
+		if (cached) {
+			sqlite3_bind_int(st, 2, want_env);
+			sqlite3_bind_int(st, 3, want_bs);
+		}
 		if (sqlite3_step(st) == SQLITE_ROW)
 			row_fill(st, &rows[i]);
 		unprep(mb, st);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "lib-mailbox/maildir.h"
 #include "lib-mailbox/mbox.h"
@@ -402,6 +403,32 @@ static void test_reopen_skips_unchanged_scan(void **state)
 	assert_null(rows[0].env); /* not asked for */
 	assert_string_equal(rows[0].m.fname, "cur/1700000001.re1.host:2,S");
 	mbox_msg_batch_clear(rows, 2);
+	/* no cache entry for a message that does not exist; an expunge drops the entry */
+	mbox_cache_set(mb, 99, "env", "(x)");
+	assert_null(mbox_cache_get(mb, 99, "env"));
+	assert_int_equal(mbox_expunge(mb, 4), 1);
+	assert_null(mbox_cache_get(mb, 4, "env"));
+	char *e1 = mbox_cache_get(mb, 1, "env");
+	assert_string_equal(e1, "(env1)");
+	free(e1);
+	mbox_close(&mb);
+	/* an index from before the cache table (strings in msg.cache_*) is converted once */
+	char *db = xasprintf("%s/%s", user, MBOX_INDEX_NAME);
+	sqlite3 *h;
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "DELETE FROM cache; DELETE FROM meta WHERE k='cache_table';"
+	                                 "UPDATE msg SET cache_env='(old2)', cache_bs='(bs2)' WHERE uid=2;",
+	                              NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	free(db);
+	mb = mbox_open(user, &err);
+	assert_non_null(mb);
+	char *e2 = mbox_cache_get(mb, 2, "env"), *b2 = mbox_cache_get(mb, 2, "bs");
+	assert_string_equal(e2, "(old2)");
+	assert_string_equal(b2, "(bs2)");
+	free(e2);
+	free(b2);
+	assert_null(mbox_cache_get(mb, 1, "env"));
 	mbox_close(&mb);
 	free(from);
 	free(to);
