@@ -11,6 +11,18 @@
 #include "lib-imap/imap_parser.h"
 #include "lib/xalloc.h"
 
+/* buf_append_c without the call and bounds arithmetic while the allocation has room (the
+ * ENVELOPE/BODYSTRUCTURE builders append character by character) */
+static inline int put_c(struct buf *b, char c)
+{
+	if (b->len < b->cap && b->len < b->max) {
+		b->data[b->len++] = c;
+		b->data[b->len] = '\0';
+		return 0;
+	}
+	return buf_append_c(b, c);
+}
+
 /* ---- headers ---- */
 
 static void split_header(const char *data, size_t len, struct imap_msg_part *p)
@@ -74,7 +86,7 @@ static bool find_cb(void *arg, const char *name, size_t nlen, const char *field,
 	for (; v < end; v++) {
 		if (*v == '\r' || *v == '\n')
 			continue;
-		buf_append_c(&b, *v);
+		put_c(&b, *v);
 	}
 	/* trim */
 	size_t s = 0;
@@ -135,13 +147,13 @@ static char *read_value(const char **pp)
 		while (*p && *p != '"') {
 			if (*p == '\\' && p[1])
 				p++;
-			buf_append_c(&b, *p++);
+			put_c(&b, *p++);
 		}
 		if (*p == '"')
 			p++;
 	} else {
 		while (*p && (is_token(*p) || (unsigned char)*p >= 0x80))
-			buf_append_c(&b, *p++);
+			put_c(&b, *p++);
 	}
 	*pp = p;
 	char *v = b.len > 0 || quoted ? xstrndup(b.data, b.len) : NULL;
@@ -188,9 +200,9 @@ static char *parse_params(const char *p, char **boundary_r, char **charset_r)
 			*boundary_r = xstrdup(v);
 		if (charset_r != NULL && strcmp(name, "CHARSET") == 0 && *charset_r == NULL)
 			*charset_r = xstrdup(v);
-		buf_append_c(&out, n++ == 0 ? '(' : ' ');
+		put_c(&out, n++ == 0 ? '(' : ' ');
 		imap_append_string(&out, name, strlen(name));
-		buf_append_c(&out, ' ');
+		put_c(&out, ' ');
 		imap_append_string(&out, v, strlen(v));
 		free(name);
 		free(v);
@@ -198,7 +210,7 @@ static char *parse_params(const char *p, char **boundary_r, char **charset_r)
 	if (n == 0)
 		buf_append_str(&out, "NIL");
 	else
-		buf_append_c(&out, ')');
+		put_c(&out, ')');
 	char *r = buf_steal(&out);
 	buf_deinit(&out);
 	return r;
@@ -417,7 +429,7 @@ static void parse_addresses(const char *s, struct addr **list_r, size_t *n_r)
 			for (p++; *p && *p != '"'; p++) {
 				if (*p == '\\' && p[1])
 					p++;
-				buf_append_c(dst, *p);
+				put_c(dst, *p);
 			}
 			if (*p == '\0')
 				break;
@@ -461,7 +473,7 @@ static void parse_addresses(const char *s, struct addr **list_r, size_t *n_r)
 		}
 		if ((c == '\r' || c == '\n'))
 			continue;
-		buf_append_c(dst, c);
+		put_c(dst, c);
 	}
 	addr_push(&list, &n, &cap, &phrase, &angle, had_angle);
 	if (in_group) {
@@ -490,10 +502,10 @@ static void append_addr_list(struct buf *out, const char *value)
 	if (n == 0) {
 		buf_append_str(out, "NIL");
 	} else {
-		buf_append_c(out, '(');
+		put_c(out, '(');
 		for (size_t i = 0; i < n; i++) {
 			struct addr *a = &list[i];
-			buf_append_c(out, '(');
+			put_c(out, '(');
 			if (a->group == 1) {
 				buf_append_str(out, "NIL NIL ");
 				imap_append_nstring(out, a->mailbox);
@@ -504,15 +516,15 @@ static void append_addr_list(struct buf *out, const char *value)
 				imap_append_nstring(out, a->name);
 				buf_append_str(out, " NIL ");
 				imap_append_nstring(out, a->mailbox);
-				buf_append_c(out, ' ');
+				put_c(out, ' ');
 				imap_append_nstring(out, a->host);
 			}
-			buf_append_c(out, ')');
+			put_c(out, ')');
 			free(a->name);
 			free(a->mailbox);
 			free(a->host);
 		}
-		buf_append_c(out, ')');
+		put_c(out, ')');
 	}
 	free(list);
 }
@@ -524,22 +536,22 @@ void imap_msg_envelope(const struct imap_msg_part *p, struct buf *out)
 	char *v[10];
 	for (size_t i = 0; i < 10; i++)
 		v[i] = imap_msg_header(p->hdr, p->hdr_len, names[i]);
-	buf_append_c(out, '(');
+	put_c(out, '(');
 	imap_append_nstring(out, v[0]);
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	imap_append_nstring(out, v[1]);
 	for (size_t i = 2; i < 8; i++) {
-		buf_append_c(out, ' ');
+		put_c(out, ' ');
 		const char *val = v[i];
 		if ((i == 3 || i == 4) && (val == NULL || val[0] == '\0'))
 			val = v[2];
 		append_addr_list(out, val);
 	}
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	imap_append_nstring(out, v[8]);
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	imap_append_nstring(out, v[9]);
-	buf_append_c(out, ')');
+	put_c(out, ')');
 	for (size_t i = 0; i < 10; i++)
 		free(v[i]);
 }
@@ -578,13 +590,13 @@ static void append_disposition(struct buf *out, const struct imap_msg_part *p)
 	if (type == NULL || type[0] == '\0') {
 		buf_append_str(out, "NIL");
 	} else {
-		buf_append_c(out, '(');
+		put_c(out, '(');
 		append_upper_string(out, type);
-		buf_append_c(out, ' ');
+		put_c(out, ' ');
 		char *params = parse_params(q, NULL, NULL);
 		buf_append_str(out, params);
 		free(params);
-		buf_append_c(out, ')');
+		put_c(out, ')');
 	}
 	free(type);
 	free(d);
@@ -592,13 +604,13 @@ static void append_disposition(struct buf *out, const struct imap_msg_part *p)
 
 static void append_ext_tail(struct buf *out, const struct imap_msg_part *p)
 {
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	append_disposition(out, p);
 	char *lang = imap_msg_header(p->hdr, p->hdr_len, "Content-Language");
 	char *loc = imap_msg_header(p->hdr, p->hdr_len, "Content-Location");
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	imap_append_nstring(out, lang);
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	imap_append_nstring(out, loc);
 	free(lang);
 	free(loc);
@@ -606,18 +618,18 @@ static void append_ext_tail(struct buf *out, const struct imap_msg_part *p)
 
 void imap_msg_bodystructure(const struct imap_msg_part *p, struct buf *out, bool extended)
 {
-	buf_append_c(out, '(');
+	put_c(out, '(');
 	if (p->nchildren > 0) {
 		for (size_t i = 0; i < p->nchildren; i++)
 			imap_msg_bodystructure(&p->children[i], out, extended);
-		buf_append_c(out, ' ');
+		put_c(out, ' ');
 		append_upper_string(out, p->subtype);
 		if (extended) {
-			buf_append_c(out, ' ');
+			put_c(out, ' ');
 			buf_append_str(out, p->params);
 			append_ext_tail(out, p);
 		}
-		buf_append_c(out, ')');
+		put_c(out, ')');
 		return;
 	}
 	if (strcmp(p->type, "multipart") == 0) {
@@ -626,18 +638,18 @@ void imap_msg_bodystructure(const struct imap_msg_part *p, struct buf *out, bool
 		return;
 	}
 	append_upper_string(out, p->type);
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	append_upper_string(out, p->subtype);
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	buf_append_str(out, p->params);
 	char *id = imap_msg_header(p->hdr, p->hdr_len, "Content-ID");
 	char *desc = imap_msg_header(p->hdr, p->hdr_len, "Content-Description");
 	char *enc = imap_msg_header(p->hdr, p->hdr_len, "Content-Transfer-Encoding");
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	imap_append_nstring(out, id);
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	imap_append_nstring(out, desc);
-	buf_append_c(out, ' ');
+	put_c(out, ' ');
 	append_upper_string(out, enc != NULL && enc[0] ? enc : "7BIT");
 	buf_printf(out, " %zu", p->body_len);
 	free(id);
@@ -646,20 +658,20 @@ void imap_msg_bodystructure(const struct imap_msg_part *p, struct buf *out, bool
 	if (strcmp(p->type, "text") == 0) {
 		buf_printf(out, " %zu", count_lines(p->body, p->body_len));
 	} else if (p->inner != NULL) {
-		buf_append_c(out, ' ');
+		put_c(out, ' ');
 		imap_msg_envelope(p->inner, out);
-		buf_append_c(out, ' ');
+		put_c(out, ' ');
 		imap_msg_bodystructure(p->inner, out, extended);
 		buf_printf(out, " %zu", count_lines(p->body, p->body_len));
 	}
 	if (extended) {
 		char *md5 = imap_msg_header(p->hdr, p->hdr_len, "Content-MD5");
-		buf_append_c(out, ' ');
+		put_c(out, ' ');
 		imap_append_nstring(out, md5);
 		free(md5);
 		append_ext_tail(out, p);
 	}
-	buf_append_c(out, ')');
+	put_c(out, ')');
 }
 
 /* ---- sections ---- */
@@ -864,7 +876,7 @@ static int decode_cte(const struct imap_msg_part *p, struct buf *out)
 			bits += 6;
 			if (bits >= 8) {
 				bits -= 8;
-				buf_append_c(out, (char)((acc >> bits) & 0xff));
+				put_c(out, (char)((acc >> bits) & 0xff));
 			}
 		}
 	} else if (strcasecmp(enc, "quoted-printable") == 0) {
@@ -872,18 +884,18 @@ static int decode_cte(const struct imap_msg_part *p, struct buf *out)
 		size_t n = p->body_len;
 		for (size_t i = 0; i < n; i++) {
 			if (b[i] != '=') {
-				buf_append_c(out, b[i]);
+				put_c(out, b[i]);
 				continue;
 			}
 			if (i + 2 < n && hexval((unsigned char)b[i + 1]) >= 0 && hexval((unsigned char)b[i + 2]) >= 0) {
-				buf_append_c(out, (char)(hexval((unsigned char)b[i + 1]) * 16 + hexval((unsigned char)b[i + 2])));
+				put_c(out, (char)(hexval((unsigned char)b[i + 1]) * 16 + hexval((unsigned char)b[i + 2])));
 				i += 2;
 			} else if (i + 2 < n && b[i + 1] == '\r' && b[i + 2] == '\n') {
 				i += 2; /* soft line break */
 			} else if (i + 1 < n && b[i + 1] == '\n') {
 				i += 1;
 			} else {
-				buf_append_c(out, '=');
+				put_c(out, '=');
 			}
 		}
 	} else {
@@ -932,7 +944,7 @@ static void to_utf8(const char *cs, const char *in, size_t len, struct buf *out)
 			break;
 		if (r == (size_t)-1 && errno != E2BIG) {
 			/* invalid or incomplete input: copy one byte and go on */
-			buf_append_c(out, *ip);
+			put_c(out, *ip);
 			ip++;
 			il--;
 		}
@@ -981,19 +993,19 @@ void imap_msg_decode_words(const char *in, size_t len, struct buf *out)
 							bits += 6;
 							if (bits >= 8) {
 								bits -= 8;
-								buf_append_c(&raw, (char)((acc >> bits) & 0xff));
+								put_c(&raw, (char)((acc >> bits) & 0xff));
 							}
 						}
 					} else {
 						for (const char *t = text; t < end; t++) {
 							if (*t == '_')
-								buf_append_c(&raw, ' ');
+								put_c(&raw, ' ');
 							else if (*t == '=' && t + 2 < end && hexval((unsigned char)t[1]) >= 0 &&
 							         hexval((unsigned char)t[2]) >= 0) {
-								buf_append_c(&raw, (char)(hexval((unsigned char)t[1]) * 16 + hexval((unsigned char)t[2])));
+								put_c(&raw, (char)(hexval((unsigned char)t[1]) * 16 + hexval((unsigned char)t[2])));
 								t += 2;
 							} else
-								buf_append_c(&raw, *t);
+								put_c(&raw, *t);
 						}
 					}
 					to_utf8(charset, raw.data, raw.len, out);
@@ -1010,7 +1022,7 @@ void imap_msg_decode_words(const char *in, size_t len, struct buf *out)
 		} else if (!last_was_word) {
 			ws_start = out->len + 1;
 		}
-		buf_append_c(out, in[i]);
+		put_c(out, in[i]);
 		i++;
 	}
 }
@@ -1021,7 +1033,7 @@ void imap_msg_fold(const char *in, size_t len, struct buf *out)
 	for (size_t i = 0; i < len;) {
 		unsigned char c = (unsigned char)in[i];
 		if (c < 0x80) {
-			buf_append_c(out, (char)tolower(c));
+			put_c(out, (char)tolower(c));
 			i++;
 			continue;
 		}
@@ -1031,7 +1043,7 @@ void imap_msg_fold(const char *in, size_t len, struct buf *out)
 			cp = ((uint32_t)(c & 0x1f) << 6) | ((unsigned char)in[i + 1] & 0x3f);
 			n = 2;
 		} else {
-			buf_append_c(out, (char)c); /* 3- and 4-byte sequences and invalid bytes as they are */
+			put_c(out, (char)c); /* 3- and 4-byte sequences and invalid bytes as they are */
 			i++;
 			continue;
 		}

@@ -532,12 +532,17 @@ void imap_append_string(struct buf *out, const char *s, size_t len)
 		buf_append(out, s, len);
 		return;
 	}
+	/* runs between the characters to escape go in one append each */
 	buf_append_c(out, '"');
+	size_t start = 0;
 	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
+		if (s[i] == '"' || s[i] == '\\') {
+			buf_append(out, s + start, i - start);
 			buf_append_c(out, '\\');
-		buf_append_c(out, s[i]);
+			start = i;
+		}
 	}
+	buf_append(out, s + start, len - start);
 	buf_append_c(out, '"');
 }
 

@@ -385,11 +385,11 @@ static int file_crlf_size(const char *file, uint64_t *size_r, time_t *mtime_r)
 	char prev = 0;
 	ssize_t n;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] == '\n' && prev != '\r')
+		const char *end = buf + n, *q;
+		for (const char *p = buf; (q = memchr(p, '\n', (size_t)(end - p))) != NULL; p = q + 1)
+			if ((q > buf ? q[-1] : prev) != '\r')
 				size++;
-			prev = buf[i];
-		}
+		prev = buf[n - 1];
 		size += (uint64_t)n;
 	}
 	close(fd);
@@ -1176,8 +1176,10 @@ static int msg_read(struct mbox *mb, const struct mbox_msg *m, struct buf *out, 
 	while ((n = read(fd, rb, sizeof(rb))) > 0) {
 		size_t start = 0;
 		size_t before = out->len;
-		for (size_t i = 0; i < (size_t)n; i++) {
-			if (rb[i] == '\n' && (i > 0 ? rb[i - 1] : prev) != '\r') {
+		const char *nl;
+		for (size_t i = 0; i < (size_t)n && (nl = memchr(rb + i, '\n', (size_t)n - i)) != NULL; i++) {
+			i = (size_t)(nl - rb);
+			if ((i > 0 ? rb[i - 1] : prev) != '\r') {
 				if (buf_append(out, rb + start, i - start) < 0 || buf_append(out, "\r\n", 2) < 0) {
 					ret = -1;
 					break;
