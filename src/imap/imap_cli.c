@@ -34,7 +34,8 @@ static char *user_root(const struct mr_config *cfg, const char *address)
 	return r;
 }
 
-static int print_folder(const char *root, const char *name)
+/* sync: re-scan the files even when the directory mtimes look unchanged */
+static int print_folder(const char *root, const char *name, bool sync)
 {
 	char *canon, *path;
 	const char *err;
@@ -46,6 +47,10 @@ static int print_folder(const char *root, const char *name)
 	int ret = 0;
 	if (mb == NULL) {
 		fprintf(stderr, "mailroute: %s: %s\n", canon, err);
+		ret = -1;
+	} else if (sync && mbox_sync(mb, true, &err) < 0) {
+		fprintf(stderr, "mailroute: %s: %s\n", canon, err);
+		mbox_close(&mb);
 		ret = -1;
 	} else {
 		struct mbox_status st;
@@ -94,11 +99,11 @@ int cli_mailbox_main(struct cli_ctx *ctx, int argc, char **argv)
 			unlink(f);
 			free(f);
 		}
-		ret = print_folder(root, canon) < 0 ? 1 : 0;
+		ret = print_folder(root, canon, false) < 0 ? 1 : 0;
 		free(canon);
 		free(path);
 	} else if (argc == 4) {
-		ret = print_folder(root, argv[3]) < 0 ? 1 : 0;
+		ret = print_folder(root, argv[3], true) < 0 ? 1 : 0;
 	} else {
 		char **names;
 		size_t n;
@@ -107,7 +112,7 @@ int cli_mailbox_main(struct cli_ctx *ctx, int argc, char **argv)
 			return cli_fail("cannot list folders of %s", argv[2]);
 		}
 		for (size_t i = 0; i < n; i++)
-			if (print_folder(root, names[i]) < 0)
+			if (print_folder(root, names[i], strcmp(argv[1], "sync") == 0) < 0)
 				ret = 1;
 		maildir_names_free(names, n);
 	}
