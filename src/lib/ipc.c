@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -396,6 +397,53 @@ static void ipc_conn_destroy(struct ipc_conn *c)
 	}
 	close(c->fd);
 	free(c);
+}
+
+/*
+ * Roles remember connections by pointer in jobs that outlive them (a delayed
+ * AUTH answer, a DNS-bound check): keep the memory of a closed connection for a
+ * while so a new connection can never get the same address meanwhile and
+ * receive an answer meant for the old one.
+ */
+#define IPC_GRAVE_SECONDS 120
+
+struct ipc_grave {
+	struct ipc_grave *next;
+	struct ipc_conn *c;
+	time_t until;
+};
+static struct ipc_grave *graveyard;
+
+void ipc_conn_free_later(struct ipc_conn **cp)
+{
+	struct ipc_conn *c = *cp;
+	if (c == NULL)
+		return;
+	*cp = NULL;
+	time_t now = time(NULL);
+	/* Bury the old ones first (no timer needed: connections come and go all the time). */
+	for (struct ipc_grave **g = &graveyard; *g != NULL;) {
+		if ((*g)->until <= now && (*g)->c->depth == 0) {
+			struct ipc_grave *dead = *g;
+			*g = dead->next;
+			ipc_conn_destroy(dead->c);
+			free(dead);
+		} else {
+			g = &(*g)->next;
+		}
+	}
+	c->closed = true;
+	event_del(c->rev);
+	event_del(c->wev);
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	struct ipc_grave *g = xmalloc(sizeof(*g));
+	g->c = c;
+	g->until = now + IPC_GRAVE_SECONDS;
+	g->next = graveyard;
+	graveyard = g;
 }
 
 void ipc_conn_free(struct ipc_conn **cp)

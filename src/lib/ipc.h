@@ -75,6 +75,13 @@ void ipc_set_trusted_peers(const uid_t *uids, size_t n);
 struct ipc_conn *ipc_connect(struct event_base *base, const char *name, ipc_msg_cb *on_msg,
                              ipc_close_cb *on_close, void *arg);
 void ipc_conn_free(struct ipc_conn **c);
+/*
+ * For servers whose jobs keep connection pointers: close now, but keep the
+ * memory for two minutes so the address cannot come back as a new connection
+ * while an answer for the old one is pending (compare pointers, then ipc_send
+ * fails on the closed one).
+ */
+void ipc_conn_free_later(struct ipc_conn **c);
 /* Queue a message; -1 if the connection is closed or the message too big. */
 int ipc_send(struct ipc_conn *c, const struct ipc_msg *m);
 uid_t ipc_conn_peer_uid(const struct ipc_conn *c);

@@ -370,7 +370,7 @@ static void on_close(struct ipc_conn *c, void *arg)
 	for (size_t i = 0; i < 256; i++)
 		if (live_conns[i] == c)
 			live_conns[i] = NULL;
-	ipc_conn_free(&c);
+	ipc_conn_free_later(&c);
 }
 
 static void on_accept(struct ipc_server *s, int fd, uid_t uid, void *arg)
