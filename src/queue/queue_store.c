@@ -16,6 +16,7 @@
 #include "lib/xalloc.h"
 
 #define QUEUE_SCHEMA_VERSION 3
+#define QUEUE_STMT_CACHE 48
 
 struct queue_store {
 	char *dir;
@@ -26,6 +27,14 @@ struct queue_store {
 	uint64_t file_sync_us, dir_sync_us, db_us; /* time spent in commit_batch phases */
 	int64_t data_version; /* last PRAGMA data_version seen; -1 = never */
 	enum queue_sync_method sync_method;
+	/* Prepared statements kept for reuse, keyed by the address of their SQL literal:
+	 * preparing costs more CPU than running most of these statements. */
+	struct queue_stmt_slot {
+		const char *sql;
+		sqlite3_stmt *st;
+		bool in_use;
+	} stmts[QUEUE_STMT_CACHE];
+	unsigned stmt_count;
 };
 
 static const char queue_schema[] =
@@ -92,15 +101,70 @@ static int queue_exec(struct queue_store *q, const char *sql, char **error_r)
 	return 0;
 }
 
+/*
+ * A statement for sql, which must be a string literal (its address is the cache key):
+ * the cached one when it is free, else a fresh one. Give it back with queue_finalize().
+ */
 static sqlite3_stmt *queue_prepare(struct queue_store *q, const char *sql, char **error_r)
 {
+	struct queue_stmt_slot *slot = NULL;
+	for (unsigned i = 0; i < q->stmt_count; i++) {
+		if (q->stmts[i].sql == sql) {
+			if (q->stmts[i].in_use)
+				break; /* nested use of the same statement: a fresh one */
+			q->stmts[i].in_use = true;
+			return q->stmts[i].st;
+		}
+	}
+	bool cache = q->stmt_count < QUEUE_STMT_CACHE;
+	for (unsigned i = 0; i < q->stmt_count && cache; i++)
+		if (q->stmts[i].sql == sql)
+			cache = false;
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v3(q->db, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL) != SQLITE_OK) {
 		queue_db_error(q, error_r, "prepare");
 		sqlite3_finalize(st);
 		return NULL;
 	}
+	if (cache && st != NULL) {
+		slot = &q->stmts[q->stmt_count++];
+		slot->sql = sql;
+		slot->st = st;
+		slot->in_use = true;
+	}
 	return st;
+}
+
+/* Give back a statement from queue_prepare(): a cached one is reset for reuse. */
+static void queue_finalize(struct queue_store *q, sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	for (unsigned i = 0; i < q->stmt_count; i++) {
+		if (q->stmts[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			q->stmts[i].in_use = false;
+			return;
+		}
+	}
+	sqlite3_finalize(st);
+}
+
+/* Run one cached statement without results (BEGIN, COMMIT, SAVEPOINT...). 0 or -1. */
+static int queue_exec_cached(struct queue_store *q, const char *sql, char **error_r)
+{
+	sqlite3_stmt *st = queue_prepare(q, sql, error_r);
+	if (st == NULL)
+		return -1;
+	int rc = sqlite3_step(st);
+	int ret = 0;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		queue_set_error(error_r, "queue database: %s: %s", sql, sqlite3_errmsg(q->db));
+		ret = -1;
+	}
+	queue_finalize(q, st);
+	return ret;
 }
 
 static void queue_rollback(struct queue_store *q)
@@ -154,7 +218,7 @@ static int queue_schema_version(struct queue_store *q, char **error_r)
 	if (st == NULL)
 		return -1;
 	int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (version < 0)
 		return queue_db_error(q, error_r, "user_version");
 	if (version > QUEUE_SCHEMA_VERSION) {
@@ -252,6 +316,9 @@ void queue_store_close(struct queue_store **qp)
 	if (q == NULL)
 		return;
 	*qp = NULL;
+	for (unsigned i = 0; i < q->stmt_count; i++)
+		sqlite3_finalize(q->stmts[i].st);
+	q->stmt_count = 0;
 	if (q->db != NULL)
 		sqlite3_close_v2(q->db);
 	if (q->spool_fd >= 0)
@@ -413,7 +480,7 @@ static int queue_row_exists(struct queue_store *q, const char *id)
 		return -1;
 	queue_bind_text(st, 1, id);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -506,7 +573,7 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 	if (live > 0) {
 		char *error = NULL;
 		sqlite3_stmt *msg_st = NULL, *rcpt_st = NULL;
-		if (queue_exec(q, "BEGIN IMMEDIATE", &error) == 0 &&
+		if (queue_exec_cached(q, "BEGIN IMMEDIATE", &error) == 0 &&
 		    (msg_st = queue_prepare(q, "INSERT INTO messages (id, arrival, sender, size, envid, ret,"
 					       " helo, client_ip, auth_user, body_type, smtputf8, state, headers)"
 					       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &error)) != NULL &&
@@ -518,21 +585,21 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 				if (it->result != 0)
 					continue;
 				char *e = NULL;
-				if (queue_exec(q, "SAVEPOINT env", &e) < 0 ||
+				if (queue_exec_cached(q, "SAVEPOINT env", &e) < 0 ||
 				    queue_insert_envelope(q, msg_st, rcpt_st, it->env, &e) < 0) {
 					queue_item_fail(it, e);
 					(void)sqlite3_exec(q->db, "ROLLBACK TO env; RELEASE env", NULL, NULL, NULL);
 					live--;
 					continue;
 				}
-				(void)sqlite3_exec(q->db, "RELEASE env", NULL, NULL, NULL);
+				(void)queue_exec_cached(q, "RELEASE env", NULL);
 			}
-			sqlite3_finalize(msg_st);
-			sqlite3_finalize(rcpt_st);
+			queue_finalize(q, msg_st);
+			queue_finalize(q, rcpt_st);
 			msg_st = rcpt_st = NULL;
 			if (live > 0) {
 				q->fsyncs++;
-				if (queue_exec(q, "COMMIT", &error) < 0)
+				if (queue_exec_cached(q, "COMMIT", &error) < 0)
 					live = 0;
 			} else {
 				queue_rollback(q);
@@ -540,8 +607,8 @@ size_t queue_store_commit_batch(struct queue_store *q, struct queue_commit_item 
 		} else {
 			live = 0;
 		}
-		sqlite3_finalize(msg_st);
-		sqlite3_finalize(rcpt_st);
+		queue_finalize(q, msg_st);
+		queue_finalize(q, rcpt_st);
 		if (live == 0) {
 			queue_rollback(q);
 			for (size_t i = 0; i < n; i++)
@@ -649,7 +716,7 @@ int queue_store_recover(struct queue_store *q, struct queue_recover_stats *stats
 	}
 	if (rc != SQLITE_DONE)
 		ret = queue_db_error(q, error_r, "recover scan");
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	for (size_t i = 0; i < bad_count && ret == 0; i++) {
 		st = queue_prepare(q, "UPDATE messages SET state = 'hold' WHERE id = ?1", error_r);
 		sqlite3_stmt *st2 = queue_prepare(q, "UPDATE recipients SET last_error = ?2"
@@ -663,8 +730,8 @@ int queue_store_recover(struct queue_store *q, struct queue_recover_stats *stats
 			if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(st2) != SQLITE_DONE)
 				ret = queue_db_error(q, error_r, "recover hold");
 		}
-		sqlite3_finalize(st);
-		sqlite3_finalize(st2);
+		queue_finalize(q, st);
+		queue_finalize(q, st2);
 	}
 	for (size_t i = 0; i < bad_count; i++)
 		free(bad[i].id);
@@ -726,7 +793,7 @@ int queue_store_due(struct queue_store *q, time_t now, unsigned limit, queue_due
 	int ret = (int)count;
 	if (rc != SQLITE_DONE)
 		ret = queue_db_error(q, error_r, "due");
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	for (size_t i = 0; i < count; i++) {
 		if (ret >= 0) {
 			rows[i].due.id = rows[i].id;
@@ -748,7 +815,7 @@ int queue_store_changed(struct queue_store *q, char **error_r)
 		return -1;
 	int rc = sqlite3_step(st);
 	int64_t v = rc == SQLITE_ROW ? (int64_t)sqlite3_column_int64(st, 0) : -1;
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (v < 0)
 		return queue_db_error(q, error_r, "data_version");
 	int changed = v != q->data_version;
@@ -773,7 +840,7 @@ int queue_store_next_due_time(struct queue_store *q, time_t *next_r, char **erro
 		*next_r = (time_t)sqlite3_column_int64(st, 0);
 		ret = 1;
 	}
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	return ret;
 }
 
@@ -785,7 +852,7 @@ static int queue_delete_row(struct queue_store *q, const char *id, char **error_
 		return -1;
 	queue_bind_text(st, 1, id);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE)
 		return queue_db_error(q, error_r, "delete recipients");
 	st = queue_prepare(q, "DELETE FROM messages WHERE id = ?1", error_r);
@@ -793,7 +860,7 @@ static int queue_delete_row(struct queue_store *q, const char *id, char **error_
 		return -1;
 	queue_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE)
 		return queue_db_error(q, error_r, "delete message");
 	return sqlite3_changes(q->db) > 0 ? 1 : 0;
@@ -829,7 +896,7 @@ static int queue_rcpt_update_one(struct queue_store *q, struct queue_rcpt_update
 	queue_bind_text(st, 5, u->id);
 	sqlite3_bind_int64(st, 6, (sqlite3_int64)u->idx);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE)
 		return queue_db_error(q, error_r, "update recipient");
 	if (sqlite3_changes(q->db) == 0)
@@ -843,7 +910,7 @@ static int queue_rcpt_update_one(struct queue_store *q, struct queue_rcpt_update
 		return -1;
 	queue_bind_text(st, 1, u->id);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return queue_db_error(q, error_r, "pending check");
 	if (rc == SQLITE_DONE) {
@@ -863,7 +930,7 @@ int queue_store_rcpt_results(struct queue_store *q, struct queue_rcpt_update *up
 	}
 	if (n == 0)
 		return 1;
-	if (queue_exec(q, "BEGIN IMMEDIATE", error_r) < 0)
+	if (queue_exec_cached(q, "BEGIN IMMEDIATE", error_r) < 0)
 		return -1;
 	time_t now = time(NULL);
 	for (size_t i = 0; i < n; i++) {
@@ -871,7 +938,7 @@ int queue_store_rcpt_results(struct queue_store *q, struct queue_rcpt_update *up
 			goto fail;
 	}
 	q->fsyncs++;
-	if (queue_exec(q, "COMMIT", error_r) < 0)
+	if (queue_exec_cached(q, "COMMIT", error_r) < 0)
 		goto fail;
 	/* DB first, then the file: a crash in between leaves an orphan that recovery removes. */
 	for (size_t i = 0; i < n; i++)
@@ -921,7 +988,7 @@ int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope
 	queue_bind_text(st, 1, id);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		queue_finalize(q, st);
 		return rc == SQLITE_DONE ? 0 : queue_db_error(q, error_r, "get");
 	}
 	const char *sender = (const char *)sqlite3_column_text(st, 1);
@@ -939,7 +1006,7 @@ int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope
 	(void)queue_state_parse((const char *)sqlite3_column_text(st, 10), &env->state);
 	env->bounce_requested = sqlite3_column_int(st, 11) != 0;
 	env->headers = queue_column_strdup(st, 12);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 
 	st = queue_prepare(q,
 		"SELECT idx, address, orcpt, notify, kind, target, folder, status, attempts,"
@@ -966,7 +1033,7 @@ int queue_store_get(struct queue_store *q, const char *id, struct queue_envelope
 		r->last_error = queue_column_strdup(st, 10);
 		r->last_attempt = (time_t)sqlite3_column_int64(st, 11);
 	}
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
 		queue_envelope_free(&env);
 		return queue_db_error(q, error_r, "get recipients");
@@ -986,7 +1053,7 @@ int queue_store_set_state(struct queue_store *q, const char *id, enum queue_stat
 	queue_bind_text(st, 1, queue_state_name(state));
 	queue_bind_text(st, 2, id);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE)
 		return queue_db_error(q, error_r, "set state");
 	q->fsyncs++;
@@ -1022,7 +1089,7 @@ int queue_store_flush(struct queue_store *q, const char *id, time_t now, char **
 	queue_bind_text(st, 1, id);
 	int rc = sqlite3_step(st);
 	int count = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (count < 0) {
 		queue_db_error(q, error_r, "flush");
 		goto fail;
@@ -1035,7 +1102,7 @@ int queue_store_flush(struct queue_store *q, const char *id, time_t now, char **
 	queue_bind_text(st, 1, id);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE) {
 		queue_db_error(q, error_r, "flush");
 		goto fail;
@@ -1061,7 +1128,7 @@ int queue_store_bounce(struct queue_store *q, const char *id, time_t now, char *
 		goto fail;
 	queue_bind_text(st, 1, id);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE) {
 		queue_db_error(q, error_r, "bounce");
 		goto fail;
@@ -1074,7 +1141,7 @@ int queue_store_bounce(struct queue_store *q, const char *id, time_t now, char *
 	queue_bind_text(st, 1, id);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	if (rc != SQLITE_DONE) {
 		queue_db_error(q, error_r, "bounce");
 		goto fail;
@@ -1127,7 +1194,7 @@ int queue_store_list(struct queue_store *q, queue_list_cb *cb, void *ctx, char *
 	}
 	if (rc != SQLITE_DONE)
 		count = queue_db_error(q, error_r, "list");
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	return count;
 }
 
@@ -1150,7 +1217,7 @@ int queue_store_stats(struct queue_store *q, struct queue_store_stats *stats_r, 
 		stats_r->oldest_arrival = (time_t)sqlite3_column_int64(st, 5);
 		stats_r->rcpts_pending = (unsigned)sqlite3_column_int64(st, 6);
 	}
-	sqlite3_finalize(st);
+	queue_finalize(q, st);
 	return rc == SQLITE_ROW ? 1 : queue_db_error(q, error_r, "stats");
 }
 
