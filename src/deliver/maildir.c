@@ -320,17 +320,11 @@ static char *maildir_unique_new(void)
 			 atomic_fetch_add(&counter, 1), clean);
 }
 
-/* Is "<unique>" (followed by end, ':' or ',') in cur/? Cheap probes, then a bounded scan. */
+/* Is "<unique>" (followed by end, ':' or ',') in cur/? A small cur/ is scanned whole
+ * (a few syscalls); a large one gets cheap probes of the usual flag suffixes. */
 static bool maildir_in_cur(const char *dir, const char *unique)
 {
 	static const char *const probes[] = { ":2,", ":2,S", ":2,RS", ":2,FS", ":2,ST", ":2,T", ":2,FRS" };
-	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
-		char *p = xasprintf("%s/cur/%s%s", dir, unique, probes[i]);
-		bool found = access(p, F_OK) == 0;
-		free(p);
-		if (found)
-			return true;
-	}
 	char *cur = xasprintf("%s/cur", dir);
 	struct stat st;
 	bool found = false;
@@ -345,11 +339,21 @@ static bool maildir_in_cur(const char *dir, const char *unique)
 				break;
 			}
 		}
-		if (d != NULL)
+		if (d != NULL) {
 			closedir(d);
+			free(cur);
+			return found;
+		}
 	}
 	free(cur);
-	return found;
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		char *p = xasprintf("%s/cur/%s%s", dir, unique, probes[i]);
+		found = access(p, F_OK) == 0;
+		free(p);
+		if (found)
+			return true;
+	}
+	return false;
 }
 
 static int maildir_write_all(int fd, const char *p, size_t n)
