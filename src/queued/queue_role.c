@@ -748,14 +748,51 @@ static char *double_bounce_sender(void)
 	return xasprintf("double-bounce@%s", Q.cfg->hostname);
 }
 
+/*
+ * A bounce is recorded only once its DSN is durable in the queue (its commit
+ * answered): a crash or a failed commit in between leaves the recipient pending,
+ * so the failure is reported again later, never lost. Meanwhile the scheduler
+ * leaves the recipient alone.
+ */
+struct dsn_wait {
+	struct dsn_wait *next;
+	char id[QUEUE_ID_SIZE];
+	unsigned idx;
+	bool record;   /* a failure (bounce) to record; false for success notices */
+	char *diag;
+};
+static struct dsn_wait *dsn_waiting;
+
+static bool dsn_pending(const char *id, unsigned idx)
+{
+	for (const struct dsn_wait *w = dsn_waiting; w != NULL; w = w->next)
+		if (w->record && w->idx == idx && strcmp(w->id, id) == 0)
+			return true;
+	return false;
+}
+
 static void on_dsn_queued(void *arg, bool ok, const char *text)
 {
-	char *id = arg;
+	struct dsn_wait *w = arg;
+	for (struct dsn_wait **pp = &dsn_waiting; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
 	if (ok)
-		log_info("event=dsn_queued for=%s dsn_id=%s", id, text);
+		log_info("event=dsn_queued for=%s dsn_id=%s", w->id, text);
 	else
-		log_warn("event=dsn_failed for=%s error=\"%s\"", id, text);
-	free(id);
+		log_warn("event=dsn_failed for=%s error=\"%s\" action=%s", w->id, text, w->record ? "retry" : "none");
+	if (w->record) {
+		if (ok)
+			store_result(w->id, w->idx, QUEUE_RESULT_BOUNCED, w->diag, 0);
+		else
+			store_result(w->id, w->idx, QUEUE_RESULT_DEFERRED, w->diag,
+			             time(NULL) + Q.cfg->queue.retry_min);
+	}
+	free(w->diag);
+	free(w);
 }
 
 /*
@@ -808,8 +845,14 @@ static bool send_dsn(const struct queue_envelope *env, const struct queue_rcpt *
 		int mfd = memfd_create("mailroute-dsn", MFD_CLOEXEC);
 		if (mfd >= 0 && write(mfd, msg, len) == (ssize_t)len) {
 			char *rcpts[1] = { (char *)to };
-			queue_inject(env->sender[0] == '\0' ? dbl : "", rcpts, 1, mfd, NULL, on_dsn_queued,
-			             xstrdup(env->id), NULL, 0);
+			struct dsn_wait *w = xcalloc(1, sizeof(*w));
+			memcpy(w->id, env->id, sizeof(w->id));
+			w->idx = rc->idx;
+			w->record = action == DSN_FAILED;
+			w->diag = diagnostic ? xstrdup(diagnostic) : NULL;
+			w->next = dsn_waiting;
+			dsn_waiting = w;
+			queue_inject(env->sender[0] == '\0' ? dbl : "", rcpts, 1, mfd, NULL, on_dsn_queued, w, NULL, 0);
 			sent = true;
 		}
 		if (mfd >= 0)
@@ -843,7 +886,9 @@ static void fail_rcpt(const char *id, unsigned idx, const char *status, const ch
 	log_warn("event=bounced id=%s rcpt=%u status=%s dsn=%s diagnostic=\"%s\"", id, idx, status, dsn ? "yes" : "no",
 	         diagnostic ? diagnostic : "");
 	free(error);
-	store_result(id, idx, dsn ? QUEUE_RESULT_BOUNCED : QUEUE_RESULT_FAILED, diagnostic, 0);
+	/* With a DSN on its way, on_dsn_queued records the bounce once the DSN is committed. */
+	if (!dsn)
+		store_result(id, idx, QUEUE_RESULT_FAILED, diagnostic, 0);
 }
 
 /* NOTIFY=SUCCESS: a "delivered" (local) or "relayed" (a peer without DSN) notice. */
@@ -985,6 +1030,7 @@ static void on_trigger_result(void *ctx, const char *id, unsigned idx, unsigned 
 static void on_due(void *ctx, const struct queue_due *due)
 {
 	if (Q.inflight_count >= MAX_INFLIGHT || is_inflight(due->id, due->idx) || update_pending(due->id, due->idx) ||
+	    dsn_pending(due->id, due->idx) ||
 	    queue_outbound_busy(Q.outbound, due->id, due->idx) || queue_triggers_busy(Q.triggers, due->id, due->idx))
 		return;
 	if (due->bounce_requested) {
