@@ -84,6 +84,10 @@ struct smtp_session {
 	struct buf cmd;     /* the current command line, copied out of the input */
 	unsigned close_ticks;
 	bool output_blocked;    /* reading paused until the client takes our replies */
+	struct spool_edit *edits; /* header changes asked by filters, applied before the commit */
+	size_t edit_count;
+	char *new_body;         /* a filter's replacement body (milter REPLACE_BODY), or NULL */
+	size_t new_body_len;
 	bool skip_to_crlf;  /* after a bare LF: the rest of the line up to CRLF is part of the bad line */
 	time_t line_start;  /* when the partial command line began (trickle defence) */
 
@@ -141,6 +145,8 @@ struct smtp_session {
 
 static void session_process(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
+static void edits_clear(struct smtp_session *s);
+static void edit_add(struct smtp_session *s, const char *name, uint32_t index, const char *value);
 
 /* ---- output ---- */
 
@@ -232,6 +238,7 @@ static void tx_reset(struct smtp_session *s)
 	}
 	buf_reset(&s->spool_out);
 	buf_reset(&s->add_headers);
+	edits_clear(s);
 	s->msg_size = 0;
 	s->too_big = s->write_failed = s->bad_content = false;
 	s->bdat_remaining = 0;
@@ -637,12 +644,16 @@ static void on_rspamd(void *arg, const struct rspamd_result *res)
 	}
 	case RSPAMD_SPAM:
 	case RSPAMD_REWRITE_SUBJECT:
+		if (res->verdict == RSPAMD_REWRITE_SUBJECT && res->subject != NULL)
+			edit_add(s, "Subject", 1, res->subject);
 		s->commit_flags |= PROTO_COMMIT_F_JUNK;
 		buf_printf(&s->add_headers, "X-Spam: Yes\r\nX-Spam-Score: %.2f / %.2f\r\n", res->score, res->required_score);
 		break;
 	case RSPAMD_ACCEPT:
 		break;
 	}
+	for (size_t i = 0; i < res->remove_count; i++)
+		edit_add(s, res->remove_headers[i].name, (uint32_t)res->remove_headers[i].order, NULL);
 	for (size_t i = 0; i < res->add_count; i++) {
 		const struct rspamd_header *h = &res->add_headers[i];
 		if (h->name == NULL || h->value == NULL || strpbrk(h->name, ": \r\n") != NULL)
@@ -777,9 +788,13 @@ static void milter_apply(struct smtp_session *s, const struct milter_result *res
 			s->commit_flags |= PROTO_COMMIT_F_QUARANTINE;
 			break;
 		case MILTER_MOD_CHANGE_HEADER:
+			/* index 0 from a milter means the first occurrence (libmilter counts from 1) */
+			edit_add(s, m->name, m->index ? m->index : 1, m->value);
+			break;
 		case MILTER_MOD_REPLACE_BODY:
-			log_warn("event=milter_mod_unsupported sid=%s id=%s milter=%s mod=%s", s->sid, s->qid, who,
-			         m->type == MILTER_MOD_CHANGE_HEADER ? "change_header" : "replace_body");
+			free(s->new_body);
+			s->new_body = xmemdup(m->body ? m->body : "", m->body_len);
+			s->new_body_len = m->body_len;
 			break;
 		}
 	}
@@ -911,8 +926,122 @@ static void finish_message(struct smtp_session *s)
 }
 
 /* The content is accepted: hand the recipients and the envelope to the queue. */
+/* ---- spool edits asked by filters (milter header changes and body replacement, rspamd) ---- */
+
+struct spool_edit {
+	char *name;      /* header field name */
+	uint32_t index;  /* 1-based occurrence; 0 = every occurrence */
+	char *value;     /* new value; NULL or "" = delete the field */
+};
+
+static void edit_add(struct smtp_session *s, const char *name, uint32_t index, const char *value)
+{
+	if (s->edit_count >= 64 || name == NULL || strpbrk(name, ": \r\n") != NULL)
+		return;
+	s->edits = xreallocarray(s->edits, s->edit_count + 1, sizeof(*s->edits));
+	s->edits[s->edit_count++] = (struct spool_edit){ .name = xstrdup(name), .index = index,
+		                                          .value = value && value[0] ? xstrdup(value) : NULL };
+}
+
+static void edits_clear(struct smtp_session *s)
+{
+	for (size_t i = 0; i < s->edit_count; i++) {
+		free(s->edits[i].name);
+		free(s->edits[i].value);
+	}
+	xfree(&s->edits);
+	s->edit_count = 0;
+	xfree(&s->new_body);
+	s->new_body_len = 0;
+}
+
+/*
+ * Rewrite the spool file in place with the filters' edits: the session still
+ * holds the descriptor and nothing is acknowledged yet (the queue syncs the
+ * file at commit). Header fields are matched by name and occurrence in the
+ * file as the filters saw it (our Received: first). -1 on an I/O error.
+ */
+static int spool_rewrite(struct smtp_session *s)
+{
+	struct stat st;
+	if (fstat(s->spool_fd, &st) < 0 || (uint64_t)st.st_size > s->cfg->limits.max_message_size + (1u << 20))
+		return -1;
+	size_t len = (size_t)st.st_size;
+	char *old = xmalloc(len + 1);
+	size_t off = 0;
+	while (off < len) {
+		ssize_t r = pread(s->spool_fd, old + off, len - off, (off_t)off);
+		if (r <= 0) {
+			free(old);
+			return -1;
+		}
+		off += (size_t)r;
+	}
+	old[len] = '\0';
+	char *end = strstr(old, "\r\n\r\n");
+	size_t hlen = end ? (size_t)(end - old) + 2 : len; /* header fields incl. the last CRLF */
+	struct buf out;
+	buf_init(&out, len + s->new_body_len + 65536 + s->cfg->limits.max_message_size);
+	uint32_t seen[64] = { 0 };
+	for (size_t i = 0; i < hlen;) {
+		size_t e = i;
+		do {
+			char *nl = memchr(old + e, '\n', hlen - e);
+			e = nl ? (size_t)(nl - old) + 1 : hlen;
+		} while (e < hlen && (old[e] == ' ' || old[e] == '\t'));
+		const char *colon = memchr(old + i, ':', e - i);
+		bool dropped = false;
+		for (size_t k = 0; colon != NULL && k < s->edit_count && !dropped; k++) {
+			const struct spool_edit *ed = &s->edits[k];
+			size_t nl = strlen(ed->name);
+			if ((size_t)(colon - (old + i)) != nl || strncasecmp(old + i, ed->name, nl) != 0)
+				continue;
+			seen[k]++;
+			if (ed->index != 0 && ed->index != seen[k])
+				continue;
+			dropped = true;
+			if (ed->value != NULL)
+				buf_printf(&out, "%s: %s\r\n", ed->name, ed->value);
+		}
+		if (!dropped)
+			buf_append(&out, old + i, e - i);
+		i = e;
+	}
+	if (s->new_body != NULL) {
+		buf_append(&out, "\r\n", 2);
+		buf_append(&out, s->new_body, s->new_body_len);
+		if (s->new_body_len >= 2 && memcmp(s->new_body + s->new_body_len - 2, "\r\n", 2) != 0)
+			buf_append(&out, "\r\n", 2);
+	} else if (hlen < len) {
+		buf_append(&out, old + hlen, len - hlen);
+	}
+	free(old);
+	int rc = 0;
+	if (ftruncate(s->spool_fd, 0) < 0)
+		rc = -1;
+	for (size_t w = 0; rc == 0 && w < out.len;) {
+		ssize_t n = pwrite(s->spool_fd, out.data + w, out.len - w, (off_t)w);
+		if (n <= 0)
+			rc = -1;
+		else
+			w += (size_t)n;
+	}
+	log_info("event=spool_edited sid=%s id=%s edits=%zu body_replaced=%s size=%zu", s->sid, s->qid,
+	         s->edit_count, s->new_body ? "yes" : "no", out.len);
+	buf_deinit(&out);
+	return rc;
+}
+
 static void commit_message(struct smtp_session *s)
 {
+	if ((s->edit_count > 0 || s->new_body != NULL) && spool_rewrite(s) < 0) {
+		log_warn("event=spool_edit_failed sid=%s id=%s error=\"%s\"", s->sid, s->qid, strerror(errno));
+		reply(s, "451 4.3.0 Error: queue file write error");
+		tx_reset(s);
+		resume(s);
+		return;
+	}
+	edits_clear(s);
 	close(s->spool_fd);
 	s->spool_fd = -1;
 	for (size_t i = 0; i < s->rcpt_count; i++) {

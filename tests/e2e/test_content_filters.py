@@ -483,6 +483,24 @@ def test_milter_rcpt_refusal_and_discard(fsrv):
     fsrv.assert_absent(tok)
 
 
+def test_milter_changes_headers_and_replaces_the_body(fsrv):
+    """CHGSUBJECT/DELHDR/REPLBODY: the spool file is rewritten before the commit."""
+    tok = unique_token("mods")
+    msg = build_message(tok, body="CHGSUBJECT DELHDR REPLBODY\r\n",
+                        extra_headers="X-Remove-Me: yes\r\nX-Keep-Me: yes\r\n")
+    code, text = send(fsrv.ports["mx"], [ALICE], msg)
+    assert code == 250, (code, text)
+    # the token was in the Subject, which the milter changed: find the message by its Message-ID
+    got = wait_until(lambda: [m for _, m in fsrv.messages(ALICE) if tok.encode() in m], 30,
+                     what="the modified message")
+    m = got[0].decode(errors="replace")
+    h = headers(got[0])
+    assert "Subject: changed" in h, h
+    assert "X-Remove-Me" not in h and "X-Keep-Me: yes" in h, h
+    body = m.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in m else m.split("\n\n", 1)[1]
+    assert body.strip() == "replaced body", body
+
+
 def test_milter_quarantine_holds_the_message(fsrv):
     tok = unique_token("quarantine")
     code, text = send(fsrv.ports["mx"], [ALICE], build_message(tok, body="QUARANTINE\r\n"))
