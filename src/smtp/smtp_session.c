@@ -1957,6 +1957,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
+	if (s->state == ST_CLOSING && output_empty(s)) {
+		session_free(s); /* the last reply is out: no need to wait for the close timer */
+		return;
+	}
 	/* Called when the output fell to the low watermark: the client reads again. */
 	if (s->output_blocked && s->state != ST_CLOSING && !s->waiting) {
 		s->output_blocked = false;
