@@ -65,6 +65,7 @@ struct master {
 	bool privileged;
 	struct event *stop_timer;
 	struct sieve_script *rules; /* compiled system rules of the running config */
+	int lock_fd;                /* master.lock, held by the master only */
 };
 
 static struct master M;
@@ -238,6 +239,9 @@ static void drop_privileges(enum role_id role)
 static void child_main(struct child *c)
 {
 	log_set_role(role_names[c->role]);
+	/* Only the master holds the data_dir lock: a role left behind must not keep a new server out. */
+	if (M.lock_fd > 0)
+		close(M.lock_fd);
 	/*
 	 * The master's loop is not ours. Its epoll instance is shared with the master
 	 * across fork, so re-create the backend first (event_reinit) and only then free
@@ -535,13 +539,20 @@ int master_run(struct mr_config *cfg)
 	/* One server per data_dir: a second one would corrupt the queue. */
 	char *lock = conf_path(cfg, "master.lock");
 	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+	/* The processes of a server that was just killed may take a moment to go: wait up to 5 s. */
+	int locked = lfd >= 0 ? flock(lfd, LOCK_EX | LOCK_NB) : -1;
+	for (int tries = 0; locked < 0 && lfd >= 0 && errno == EWOULDBLOCK && tries < 50; tries++) {
+		usleep(100000);
+		locked = flock(lfd, LOCK_EX | LOCK_NB);
+	}
+	if (lfd < 0 || locked < 0) {
 		fprintf(stderr, "mailroute: %s: %s\n", lock,
 		        errno == EWOULDBLOCK ? "another mailroute server runs on this data_dir" : strerror(errno));
 		free(lock);
 		return 1;
 	}
 	free(lock);
+	M.lock_fd = lfd;
 	char pid[32];
 	int pn = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(lfd, 0) == 0 && write(lfd, pid, (size_t)pn) < 0)
