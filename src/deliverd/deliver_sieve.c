@@ -17,6 +17,7 @@
 #include "lib-sieve/sieve.h"
 #include "lib-sieve/sieve_store.h"
 #include "lib/buf.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -56,28 +57,6 @@ static void add_out(struct deliver_job *j, const char *sender, const char *rcpt,
 	};
 }
 
-static char *read_all(int fd, size_t max, size_t *len_r)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size > max)
-		return NULL;
-	size_t n = (size_t)st.st_size;
-	char *p = xmalloc(n + 1);
-	size_t off = 0;
-	while (off < n) {
-		ssize_t r = pread(fd, p + off, n - off, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			free(p);
-			return NULL;
-		}
-		off += (size_t)r;
-	}
-	p[n] = '\0';
-	*len_r = n;
-	return p;
-}
 
 /* A small marker file per key under the user's sieve dir: its mtime is when the key was last seen. */
 static char *marker_path(struct deliver_job *j, const char *kind, const char *key, size_t key_len)
@@ -278,8 +257,12 @@ void deliver_job_run(struct deliver_job *j)
 	}
 	size_t raw_len = 0;
 	char *body = NULL;
-	if (active > 0)
-		body = read_all(j->fd, SIEVE_MAX_MESSAGE, &raw_len);
+	if (active > 0) {
+		bool too_big = false;
+		body = fd_read_prefix(j->fd, SIEVE_MAX_MESSAGE, &raw_len, &too_big);
+		if (too_big)
+			xfree(&body);
+	}
 	if (body != NULL && delivered_to_seen(body, raw_len, j->user)) {
 		/* This user's rules already handled this message once: a redirect loop. Keep it, run nothing. */
 		log_warn("event=sieve_loop id=%s rcpt=%u user=%s action=keep", j->id, j->idx, j->user);

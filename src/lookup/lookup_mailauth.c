@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/fileio.h"
 #include "lib-auth/dkim.h"
 #include "lib-auth/mailauth.h"
 #include "lib-auth/spf.h"
@@ -415,27 +416,13 @@ struct mailauth_job {
 
 static char *read_spool(int fd, size_t max, size_t *len_r, const char **why_r)
 {
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		*why_r = "fstat failed";
+	bool truncated = false;
+	char *data = fd_read_prefix(fd, max, len_r, &truncated);
+	if (data == NULL || truncated) {
+		*why_r = data == NULL ? "fstat failed" : "message too big to check";
+		free(data);
 		return NULL;
 	}
-	if ((uint64_t)st.st_size > max) {
-		*why_r = "message too big to check";
-		return NULL;
-	}
-	size_t size = (size_t)st.st_size, len = 0;
-	char *data = xmalloc(size + 1);
-	while (len < size) {
-		ssize_t n = pread(fd, data + len, size - len, (off_t)len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	data[len] = '\0';
-	*len_r = len;
 	return data;
 }
 

@@ -22,6 +22,7 @@
 
 #include "lib-route/directory.h"
 #include "lib-route/route.h"
+#include "lib/fileio.h"
 #include "lib/ipc.h"
 #include "lib/ipc_client.h"
 #include "lib/log.h"
@@ -289,28 +290,6 @@ struct rules_verdict {
 	char *text;
 };
 
-static char *read_spool(int fd, size_t max, size_t *len_r)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return NULL;
-	size_t n = st.st_size > 0 ? (size_t)st.st_size : 0;
-	if (n > max)
-		n = max; /* rules on a huge message see its beginning (the header and the start of the body) */
-	char *p = xmalloc(n + 1);
-	size_t off = 0;
-	while (off < n) {
-		ssize_t r = pread(fd, p + off, n - off, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		off += (size_t)r;
-	}
-	p[off] = '\0';
-	*len_r = off;
-	return p;
-}
 
 /*
  * Run the system rules once per SMTP recipient (rules_apply, the same function
@@ -320,7 +299,8 @@ static char *read_spool(int fd, size_t max, size_t *len_r)
 static int rules_for_message(struct pending *p, struct queue_envelope *env, struct rules_verdict *v)
 {
 	size_t len = 0;
-	char *raw = read_spool(p->fd, RULES_MAX_MESSAGE, &len);
+	/* rules on a huge message see its beginning (the header and the start of the body) */
+	char *raw = fd_read_prefix(p->fd, RULES_MAX_MESSAGE, &len, NULL);
 	if (raw == NULL)
 		return 0;
 	size_t n = p->count;

@@ -146,6 +146,9 @@ struct smtp_session {
 static void session_process(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
 static void edits_clear(struct smtp_session *s);
+static void session_install_callbacks(struct smtp_session *s);
+static void session_auth_plain(struct smtp_session *s, const char *p, size_t n);
+static void session_auth_login(struct smtp_session *s, const char *p, size_t n);
 static void edit_add(struct smtp_session *s, const char *name, uint32_t index, const char *value);
 
 /* ---- output ---- */
@@ -1265,8 +1268,7 @@ static void cmd_starttls(struct smtp_session *s)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tlsbev, 1);
 	s->bev = tlsbev;
-	extern void smtp_session_install_callbacks(struct smtp_session * s);
-	smtp_session_install_callbacks(s);
+	session_install_callbacks(s);
 	s->tls = true;
 	/* RFC 3207: forget everything learnt before TLS. */
 	xfree(&s->auth_user);
@@ -1303,13 +1305,11 @@ static void cmd_auth(struct smtp_session *s, const struct smtp_command *c)
 			reply(s, "334 ");
 			return;
 		}
-		extern void smtp_session_auth_plain(struct smtp_session * s, const char *p, size_t n);
-		smtp_session_auth_plain(s, c->auth_initial.data, c->auth_initial.len);
+		session_auth_plain(s, c->auth_initial.data, c->auth_initial.len);
 	} else if (smtp_view_eq_icase(c->auth_mech, "LOGIN")) {
 		if (c->auth_initial.data != NULL) {
-			extern void smtp_session_auth_login(struct smtp_session * s, const char *p, size_t n);
 			s->state = ST_AUTH_LOGIN_USER;
-			smtp_session_auth_login(s, c->auth_initial.data, c->auth_initial.len);
+			session_auth_login(s, c->auth_initial.data, c->auth_initial.len);
 			return;
 		}
 		s->state = ST_AUTH_LOGIN_USER;
@@ -1334,7 +1334,7 @@ static char *decode_b64(const char *p, size_t n, size_t *len_r)
 	return out;
 }
 
-void smtp_session_auth_plain(struct smtp_session *s, const char *p, size_t n)
+static void session_auth_plain(struct smtp_session *s, const char *p, size_t n)
 {
 	s->state = ST_CMD;
 	if (n == 1 && p[0] == '*') {
@@ -1373,7 +1373,7 @@ void smtp_session_auth_plain(struct smtp_session *s, const char *p, size_t n)
 	free(d);
 }
 
-void smtp_session_auth_login(struct smtp_session *s, const char *p, size_t n)
+static void session_auth_login(struct smtp_session *s, const char *p, size_t n)
 {
 	if (n == 1 && p[0] == '*') {
 		s->state = ST_CMD;
@@ -1922,9 +1922,9 @@ static void session_process(struct smtp_session *s)
 		evbuffer_drain(in, consumed);
 		if (r == SMTP_LINE_OK) {
 			switch (s->state) {
-			case ST_AUTH_PLAIN: smtp_session_auth_plain(s, s->cmd.data, s->cmd.len); break;
+			case ST_AUTH_PLAIN: session_auth_plain(s, s->cmd.data, s->cmd.len); break;
 			case ST_AUTH_LOGIN_USER:
-			case ST_AUTH_LOGIN_PASS: smtp_session_auth_login(s, s->cmd.data, s->cmd.len); break;
+			case ST_AUTH_LOGIN_PASS: session_auth_login(s, s->cmd.data, s->cmd.len); break;
 			default: handle_command(s, s->cmd.data, s->cmd.len); break;
 			}
 			secret_zero(s->cmd.data, s->cmd.len);
@@ -1999,7 +1999,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 }
 
-void smtp_session_install_callbacks(struct smtp_session *s)
+static void session_install_callbacks(struct smtp_session *s)
 {
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_HIGH / 4, 0);
@@ -2169,7 +2169,7 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct role_liste
 	} else {
 		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	}
-	smtp_session_install_callbacks(s);
+	session_install_callbacks(s);
 	unsigned per_ip = smtp_anvil_connect(srv->env->index, s->ip);
 	log_info("event=connect sid=%s ip=%s listener=%s tls=%s", s->sid, s->ip, conf_listen_kind_name(l->kind),
 	         s->tls ? "yes" : "no");
